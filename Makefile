@@ -1,0 +1,28 @@
+# Two commands do everything on a fresh clone:
+#   make train   set up, then train the vision model (collecting CarRacing frames first if needed)
+#   make test    set up, then run the whole test suite
+# Each creates the virtual environment it needs in .venv the first time.
+
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.PHONY: train test demo bench clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+train: $(VENV)/.installed
+	$(BIN)/python bin/train-scratch $(ARGS)
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/bench_step.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,67 @@
+"""im2col and col2im: turn a convolution into one matrix product, and back.
+
+For an input x of shape (N, C, H, W), a kh×kw kernel, strides (sy, sx) and
+zero padding (ph, pw), the output has
+
+    oh = (H + 2·ph − kh) // sy + 1,    ow = (W + 2·pw − kw) // sx + 1
+
+positions. ``im2col`` copies, for every output position (y, x), the window of
+the padded input it sees into one column:
+
+    col[n, c, j, i, y, x] = x_pad[n, c, y·sy + j, x·sx + i]
+
+so that a convolution is ``W.reshape(C_out, C·kh·kw) @ col.reshape(N, C·kh·kw, oh·ow)``.
+``col2im`` is its adjoint: every column entry is added back to the pixel it
+came from, so overlapping windows sum. ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩.
+
+Memory: the column buffer holds N·C·kh·kw·oh·ow numbers, about kh·kw/(sy·sx)
+times the input (4× for the VAE's 4×4 stride-2 convolutions; 36×/4 = 9× for a
+6×6 stride-2 transposed convolution's backward).
+
+On the CPU both loop only over the kh·kw kernel offsets, each time copying (or
+adding) one whole strided slice of N·C·oh·ow numbers. On the GPU each is one
+CUDA kernel (``scratchvae.cuda``). ``scratchvae.reference`` has the naive loop
+versions the tests compare against.
+"""
+from .backend import is_gpu_array, xp_of
+
+
+def out_size(size, k, s, p):
+    """Number of window positions along one axis: (size + 2p − k) // s + 1."""
+    return (size + 2 * p - k) // s + 1
+
+
+def im2col(x, kh, kw, sy, sx, ph, pw):
+    """(N, C, H, W) → (N, C, kh, kw, oh, ow): the window each output position sees."""
+    if is_gpu_array(x):
+        from . import cuda
+        return cuda.im2col(x, kh, kw, sy, sx, ph, pw)
+    xp = xp_of(x)
+    n, c, h, w = x.shape
+    oh, ow = out_size(h, kh, sy, ph), out_size(w, kw, sx, pw)
+    img = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # (N, C, H+2ph, W+2pw)
+    col = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)   # (N, C, kh, kw, oh, ow)
+    for j in range(kh):
+        jlim = j + sy * (oh - 1) + 1
+        for i in range(kw):
+            ilim = i + sx * (ow - 1) + 1
+            col[:, :, j, i] = img[:, :, j:jlim:sy, i:ilim:sx]  # (N, C, oh, ow)
+    return col
+
+
+def col2im(col, h, w, sy, sx, ph, pw):
+    """(N, C, kh, kw, oh, ow) → (N, C, h, w): add every column entry back to its pixel."""
+    if is_gpu_array(col):
+        from . import cuda
+        return cuda.col2im(col, h, w, sy, sx, ph, pw)
+    xp = xp_of(col)
+    n, c, kh, kw, oh, ow = col.shape
+    img = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype)  # (N, C, h+2ph, w+2pw)
+    for j in range(kh):
+        jlim = j + sy * (oh - 1) + 1
+        for i in range(kw):
+            ilim = i + sx * (ow - 1) + 1
+            img[:, :, j:jlim:sy, i:ilim:sx] += col[:, :, j, i]  # (N, C, oh, ow)
+    if ph == 0 and pw == 0:
+        return img
+    return xp.ascontiguousarray(img[:, :, ph:ph + h, pw:pw + w])  # (N, C, h, w)

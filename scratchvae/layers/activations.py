@@ -1,0 +1,42 @@
+"""Elementwise activations. Neither has parameters.
+
+ReLU:     y = max(x, 0),      ∂L/∂x = dy · [x > 0]
+Sigmoid:  y = 1 / (1 + e^−x), ∂L/∂x = dy · y · (1 − y)
+"""
+import numpy as np
+
+from ..backend import xp_of
+from .base import Layer
+
+
+def sigmoid(x):
+    """1 / (1 + e^−x) without overflow: with e = e^−|x|, it is 1/(1+e) for x ≥ 0 and e/(1+e) below."""
+    xp = xp_of(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1, e) / (1 + e)
+
+
+class ReLU(Layer):
+    def __init__(self, dtype=np.float32, device="cpu"):
+        super().__init__(dtype, device)
+
+    def forward(self, x):
+        self.cache = x > 0                                    # mask, same shape as x
+        return x * self.cache
+
+    def backward(self, dy):
+        return dy * self._need_cache()                        # dx = dy·[x > 0]
+
+
+class Sigmoid(Layer):
+    def __init__(self, dtype=np.float32, device="cpu"):
+        super().__init__(dtype, device)
+
+    def forward(self, x):
+        y = sigmoid(x)
+        self.cache = y
+        return y
+
+    def backward(self, dy):
+        y = self._need_cache()
+        return dy * y * (1 - y)                               # dx = dy·y·(1 − y)

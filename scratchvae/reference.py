@@ -1,0 +1,90 @@
+"""Naive, obviously-correct loop versions, written straight from the definitions.
+
+NumPy only, float64, slow on purpose: the fast layers are tested against these,
+and the docs use them to teach. Each loops over output (or input) positions and
+does the textbook sum there, nothing clever.
+"""
+import numpy as np
+
+
+def _pad(x, ph, pw):
+    n, c, h, w = x.shape
+    out = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=np.float64)
+    out[:, :, ph:ph + h, pw:pw + w] = x
+    return out
+
+
+def conv2d(x, W, b, stride=1, padding=0):
+    """y[n, o, r, s] = b[o] + Σ_{c, j, i} W[o, c, j, i] · x_pad[n, c, r·sy + j, s·sx + i].
+
+    x (N, C, H, W); W (C_out, C, kh, kw); b (C_out,). stride and padding: int or (y, x).
+    """
+    sy, sx = _pair(stride)
+    ph, pw = _pair(padding)
+    x, W, b = (np.asarray(a, dtype=np.float64) for a in (x, W, b))
+    n, c, h, w = x.shape
+    co, _, kh, kw = W.shape
+    xp = _pad(x, ph, pw)
+    oh, ow = (h + 2 * ph - kh) // sy + 1, (w + 2 * pw - kw) // sx + 1
+    y = np.zeros((n, co, oh, ow))
+    for k in range(n):
+        for o in range(co):
+            for r in range(oh):
+                for s in range(ow):
+                    window = xp[k, :, r * sy:r * sy + kh, s * sx:s * sx + kw]
+                    y[k, o, r, s] = b[o] + np.sum(window * W[o])
+    return y
+
+
+def conv_transpose2d(x, W, b, stride=1, padding=0, output_padding=0):
+    """Every input pixel paints a copy of the kernel, scaled by its value, onto the output.
+
+    y_pad[n, o, r·sy + j, s·sx + i] += x[n, c, r, s] · W[c, o, j, i], then the
+    padding is cut from each side: y = y_pad[:, :, ph:ph + oh, pw:pw + ow] + b, with
+    oh = (H − 1)·sy − 2·ph + kh + output_padding.
+
+    x (N, C_in, H, W); W (C_in, C_out, kh, kw); b (C_out,).
+    """
+    sy, sx = _pair(stride)
+    ph, pw = _pair(padding)
+    opy, opx = _pair(output_padding)
+    x, W, b = (np.asarray(a, dtype=np.float64) for a in (x, W, b))
+    n, ci, h, w = x.shape
+    _, co, kh, kw = W.shape
+    oh = (h - 1) * sy - 2 * ph + kh + opy
+    ow = (w - 1) * sx - 2 * pw + kw + opx
+    yp = np.zeros((n, co, oh + 2 * ph, ow + 2 * pw))
+    for k in range(n):
+        for c in range(ci):
+            for r in range(h):
+                for s in range(w):
+                    yp[k, :, r * sy:r * sy + kh, s * sx:s * sx + kw] += x[k, c, r, s] * W[c]
+    return yp[:, :, ph:ph + oh, pw:pw + ow] + b[None, :, None, None]
+
+
+def im2col(x, kh, kw, sy, sx, ph, pw):
+    """Loop over output positions and copy the window each one sees."""
+    x = np.asarray(x)
+    n, c, h, w = x.shape
+    xp = _pad(x, ph, pw).astype(x.dtype)
+    oh, ow = (h + 2 * ph - kh) // sy + 1, (w + 2 * pw - kw) // sx + 1
+    col = np.zeros((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    for r in range(oh):
+        for s in range(ow):
+            col[:, :, :, :, r, s] = xp[:, :, r * sy:r * sy + kh, s * sx:s * sx + kw]
+    return col
+
+
+def col2im(col, h, w, sy, sx, ph, pw):
+    """Loop over output positions and add each window back where it came from."""
+    col = np.asarray(col)
+    n, c, kh, kw, oh, ow = col.shape
+    img = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype)
+    for r in range(oh):
+        for s in range(ow):
+            img[:, :, r * sy:r * sy + kh, s * sx:s * sx + kw] += col[:, :, :, :, r, s]
+    return img[:, :, ph:ph + h, pw:pw + w]
+
+
+def _pair(v):
+    return (v, v) if np.isscalar(v) else tuple(v)

@@ -1,0 +1,38 @@
+"""Shared test set-up: the device fixture, the GPU skip, and hypothesis settings."""
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from scratchvae.backend import BackendError, get_xp
+
+settings.register_profile(
+    "default", max_examples=int(os.environ.get("SCRATCHVAE_EXAMPLES", "25")), deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.load_profile("default")
+
+
+def _gpu_reason():
+    try:
+        get_xp("gpu")
+        return None
+    except BackendError as e:
+        return f"no usable GPU: {e}"
+
+
+GPU_SKIP_REASON = _gpu_reason()
+
+
+def pytest_collection_modifyitems(config, items):
+    if GPU_SKIP_REASON is None:
+        return
+    skip = pytest.mark.skip(reason=GPU_SKIP_REASON)
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
+def device(request):
+    """Each test that takes it runs on NumPy, and on CuPy where a GPU is there."""
+    return request.param

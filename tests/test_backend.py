@@ -1,0 +1,36 @@
+"""The device name picks the array module; a missing GPU is a clear error."""
+import numpy as np
+import pytest
+
+from scratchvae import backend
+from scratchvae.backend import BackendError, get_xp, resolve_device
+
+
+def test_cpu_is_numpy():
+    assert get_xp("cpu") is np
+
+
+def test_unknown_device():
+    with pytest.raises(BackendError, match=r"unknown device 'tpu': expected one of \('cpu', 'gpu'\)"):
+        get_xp("tpu")
+
+
+def test_gpu_without_cupy_says_how_to_install(monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_cupy(name, *a, **k):
+        if name == "cupy":
+            raise ImportError("No module named 'cupy'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_cupy)
+    with pytest.raises(BackendError, match=r"needs CuPy.*\.\[gpu\]"):
+        get_xp("gpu")
+    assert resolve_device("auto") == "cpu"
+    assert not backend.gpu_available()
+
+
+def test_make_rng_from_seed_is_repeatable():
+    a, b = backend.make_rng(3), backend.make_rng(3)
+    assert a.integers(1 << 30) == b.integers(1 << 30)
