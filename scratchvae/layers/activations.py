@@ -19,9 +19,10 @@ def sigmoid(x):
 class ReLU(Layer):
     def __init__(self, dtype=np.float32, device="cpu"):
         super().__init__(dtype, device)
+        self.frozen = None   # a mask to use instead of x > 0 (gradient checks hold the pattern fixed)
 
     def forward(self, x):
-        self.cache = x > 0                                    # mask, same shape as x
+        self.cache = x > 0 if self.frozen is None else self.frozen   # mask, same shape as x
         return x * self.cache
 
     def backward(self, dy):

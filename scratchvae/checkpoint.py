@@ -1,0 +1,117 @@
+"""Checkpoints: one .npz with the parameters, the configuration, the optimizer's state, the step
+and the noise generator's state.
+
+Layout (every entry a plain array; no pickles):
+    param/<name>       each of model.params, e.g. param/encoder.conv1.W
+    adam/m/<name>      Adam's first moments      adam/v/<name>   its second moments
+    config             JSON: the VAE's constructor arguments
+    state              JSON: {"format", "step", "rng", "optimizer", "meta"}
+
+Saving writes a temporary file and renames it. Loading checks every name, shape and
+dtype against the configuration before anything is returned, so a file that does not
+match gives a CheckpointError saying what differs, never a half-loaded model.
+"""
+import json
+from collections import namedtuple
+
+import numpy as np
+
+from .atomic import atomic_write
+from .backend import to_numpy
+
+FORMAT = 1
+
+Checkpoint = namedtuple("Checkpoint", "model optimizer step meta")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read or does not match what was expected."""
+
+
+def save(path, model, optimizer=None, step=0, meta=None):
+    arrays = {f"param/{k}": to_numpy(v) for k, v in model.params.items()}
+    opt_hyper = None
+    if optimizer is not None:
+        opt_hyper, moments = optimizer.state()
+        arrays.update({f"adam/{k}": to_numpy(v) for k, v in moments.items()})
+    state = {"format": FORMAT, "step": int(step), "rng": model.rng.bit_generator.state,
+             "optimizer": opt_hyper, "meta": meta or {}}
+    arrays["config"] = np.array(model.config_json())
+    arrays["state"] = np.array(json.dumps(state))
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
+
+
+def read_arrays(path):
+    """Every entry of the .npz, read into memory; any damage becomes a CheckpointError."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as e:   # BadZipFile, EOFError, ValueError, zlib.error, …: a truncated or corrupt file
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): "
+                              f"{type(e).__name__}: {e}") from None
+
+
+def read_config(path):
+    """Only the configuration, as a dict (for comparing before loading)."""
+    arrays = read_arrays(path)
+    try:
+        return json.loads(str(arrays["config"])), json.loads(str(arrays["state"]))
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a scratchvae checkpoint (no readable config/state: {e})") from None
+
+
+def load(path, device="cpu", expect_config=None):
+    """Rebuild the model (and the optimizer, if one was saved) from a checkpoint file.
+
+    expect_config: a dict of VAE arguments the checkpoint must agree with (e.g. from the
+    command line); a difference is a CheckpointError naming each differing key.
+    """
+    from .optim import Adam
+    from .vae import VAE
+
+    arrays = read_arrays(path)
+    try:
+        config, state = json.loads(str(arrays["config"])), json.loads(str(arrays["state"]))
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a scratchvae checkpoint (no readable config/state: {e})") from None
+    if state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {state.get('format')}, expected {FORMAT}")
+    if expect_config:
+        diff = [f"{k}: checkpoint has {config.get(k)!r}, expected {v!r}"
+                for k, v in expect_config.items() if config.get(k) != v]
+        if diff:
+            raise CheckpointError(f"{path}: checkpoint is from another configuration ({'; '.join(diff)})")
+    try:
+        model = VAE(**{**config, "device": device})
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: its configuration does not build a VAE: {e}") from None
+
+    want = {f"param/{k}": v for k, v in model.params.items()}
+    have = {k: v for k, v in arrays.items() if k.startswith("param/")}
+    problems = [f"missing {k}" for k in sorted(want.keys() - have.keys())]
+    problems += [f"unexpected {k}" for k in sorted(have.keys() - want.keys())]
+    problems += [f"{k}: expected {want[k].dtype} {tuple(want[k].shape)}, got {have[k].dtype} {tuple(have[k].shape)}"
+                 for k in sorted(want.keys() & have.keys())
+                 if have[k].shape != want[k].shape or have[k].dtype != want[k].dtype]
+    if problems:
+        raise CheckpointError(f"{path}: parameters do not match the configuration: {'; '.join(problems)}")
+
+    optimizer = None
+    if state.get("optimizer") is not None:
+        optimizer = Adam(model.params)
+        moments = {k[len("adam/"):]: model.xp.asarray(v) for k, v in arrays.items() if k.startswith("adam/")}
+        try:
+            optimizer.load_state(state["optimizer"], moments)
+        except (KeyError, ValueError) as e:
+            raise CheckpointError(f"{path}: optimizer state does not match: {e}") from None
+    try:
+        model.rng.bit_generator.state = state["rng"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: generator state unreadable: {e}") from None
+
+    for k, p in model.params.items():          # every check passed: now fill in the parameters
+        p[...] = model.xp.asarray(have[f"param/{k}"])
+    return Checkpoint(model, optimizer, int(state.get("step", 0)), state.get("meta", {}))

@@ -1,0 +1,244 @@
+"""The World Models VAE, assembled from the hand-written layers, with a hand-written backward.
+
+    x ─ encoder ─┬─ mu ──────┐
+    (N,C,H,W)    └─ logvar ──┴─ z = mu + exp(logvar/2)·eps ─ decoder ─ logits ─ σ ─ y
+                                                                              (N,C,H,W)
+
+The default is the World Models architecture: four 4×4 stride-2 convolutions
+(32, 64, 128, 256 channels, ReLU), dense heads for mu and logvar, a linear dense
+layer to 1024 numbers seen as a 1024×1×1 image, and four stride-2 transposed
+convolutions (kernels 5, 5, 6, 6; 128, 64, 32, C channels; ReLU, then a sigmoid).
+
+Other input sizes: the encoder's shapes are computed; the decoder starts from a
+1024×h0×w0 block, h0 and w0 the smallest sizes whose decoded image covers H×W
+(1×1 for 64×64, 1×2 for 60×80), and a centred crop gives back exactly H×W.
+"""
+import json
+
+import numpy as np
+
+from . import losses
+from .backend import check_dtype, device_of, get_xp
+from .layers import Conv2D, ConvTranspose2D, Crop2D, Dense, Flatten, ReLU, Reshape, Sigmoid
+
+DEFAULT_ENCODER = ((32, 4, 2), (64, 4, 2), (128, 4, 2), (256, 4, 2))    # (channels, kernel, stride)
+DEFAULT_DECODER = ((128, 5, 2), (64, 5, 2), (32, 6, 2), (None, 6, 2))  # None: the image's channels
+
+
+def _conv_out(size, k, s):
+    return (size - k) // s + 1
+
+
+def _deconv_out(size, k, s):
+    return (size - 1) * s + k
+
+
+def encoder_min_size(encoder):
+    """The smallest height (or width) every encoder convolution fits in."""
+    size = 1
+    while True:
+        h, ok = size, True
+        for _, k, s in encoder:
+            if h < k:
+                ok = False
+                break
+            h = _conv_out(h, k, s)
+        if ok:
+            return size
+        size += 1
+
+
+def decoder_start(size, decoder):
+    """The smallest seed size h0 whose decoded size covers `size`, and that decoded size."""
+    h0 = 1
+    while True:
+        h = h0
+        for _, k, s in decoder:
+            h = _deconv_out(h, k, s)
+        if h >= size:
+            return h0, h
+        h0 += 1
+
+
+class VAE:
+    def __init__(self, input_shape=(3, 64, 64), latent_dim=32, kl_tolerance=0.5, beta=1.0, recon="mse",
+                 encoder=DEFAULT_ENCODER, decoder=DEFAULT_DECODER, dense_size=1024,
+                 dtype=np.float32, seed=0, device="cpu"):
+        c, h, w = (int(v) for v in input_shape)
+        if recon not in losses.RECON_KINDS:
+            raise ValueError(f"recon must be one of {losses.RECON_KINDS}, got {recon!r}")
+        if latent_dim < 1 or kl_tolerance < 0 or beta < 0:
+            raise ValueError(f"need latent_dim ≥ 1, kl_tolerance ≥ 0 and beta ≥ 0, got "
+                             f"{latent_dim}, {kl_tolerance}, {beta}")
+        encoder = tuple(tuple(e) for e in encoder)
+        decoder = tuple((c if ch is None else ch, k, s) for ch, k, s in decoder)
+        if decoder[-1][0] != c:
+            raise ValueError(f"the decoder's last layer must give the image's {c} channels, got {decoder[-1][0]}")
+        hmin = encoder_min_size(encoder)
+        if h < hmin or w < hmin:
+            raise ValueError(f"input {c}×{h}×{w} is too small for the encoder: height and width must be at least {hmin}")
+        self.config = dict(input_shape=[c, h, w], latent_dim=int(latent_dim), kl_tolerance=float(kl_tolerance),
+                           beta=float(beta), recon=recon, encoder=[list(e) for e in encoder],
+                           decoder=[list(d) for d in decoder], dense_size=int(dense_size),
+                           dtype=np.dtype(dtype).name, seed=seed)
+        self.input_shape = (c, h, w)
+        self.latent_dim, self.kl_tolerance, self.beta, self.recon = int(latent_dim), float(kl_tolerance), float(beta), recon
+        self.dtype = check_dtype(dtype)
+        self.device = device
+        self.xp = get_xp(device)
+        init_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
+        init = np.random.default_rng(init_seed)
+        self.rng = np.random.default_rng(noise_seed)                # draws eps; saved in checkpoints
+        kw = dict(dtype=self.dtype, device=device)
+
+        # encoder: conv → ReLU, …, flatten, then two dense heads
+        self.enc = []
+        ch, eh, ew = c, h, w
+        for i, (co, k, s) in enumerate(encoder, 1):
+            self.enc.append((f"encoder.conv{i}", Conv2D(ch, co, k, s, dtype=self.dtype, rng=init, device=device)))
+            ch, eh, ew = co, _conv_out(eh, k, s), _conv_out(ew, k, s)
+        self.flat = Flatten(**kw)
+        self.mu = Dense(ch * eh * ew, latent_dim, rng=init, **kw)
+        self.logvar = Dense(ch * eh * ew, latent_dim, rng=init, **kw)
+
+        # decoder: dense → (dense_size, h0, w0), transposed convolutions, crop, sigmoid
+        (h0, dh), (w0, dw) = decoder_start(h, decoder), decoder_start(w, decoder)
+        self.dense = Dense(latent_dim, dense_size * h0 * w0, rng=init, **kw)
+        self.unflat = Reshape((dense_size, h0, w0), **kw)
+        self.dec = []
+        ch = dense_size
+        for i, (co, k, s) in enumerate(decoder, 1):
+            self.dec.append((f"decoder.deconv{i}", ConvTranspose2D(ch, co, k, s, dtype=self.dtype, rng=init,
+                                                                   device=device)))
+            ch = co
+        self.crop = Crop2D(h, w, **kw) if (dh, dw) != (h, w) else None
+        self.out = Sigmoid(**kw)
+        self.relus = {name: ReLU(**kw) for name, _ in self.enc + self.dec[:-1]}
+
+        self.layers = dict(self.enc)
+        self.layers.update({"encoder.mu": self.mu, "encoder.logvar": self.logvar, "decoder.dense": self.dense})
+        self.layers.update(self.dec)
+        self.params = {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.params.items()}
+        self.cache = None
+
+    @property
+    def grads(self):
+        """Gradients named like params, as the last backward left them in the layers."""
+        return {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.grads.items()}
+
+    def num_params(self):
+        return sum(int(a.size) for a in self.params.values())
+
+    # ---- forward pieces -------------------------------------------------------------------------
+    def _check_images(self, x):
+        c, h, w = self.input_shape
+        shape = getattr(x, "shape", None)
+        if shape is None or tuple(shape[1:]) != (c, h, w) or len(shape) != 4:
+            raise ValueError(f"VAE expects images of shape (N, {c}, {h}, {w}), got "
+                             f"{tuple(shape) if shape is not None else type(x).__name__}")
+        if x.dtype != self.dtype:
+            raise ValueError(f"VAE expects dtype {self.dtype}, got {x.dtype}")
+        if device_of(x) != self.device:
+            raise ValueError(f"VAE lives on {self.device}, got an array on {device_of(x)}")
+        if self.device == "cpu" and not np.all(np.isfinite(x)):   # on the GPU this would wait for the device
+            raise ValueError("VAE input holds NaN or infinite values")
+
+    def _encode(self, x):
+        h = x                                                       # (N, C, H, W)
+        for name, conv in self.enc:
+            h = self.relus[name].forward(conv.forward(h))           # (N, Ci, Hi, Wi)
+        h = self.flat.forward(h)                                    # (N, F)
+        return self.mu.forward(h), self.logvar.forward(h)           # (N, D), (N, D)
+
+    def _encode_backward(self, dmu, dlogvar):
+        dh = self.mu.backward(dmu) + self.logvar.backward(dlogvar)  # (N, F)  both heads read h
+        dh = self.flat.backward(dh)                                 # (N, C4, H4, W4)
+        for name, conv in reversed(self.enc):
+            dh = conv.backward(self.relus[name].backward(dh))
+
+    def _decode_logits(self, z):
+        h = self.unflat.forward(self.dense.forward(z))              # (N, dense_size, h0, w0)
+        for name, deconv in self.dec[:-1]:
+            h = self.relus[name].forward(deconv.forward(h))
+        h = self.dec[-1][1].forward(h)                              # (N, C, dh, dw) logits
+        return self.crop.forward(h) if self.crop else h             # (N, C, H, W)
+
+    def _decode_backward(self, dlogits):
+        dh = self.crop.backward(dlogits) if self.crop else dlogits
+        dh = self.dec[-1][1].backward(dh)
+        for name, deconv in reversed(self.dec[:-1]):
+            dh = deconv.backward(self.relus[name].backward(dh))
+        return self.dense.backward(self.unflat.backward(dh))        # (N, D)
+
+    # ---- public ---------------------------------------------------------------------------------
+    def encode(self, x):
+        """Images (N, C, H, W) in [0, 1] → (mu, logvar), each (N, latent_dim)."""
+        self._check_images(x)
+        return self._encode(x)
+
+    def decode(self, z):
+        """Latents (N, latent_dim) → images (N, C, H, W) in (0, 1)."""
+        return self.out.forward(self._decode_logits(z))
+
+    def reconstruct(self, x):
+        """Decode each image's mean latent."""
+        return self.decode(self.encode(x)[0])
+
+    def sample_eps(self, n):
+        """Standard normal noise (n, latent_dim), drawn on the host from the model's generator."""
+        return self.xp.asarray(self.rng.standard_normal((n, self.latent_dim), dtype=self.dtype))
+
+    def loss(self, x, eps=None):
+        """Forward pass and loss; keeps what backward needs. Returns 0-d arrays on the model's device:
+        loss = recon + β·kl, recon, kl (the floored KL the loss uses) and kl_raw (its unfloored mean)."""
+        self._check_images(x)
+        n = x.shape[0]
+        mu, logvar = self._encode(x)                                # (N, D), (N, D)
+        if eps is None:
+            eps = self.sample_eps(n)                                # (N, D)
+        std = self.xp.exp(0.5 * logvar)                             # σ = exp(logvar/2)
+        z = mu + std * eps                                          # (N, D)  reparameterization
+        logits = self._decode_logits(z)                             # (N, C, H, W)
+        y = self.out.forward(logits)                                # (N, C, H, W)
+        if self.recon == "mse":
+            recon, dy = losses.mse_recon(y, x)
+        else:
+            recon, dy = losses.bernoulli_recon(logits, x)           # here dy is ∂recon/∂logits
+        kl_n = losses.kl_per_image(mu, logvar)                      # (N,)
+        kl, active = losses.free_bits(kl_n, self.kl_tolerance * self.latent_dim)
+        self.cache = (n, mu, logvar, std, eps, dy, active)
+        return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "kl_raw": kl_n.mean()}
+
+    def backward(self):
+        """Fill model.grads with ∂loss/∂θ for the last loss() call."""
+        if self.cache is None:
+            raise RuntimeError("VAE.backward called before loss")
+        n, mu, logvar, std, eps, dy, active = self.cache
+        dlogits = self.out.backward(dy) if self.recon == "mse" else dy   # through σ for the Gaussian loss
+        dz = self._decode_backward(dlogits)                         # (N, D)
+        dmu = dz                                                    # ∂z/∂mu = 1
+        dlogvar = dz * eps * (0.5 * std)                            # ∂z/∂logvar = eps·½·exp(logvar/2)
+        gmu, glogvar = losses.kl_grads(mu, logvar)                  # mu, ½(exp(logvar) − 1)
+        w = (self.beta / n) * active[:, None].astype(self.dtype)    # (N, 1)  β/N, zero under the floor
+        dmu = dmu + w * gmu
+        dlogvar = dlogvar + w * glogvar
+        self._encode_backward(dmu, dlogvar)
+        self.cache = None
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def save(self, path, optimizer=None, step=0, meta=None):
+        from .checkpoint import save
+        save(path, self, optimizer=optimizer, step=step, meta=meta)
+
+    @classmethod
+    def load(cls, path, device="cpu"):
+        from .checkpoint import load
+        return load(path, device=device).model
+
+    def config_json(self):
+        return json.dumps(self.config, sort_keys=True)
+
+    def __repr__(self):
+        c, h, w = self.input_shape
+        return f"VAE({c}×{h}×{w} → {self.latent_dim}, {self.num_params():,} parameters, {self.dtype}, {self.device})"
+

@@ -1,0 +1,177 @@
+"""The whole VAE: shapes, finite differences of every parameter, free bits, determinism, learning."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scratchvae import VAE
+from scratchvae.backend import get_xp, to_numpy
+from scratchvae.gradcheck import check_model, check_model_directions
+from scratchvae.optim import Adam
+
+SMALL = dict(encoder=((3, 3, 2), (4, 3, 2)), decoder=((3, 3, 2), (None, 4, 2)), dense_size=5, latent_dim=3)
+
+
+def small_model(h=12, w=10, c=2, device="cpu", dtype=np.float64, seed=0, **kw):
+    return VAE(input_shape=(c, h, w), **{**SMALL, **kw}, dtype=dtype, seed=seed, device=device)
+
+
+def images(n, c, h, w, device="cpu", dtype=np.float64, seed=0):
+    return get_xp(device).asarray(np.random.default_rng(seed).random((n, c, h, w)).astype(dtype))
+
+
+def test_default_architecture():
+    m = VAE()
+    assert m.num_params() == 4_348_547
+    shapes = {k: tuple(v.shape) for k, v in m.params.items()}
+    assert shapes["encoder.conv1.W"] == (32, 3, 4, 4) and shapes["encoder.conv4.b"] == (256,)
+    assert shapes["encoder.mu.W"] == shapes["encoder.logvar.W"] == (1024, 32)
+    assert shapes["decoder.dense.W"] == (32, 1024)
+    assert shapes["decoder.deconv1.W"] == (1024, 128, 5, 5) and shapes["decoder.deconv4.W"] == (32, 3, 6, 6)
+    assert list(m.params) == [f"encoder.conv{i}.{p}" for i in range(1, 5) for p in "Wb"] + [
+        "encoder.mu.W", "encoder.mu.b", "encoder.logvar.W", "encoder.logvar.b", "decoder.dense.W",
+        "decoder.dense.b"] + [f"decoder.deconv{i}.{p}" for i in range(1, 5) for p in "Wb"]
+    assert m.grads.keys() == m.params.keys()
+
+
+@pytest.mark.parametrize("h, w", [(64, 64), (60, 80), (47, 51)])
+def test_decoder_gives_back_the_input_size(h, w):
+    m = VAE(input_shape=(3, h, w), seed=1)
+    x = images(2, 3, h, w, dtype=np.float32)
+    mu, logvar = m.encode(x)
+    assert mu.shape == logvar.shape == (2, 32)
+    assert m.decode(mu).shape == m.reconstruct(x).shape == (2, 3, h, w)
+    out = m.loss(x)
+    assert all(v.shape == () for v in out.values())
+    m.backward()
+    assert all(m.grads[k].shape == p.shape for k, p in m.params.items())
+
+
+def test_too_small_input_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"input 3×40×64 is too small for the encoder: .* at least 46"):
+        VAE(input_shape=(3, 40, 64))
+
+
+@pytest.mark.parametrize("x, match", [
+    (np.zeros((2, 3, 64, 60), np.float32), r"expects images of shape \(N, 3, 64, 64\), got \(2, 3, 64, 60\)"),
+    (np.zeros((2, 3, 64, 64), np.float64), "expects dtype float32, got float64"),
+    (np.full((2, 3, 64, 64), np.nan, np.float32), "NaN"),
+])
+def test_bad_images(x, match):
+    with pytest.raises(ValueError, match=match):
+        VAE().loss(x)
+
+
+@settings(max_examples=6)
+@given(st.integers(1, 3), st.integers(9, 14), st.integers(9, 14), st.sampled_from(["mse", "bernoulli"]),
+       st.sampled_from([0.0, 0.5, 50.0]), st.integers(0, 2**32 - 1))
+def test_whole_model_finite_differences(device, n, h, w, recon, tol, seed):
+    """Every parameter of a small VAE, eps fixed; KL tolerance 0 (all above the floor), 0.5, and 50 (all under)."""
+    m = small_model(h, w, device=device, recon=recon, kl_tolerance=tol, seed=seed)
+    x = images(n, 2, h, w, device, seed=seed)
+    eps = get_xp(device).asarray(np.random.default_rng(seed).normal(size=(n, 3)))
+    errors = check_model(m, x, eps)
+    assert max(errors.values()) <= 1e-6, {k: v for k, v in errors.items() if v > 1e-6}
+
+
+@pytest.mark.slow
+def test_default_architecture_random_directions(device):
+    m = VAE(dtype=np.float64, seed=3, kl_tolerance=0.0, device=device)
+    x = images(2, 3, 64, 64, device, seed=3)
+    eps = get_xp(device).asarray(np.random.default_rng(3).normal(size=(2, 32)))
+    errors = check_model_directions(m, x, eps, directions=2)
+    assert max(errors.values()) <= 1e-6, {k: v for k, v in errors.items() if v > 1e-6}
+
+
+def _grads(m, x, eps):
+    m.loss(x, eps)
+    m.backward()
+    return {k: to_numpy(g).copy() for k, g in m.grads.items()}
+
+
+def test_free_bits_floor_gates_the_kl_gradient():
+    x = images(4, 2, 12, 10, seed=5)
+    eps = np.random.default_rng(5).normal(size=(4, 3))
+    base = _grads(small_model(beta=0.0), x, eps)               # reconstruction alone
+    under = _grads(small_model(kl_tolerance=1e6), x, eps)       # every image under the floor
+    for k in base:
+        np.testing.assert_array_equal(under[k], base[k])        # exactly no KL gradient
+
+    for tol_kind in ("all", "some"):
+        m = small_model(kl_tolerance=0.0)
+        mu, logvar = (to_numpy(a) for a in m.encode(x))
+        kl_n = -0.5 * (1 + logvar - mu ** 2 - np.exp(logvar)).sum(axis=1)
+        if tol_kind == "some":                                   # floor between the images' KLs
+            floor = np.sort(kl_n)[1:3].mean()
+            m = small_model(kl_tolerance=floor / 3)
+        active = kl_n > (0 if tol_kind == "all" else floor)
+        g = _grads(m, x, eps)
+        n = len(x)
+        # the heads' bias gradients differ from reconstruction-only by the closed form, summed over active images
+        np.testing.assert_allclose(g["encoder.mu.b"] - base["encoder.mu.b"], (mu[active]).sum(0) / n,
+                                   rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(g["encoder.logvar.b"] - base["encoder.logvar.b"],
+                                   (0.5 * (np.exp(logvar[active]) - 1)).sum(0) / n, rtol=1e-10, atol=1e-13)
+
+
+def test_loss_values_match_numpy_formulas():
+    m = small_model(kl_tolerance=0.1)
+    x = images(3, 2, 12, 10, seed=6)
+    eps = np.random.default_rng(6).normal(size=(3, 3))
+    out = m.loss(x, eps)
+    mu, logvar = m.encode(x)
+    y = m.decode(mu + np.exp(logvar / 2) * eps)
+    recon = ((y - x) ** 2).sum(axis=(1, 2, 3)).mean()
+    kl_n = -0.5 * (1 + logvar - mu ** 2 - np.exp(logvar)).sum(axis=1)
+    kl = np.maximum(kl_n, 0.1 * 3).mean()
+    np.testing.assert_allclose([out["recon"], out["kl"], out["loss"], out["kl_raw"]],
+                               [recon, kl, recon + kl, kl_n.mean()], rtol=1e-12)
+
+
+def _train(steps, seed=0):
+    m = small_model(dtype=np.float32, seed=seed)
+    opt = Adam(m.params, lr=1e-3)
+    x = images(8, 2, 12, 10, dtype=np.float32, seed=7)
+    for _ in range(steps):
+        m.loss(x)
+        m.backward()
+        opt.step(m.grads)
+    return m
+
+
+def test_same_seed_same_parameters_bit_for_bit():
+    a, b = _train(5), _train(5)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    c = _train(5, seed=1)
+    assert any(not np.array_equal(a.params[k], c.params[k]) for k in a.params)
+
+
+def _blobs(n, h=16, w=16, seed=0):
+    """Synthetic images: one coloured square on a dark background."""
+    rng = np.random.default_rng(seed)
+    x = np.full((n, 3, h, w), 0.1, np.float32)
+    for i in range(n):
+        s = rng.integers(3, 7)
+        r, c = rng.integers(0, h - s), rng.integers(0, w - s)
+        x[i, :, r:r + s, c:c + s] = rng.uniform(0.3, 1.0, size=(3, 1, 1))
+    return x
+
+
+def test_learning_on_synthetic_images(device):
+    """On 256 small images the reconstruction error falls clearly within a short run."""
+    xp = get_xp(device)
+    data = xp.asarray(_blobs(256))
+    m = VAE(input_shape=(3, 16, 16), encoder=((16, 3, 2), (32, 3, 2)), decoder=((16, 4, 2), (None, 4, 2)),
+            dense_size=64, latent_dim=8, dtype=np.float32, seed=0, device=device)
+    opt = Adam(m.params, lr=3e-3)
+    order = np.random.default_rng(0)
+    first = float(m.loss(data)["recon"])
+    for epoch in range(12):
+        perm = order.permutation(256)
+        for i in range(0, 256, 32):
+            m.loss(data[xp.asarray(perm[i:i + 32])])
+            m.backward()
+            opt.step(m.grads)
+    last = float(m.loss(data)["recon"])
+    assert last < 0.4 * first, (first, last)
