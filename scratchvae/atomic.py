@@ -12,6 +12,9 @@ def atomic_write(path, mode="wb"):
     """with atomic_write(path) as f: ... — the file appears at `path` only if the block finishes."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)                       # as an ordinary new file would be
     try:
         with os.fdopen(fd, mode) as f:
             yield f

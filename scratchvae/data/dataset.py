@@ -1,0 +1,148 @@
+"""A folder of episode files as shuffled minibatches, read from disk as they are needed.
+
+Only a table of where each episode's frames lie is kept in memory (a few numbers per
+episode, and one permutation of frame numbers per epoch); every batch reads its frames
+straight from their places in the files. Memory stays flat as the folder grows.
+"""
+import glob
+import os
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+
+from ..backend import get_xp
+from .episodes import DataError, frame_table
+
+
+class FrameDataset:
+    """Episodes in `folder`, split by episode into training and held-out sets.
+
+    size: (H, W) every frame must have (None: whatever the first episode has).
+    heldout: fraction of episodes held out (at least one when there are two or more).
+    """
+
+    def __init__(self, folder, heldout=0.1, seed=0, size=None, open_files=64):
+        if not os.path.isdir(folder):
+            raise DataError(f"data folder {folder} does not exist")
+        paths = sorted(glob.glob(os.path.join(folder, "*.npz")))
+        if not paths:
+            raise DataError(f"data folder {folder} holds no episode files (*.npz)")
+        self.paths, self.offsets, self.lengths, self.skipped = [], [], [], []
+        for path in paths:
+            try:
+                offset, t, h, w = frame_table(path)
+            except DataError as e:
+                self.skipped.append(str(e))
+                continue
+            if size is None:
+                size = (h, w)
+            if (h, w) != tuple(size):
+                raise DataError(f"{path}: frames are {h}x{w}, expected {size[0]}x{size[1]}")
+            if t == 0:
+                continue
+            self.paths.append(path)
+            self.offsets.append(offset)
+            self.lengths.append(t)
+        if self.skipped:
+            warnings.warn(f"skipped {len(self.skipped)} unreadable episode file(s) of {len(paths)} in {folder}; "
+                          f"first: {self.skipped[0]}", stacklevel=2)
+        if not self.paths:
+            raise DataError(f"data folder {folder} holds no readable episodes ({len(self.skipped)} skipped)")
+        self.size = tuple(size)
+        self.frame_bytes = self.size[0] * self.size[1] * 3
+        self.lengths = np.asarray(self.lengths, np.int64)
+        self.offsets = np.asarray(self.offsets, np.int64)
+
+        n = len(self.paths)
+        order = np.random.default_rng(seed).permutation(n)
+        n_held = 0 if heldout <= 0 or n < 2 else min(n - 1, max(1, int(round(heldout * n))))
+        self.heldout_episodes = np.sort(order[:n_held])
+        self.train_episodes = np.sort(order[n_held:])
+        self._files = OrderedDict()
+        self._open_files = open_files
+
+    # ---- frames ------------------------------------------------------------------------------------
+    def _fd(self, ep):
+        """An open file for episode ep (a small least-recently-used cache of descriptors)."""
+        fd = self._files.pop(ep, None)
+        if fd is None:
+            fd = os.open(self.paths[ep], os.O_RDONLY)
+            if len(self._files) >= self._open_files:
+                os.close(self._files.popitem(last=False)[1])
+        self._files[ep] = fd
+        return fd
+
+    def read_frames(self, ep, frames, out=None):
+        """uint8 (len(frames), H, W, 3) of episode ep, read from the file."""
+        h, w = self.size
+        out = np.empty((len(frames), h, w, 3), np.uint8) if out is None else out
+        fd = self._fd(ep)
+        for i, t in enumerate(frames):
+            buf = os.pread(fd, self.frame_bytes, int(self.offsets[ep] + t * self.frame_bytes))
+            if len(buf) != self.frame_bytes:
+                raise DataError(f"{self.paths[ep]}: truncated while reading frame {t}")
+            out[i] = np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+        return out
+
+    def frames_of(self, episodes):
+        """Global frame numbers (episode, frame) of the given episodes, as two arrays."""
+        eps = np.repeat(episodes, self.lengths[episodes])
+        frames = np.concatenate([np.arange(self.lengths[e]) for e in episodes]) if len(episodes) else eps
+        return eps, frames
+
+    def num_frames(self, split="train"):
+        return int(self.lengths[self._episodes(split)].sum())
+
+    def _episodes(self, split):
+        if split not in ("train", "heldout"):
+            raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+        return self.train_episodes if split == "train" else self.heldout_episodes
+
+    def close(self):
+        while self._files:
+            os.close(self._files.popitem()[1])
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ---- batches -----------------------------------------------------------------------------------
+    def batches(self, batch_size, split="train", rng=None, device="cpu", dtype=np.float32):
+        """One epoch: every frame of the split exactly once, in batches of `batch_size` (the last may
+        be smaller), shuffled across episodes when rng is given, as float (N, 3, H, W) in [0, 1]."""
+        for eps, frames in self.index_batches(batch_size, split, rng):
+            yield to_model_input(self.gather(eps, frames), device, dtype)
+
+    def index_batches(self, batch_size, split="train", rng=None):
+        """(episode, frame) arrays per batch for one epoch."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        eps, frames = self.frames_of(self._episodes(split))
+        order = np.random.default_rng(rng).permutation(len(eps)) if rng is not None else np.arange(len(eps))
+        for i in range(0, len(order), batch_size):
+            pick = order[i:i + batch_size]
+            yield eps[pick], frames[pick]
+
+    def gather(self, eps, frames):
+        """uint8 (N, H, W, 3) for the given (episode, frame) pairs, read episode by episode."""
+        h, w = self.size
+        out = np.empty((len(eps), h, w, 3), np.uint8)
+        for ep in np.unique(eps):
+            where = np.flatnonzero(eps == ep)
+            out[where] = self.read_frames(int(ep), frames[where])
+        return out
+
+
+def to_model_input(frames, device="cpu", dtype=np.float32):
+    """uint8 (N, H, W, 3) on the host → float (N, 3, H, W) in [0, 1] on the device.
+
+    The bytes travel as uint8 (a quarter of float32) and are converted where they land.
+    """
+    xp = get_xp(device)
+    x = xp.asarray(frames)                                      # (N, H, W, 3) uint8
+    x = xp.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=dtype)  # (N, 3, H, W)
+    x /= 255
+    return x

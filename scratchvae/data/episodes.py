@@ -1,0 +1,107 @@
+"""Episode files: one uncompressed .npz per episode.
+
+    obs       uint8   (T, H, W, 3)   preprocessed frames; obs[t] is what the agent saw before acting
+    actions   float32 (T, 3)         steer, gas, brake chosen at t
+    rewards   float32 (T,)           reward for that step
+    dones     bool    (T,)           the episode ended after step t
+    seed      int64   ()             the seed that regenerates the episode
+    policy    str     ()             "brownian" or "random"
+
+The file is a plain NumPy archive (np.load reads it). It is stored uncompressed so
+that a loader can read any frame straight from its place in the file without
+reading the rest; ``frame_table`` finds that place.
+"""
+import os
+import struct
+import zipfile
+
+import numpy as np
+
+from ..atomic import atomic_write
+
+FIELDS = ("obs", "actions", "rewards", "dones")
+
+
+class DataError(ValueError):
+    """A data folder or episode file that cannot be used; the message names it."""
+
+
+def episode_name(index):
+    return f"episode_{index:06d}.npz"
+
+
+def write_episode(path, obs, actions, rewards, dones, seed=-1, policy=""):
+    """Write one episode atomically (temporary name, then rename)."""
+    obs = np.ascontiguousarray(obs, dtype=np.uint8)
+    t = len(obs)
+    arrays = dict(obs=obs, actions=np.asarray(actions, np.float32).reshape(t, -1),
+                  rewards=np.asarray(rewards, np.float32).reshape(t), dones=np.asarray(dones, bool).reshape(t),
+                  seed=np.int64(seed), policy=np.array(policy))
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
+
+
+def _check(path, arrays):
+    missing = [k for k in FIELDS if k not in arrays]
+    if missing:
+        raise DataError(f"{path}: not an episode file (missing {', '.join(missing)})")
+    obs = arrays["obs"]
+    if obs.dtype != np.uint8 or obs.ndim != 4 or obs.shape[3] != 3:
+        raise DataError(f"{path}: obs must be uint8 (T, H, W, 3), got {obs.dtype} {obs.shape}")
+    t = obs.shape[0]
+    for k in ("actions", "rewards", "dones"):
+        if len(arrays[k]) != t:
+            raise DataError(f"{path}: {k} has {len(arrays[k])} entries for {t} frames")
+
+
+def read_episode(path):
+    """The whole episode in memory: dict of arrays. Damage becomes a DataError naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:
+        raise DataError(f"{path}: unreadable episode file (truncated or corrupt?): {type(e).__name__}: {e}") from None
+    _check(path, arrays)
+    return arrays
+
+
+def frame_table(path):
+    """Where the frames lie in the file, without reading them: (offset, T, H, W).
+
+    Reads the zip entry's local header and the .npy header of obs.npy; checks that the
+    entry is stored uncompressed and that the file is long enough to hold every frame.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            missing = [k for k in FIELDS if k + ".npy" not in names]
+            if missing:
+                raise DataError(f"{path}: not an episode file (missing {', '.join(missing)})")
+            info = zf.getinfo("obs.npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise DataError(f"{path}: obs is compressed; episodes must be saved with np.savez (uncompressed) "
+                                "so frames can be read in place")
+        with open(path, "rb") as f:
+            f.seek(info.header_offset)
+            head = f.read(30)
+            if len(head) < 30 or head[:4] != b"PK\x03\x04":
+                raise DataError(f"{path}: damaged zip entry for obs")
+            name_len, extra_len = struct.unpack("<HH", head[26:30])
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise DataError(f"{path}: obs.npy has an unknown .npy version {version}")
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+    except DataError:
+        raise
+    except Exception as e:
+        raise DataError(f"{path}: unreadable episode file (truncated or corrupt?): {type(e).__name__}: {e}") from None
+    if dtype != np.uint8 or len(shape) != 4 or shape[3] != 3 or fortran:
+        raise DataError(f"{path}: obs must be uint8 (T, H, W, 3), got {dtype} {shape}")
+    t, h, w, _ = shape
+    if os.path.getsize(path) < offset + t * h * w * 3:
+        raise DataError(f"{path}: truncated: holds fewer bytes than its {t} frames need")
+    return offset, t, h, w

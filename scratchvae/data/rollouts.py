@@ -1,0 +1,139 @@
+"""Collecting CarRacing episodes in parallel worker processes.
+
+Each episode i is run from its own seed S + i (the environment's reset seed and
+the policy's generator both come from it), so any episode can be regenerated
+exactly. Workers write their episodes themselves, atomically; a re-run skips the
+episodes already on disk.
+"""
+import glob
+import multiprocessing as mp
+import os
+import time
+
+import numpy as np
+
+from .episodes import episode_name, write_episode
+from .preprocess import preprocess
+
+POLICIES = ("brownian", "random")
+ENV_ID = "CarRacing-v3"
+
+
+def make_env():
+    """A headless CarRacing (no window: SDL's dummy video driver)."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    try:
+        import gymnasium as gym
+    except ImportError as e:
+        raise RuntimeError(f"collecting frames needs gymnasium[box2d] ({e}); pip install 'gymnasium[box2d]'") from None
+    return gym.make(ENV_ID)
+
+
+class Brownian:
+    """a(t+1) = clip(a(t) + √(1/50)·N(0, 1)) within the action space; a(0) uniform in it."""
+
+    def __init__(self, space, rng):
+        self.low, self.high, self.rng = space.low, space.high, rng
+        self.a = rng.uniform(self.low, self.high).astype(np.float32)
+
+    def __call__(self):
+        a = self.a
+        self.a = np.clip(a + np.sqrt(1 / 50) * self.rng.standard_normal(a.shape), self.low, self.high).astype(np.float32)
+        return a
+
+
+class Uniform:
+    """Independent uniform samples of the action space."""
+
+    def __init__(self, space, rng):
+        self.low, self.high, self.rng = space.low, space.high, rng
+
+    def __call__(self):
+        return self.rng.uniform(self.low, self.high).astype(np.float32)
+
+
+def run_episode(seed, steps, policy="brownian", size=(64, 64), env=None):
+    """One episode of at most `steps` steps: dict of obs (T, H, W, 3) uint8, actions, rewards, dones."""
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    own = env is None
+    env = env or make_env()
+    try:
+        rng = np.random.default_rng(seed)
+        act = (Brownian if policy == "brownian" else Uniform)(env.action_space, rng)
+        frame, _ = env.reset(seed=int(seed))
+        obs, actions, rewards, dones = [], [], [], []
+        for _ in range(steps):
+            a = act()
+            obs.append(preprocess(frame, size))
+            frame, r, terminated, truncated, _ = env.step(a)
+            actions.append(a)
+            rewards.append(r)
+            dones.append(terminated or truncated)
+            if terminated or truncated:
+                break
+    finally:
+        if own:
+            env.close()
+    return dict(obs=np.stack(obs), actions=np.stack(actions), rewards=np.asarray(rewards, np.float32),
+                dones=np.asarray(dones, bool))
+
+
+def _collect_one(job):
+    """Worker: run and write one episode; returns (index, frames, bytes, seconds)."""
+    index, seed, steps, policy, size, out = job
+    t0 = time.perf_counter()
+    ep = run_episode(seed, steps, policy, size)
+    path = os.path.join(out, episode_name(index))
+    write_episode(path, **ep, seed=seed, policy=policy)
+    return index, len(ep["obs"]), os.path.getsize(path), time.perf_counter() - t0
+
+
+def remove_stale_temporaries(out):
+    """Temporary files left by a run that was killed mid-write."""
+    for path in glob.glob(os.path.join(out, ".episode_*.tmp")):
+        os.unlink(path)
+
+
+def collect(out, episodes, steps, workers=1, policy="brownian", seed=0, size=(64, 64), progress=True):
+    """Collect the episodes 0..episodes−1 that are not in `out` yet. Returns a summary dict."""
+    from tqdm import tqdm
+
+    if episodes < 1 or steps < 1 or workers < 1:
+        raise ValueError(f"episodes, steps and workers must be at least 1, got {episodes}, {steps}, {workers}")
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    os.makedirs(out, exist_ok=True)
+    remove_stale_temporaries(out)
+    todo = [i for i in range(episodes) if not os.path.exists(os.path.join(out, episode_name(i)))]
+    jobs = [(i, seed + i, steps, policy, tuple(size), out) for i in todo]
+    summary = dict(requested=episodes, skipped=episodes - len(todo), collected=0, frames=0, bytes=0, seconds=0.0)
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(jobs), unit="ep", disable=not progress or not jobs, desc="collecting")
+    pool = None
+    try:
+        if workers == 1 or len(jobs) == 1:
+            results = map(_collect_one, jobs)
+        else:
+            pool = mp.get_context("spawn").Pool(min(workers, len(jobs)))
+            results = pool.imap_unordered(_collect_one, jobs)
+        for _, frames, nbytes, _ in results:
+            summary["collected"] += 1
+            summary["frames"] += frames
+            summary["bytes"] += nbytes
+            bar.update(1)
+            bar.set_postfix(frames=summary["frames"], fps=f"{summary['frames'] / (time.perf_counter() - t0):.0f}")
+        if pool:
+            pool.close()
+            pool.join()
+    except BaseException:
+        if pool:
+            pool.terminate()
+            pool.join()
+        remove_stale_temporaries(out)
+        raise
+    finally:
+        bar.close()
+    summary["seconds"] = time.perf_counter() - t0
+    return summary

@@ -1,0 +1,181 @@
+"""CarRacing data: preprocessing on real frames, rollouts, resume, the loader and its errors."""
+import os
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scratchvae.data import DataError, preprocess, read_episode, write_episode
+from scratchvae.data.dataset import FrameDataset, to_model_input
+from scratchvae.data.episodes import episode_name, frame_table
+from scratchvae.data.preprocess import parse_size
+from scratchvae.data.rollouts import collect, make_env, run_episode
+
+pytest.importorskip("gymnasium")
+
+
+@pytest.fixture(scope="module")
+def real_frames():
+    env = make_env()
+    frame, _ = env.reset(seed=11)
+    frames = [frame]
+    for _ in range(60):
+        frame, *_ = env.step(np.array([0.1, 0.5, 0.0], np.float32))
+        frames.append(frame)
+    env.close()
+    return np.stack(frames)
+
+
+def test_preprocess_real_frames(real_frames):
+    assert real_frames.shape[1:] == (96, 96, 3) and real_frames.dtype == np.uint8
+    out = preprocess(real_frames[-1])
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    want = np.asarray(Image.fromarray(real_frames[-1][:84]).resize((64, 64), Image.BILINEAR))
+    np.testing.assert_array_equal(out, want)
+    # the dashboard (rows 84–95, mostly black) is gone: changing it changes nothing
+    tampered = real_frames[-1].copy()
+    tampered[84:] = 255
+    np.testing.assert_array_equal(preprocess(tampered), out)
+    assert preprocess(real_frames[-1], (60, 80)).shape == (60, 80, 3)
+
+
+def test_preprocess_bad_input():
+    with pytest.raises(ValueError, match=r"uint8 \(H>84, W, 3\) frame, got float32 \(96, 96, 3\)"):
+        preprocess(np.zeros((96, 96, 3), np.float32))
+    with pytest.raises(ValueError, match="HEIGHTxWIDTH"):
+        parse_size("64")
+
+
+@pytest.mark.parametrize("policy", ["brownian", "random"])
+def test_rollout_is_repeatable_per_seed(policy):
+    a = run_episode(5, 30, policy)
+    b = run_episode(5, 30, policy)
+    c = run_episode(6, 30, policy)
+    assert a["obs"].shape == (30, 64, 64, 3) and a["obs"].dtype == np.uint8
+    assert a["actions"].shape == (30, 3) and a["actions"].dtype == np.float32
+    assert a["rewards"].shape == a["dones"].shape == (30,) and a["dones"].dtype == bool
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert not np.array_equal(a["obs"], c["obs"])
+    low, high = np.array([-1, 0, 0]), np.array([1, 1, 1])
+    assert np.all(a["actions"] >= low) and np.all(a["actions"] <= high)
+    if policy == "brownian":          # steps of √(1/50)·N(0,1): small next to the action range
+        assert np.abs(np.diff(a["actions"], axis=0)).mean() < 0.2
+
+
+def test_resume_collects_only_what_is_missing(tmp_path):
+    out = str(tmp_path / "eps")
+    s = collect(out, 3, 15, workers=2, seed=100, progress=False)
+    assert s["collected"] == 3 and s["frames"] == 45
+    before = {f: (os.stat(os.path.join(out, f)).st_mtime_ns, open(os.path.join(out, f), "rb").read())
+              for f in os.listdir(out)}
+    s = collect(out, 5, 15, workers=2, seed=100, progress=False)
+    assert s["collected"] == 2 and s["skipped"] == 3
+    assert sorted(os.listdir(out)) == [episode_name(i) for i in range(5)]
+    for f, (mtime, data) in before.items():
+        assert os.stat(os.path.join(out, f)).st_mtime_ns == mtime
+        assert open(os.path.join(out, f), "rb").read() == data
+    ep = read_episode(os.path.join(out, episode_name(4)))
+    np.testing.assert_array_equal(ep["obs"], run_episode(104, 15)["obs"])      # seed S + index
+    assert int(ep["seed"]) == 104 and str(ep["policy"]) == "brownian"
+
+
+def test_stale_temporary_is_removed(tmp_path):
+    out = tmp_path / "eps"
+    out.mkdir()
+    (out / ".episode_000000.npz.abc.tmp").write_bytes(b"half")
+    collect(str(out), 1, 5, progress=False)
+    assert sorted(os.listdir(out)) == [episode_name(0)]
+
+
+# ---- the loader, on synthetic episodes --------------------------------------------------------------
+
+def make_folder(path, lengths, size=(8, 6), seed=0):
+    """Episodes whose pixel values encode (episode, frame), so batches can be traced back."""
+    os.makedirs(path, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for e, t in enumerate(lengths):
+        obs = rng.integers(0, 256, size=(t, *size, 3), dtype=np.uint8)
+        obs[:, 0, 0, 0], obs[:, 0, 0, 1] = e, np.arange(t)
+        write_episode(os.path.join(path, episode_name(e)), obs, np.zeros((t, 3)), np.zeros(t), np.zeros(t))
+    return str(path)
+
+
+def test_batches_cover_every_training_frame_once(tmp_path):
+    folder = make_folder(tmp_path / "d", [7, 12, 5, 9, 11, 3, 8, 10])
+    ds = FrameDataset(folder, heldout=0.25, seed=1)
+    assert len(ds.heldout_episodes) == 2 and len(ds.train_episodes) == 6
+    seen = []
+    for x in ds.batches(4, rng=3):
+        assert x.dtype == np.float32 and x.shape[1:] == (3, 8, 6) and x.shape[0] <= 4
+        assert x.min() >= 0 and x.max() <= 1
+        codes = np.rint(x[:, :2, 0, 0] * 255).astype(int)              # (episode, frame) of each image
+        seen += [tuple(c) for c in codes]
+    want = [(e, t) for e in ds.train_episodes for t in range(ds.lengths[e])]
+    assert sorted(seen) == sorted(want) and len(seen) == ds.num_frames("train")
+    assert not {e for e, _ in seen} & set(ds.heldout_episodes.tolist())
+    held = [tuple(c) for x in ds.batches(5, "heldout") for c in np.rint(x[:, :2, 0, 0] * 255).astype(int)]
+    assert {e for e, _ in held} == set(ds.heldout_episodes.tolist())
+    # shuffled across episodes: a batch mixes episodes, and another seed gives another order
+    eps3, frames3 = next(ds.index_batches(20, rng=3))
+    eps4, frames4 = next(ds.index_batches(20, rng=4))
+    assert len(set(eps3.tolist())) > 1
+    assert not (np.array_equal(eps3, eps4) and np.array_equal(frames3, frames4))
+    eps_plain, _ = next(ds.index_batches(20))                          # no rng: file order
+    assert np.all(np.diff(eps_plain) >= 0)
+
+
+def test_pixels_match_the_files(tmp_path):
+    folder = make_folder(tmp_path / "d", [4, 6])
+    ds = FrameDataset(folder, heldout=0)
+    ep = read_episode(os.path.join(folder, episode_name(1)))
+    got = ds.gather(np.array([1, 1]), np.array([5, 2]))
+    np.testing.assert_array_equal(got, ep["obs"][[5, 2]])
+    x = to_model_input(got)
+    assert x.flags.c_contiguous
+    np.testing.assert_allclose(x, ep["obs"][[5, 2]].transpose(0, 3, 1, 2) / 255, rtol=1e-6)
+
+
+def test_empty_and_missing_folders(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        FrameDataset(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"holds no episode files \(\*\.npz\)"):
+        FrameDataset(str(tmp_path / "empty"))
+
+
+def test_bad_files_are_skipped_with_a_warning(tmp_path):
+    folder = make_folder(tmp_path / "d", [5, 5, 5])
+    good = open(os.path.join(folder, episode_name(2)), "rb").read()
+    open(os.path.join(folder, "episode_000003.npz"), "wb").write(good[: len(good) // 2])     # truncated
+    open(os.path.join(folder, "episode_000004.npz"), "wb").write(b"garbage" * 100)           # corrupt
+    np.savez(os.path.join(folder, "notes.npz"), a=np.zeros(2))                               # not an episode
+    with pytest.warns(UserWarning, match=r"skipped 3 unreadable episode file\(s\) of 6"):
+        ds = FrameDataset(folder)
+    assert len(ds.paths) == 3
+
+
+def test_compressed_truncated_and_wrong_size(tmp_path):
+    folder = make_folder(tmp_path / "d", [5])
+    p = os.path.join(folder, "episode_000009.npz")
+    np.savez_compressed(p, obs=np.zeros((2, 8, 6, 3), np.uint8), actions=np.zeros((2, 3)), rewards=np.zeros(2),
+                        dones=np.zeros(2, bool))
+    with pytest.raises(DataError, match="obs is compressed"):
+        frame_table(p)
+    os.unlink(p)
+    make_folder(tmp_path / "d2", [3], size=(4, 4))
+    os.rename(tmp_path / "d2" / episode_name(0), os.path.join(folder, "episode_000010.npz"))
+    with pytest.raises(DataError, match=r"episode_000010.npz: frames are 4x4, expected 8x6"):
+        FrameDataset(folder)
+    with pytest.raises(DataError, match=r"frames are 8x6, expected 64x64"):
+        FrameDataset(str(tmp_path / "d"), size=(64, 64))
+
+
+def test_all_files_bad(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.npz").write_bytes(b"nope")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DataError, match=r"holds no readable episodes \(1 skipped\)"):
+            FrameDataset(str(tmp_path / "d"))
