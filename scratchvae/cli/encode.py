@@ -1,0 +1,35 @@
+"""bin/encode-latents: mu and logvar of every frame of every episode, with actions, in one file."""
+import argparse
+
+from . import positive_int, run
+from ..backend import resolve_device
+from ..checkpoint import load
+from ..latents import encode_folder
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="encode-latents",
+        description="Encode every frame of every episode in DATA with a trained checkpoint and write mu, logvar, "
+                    "actions, rewards and done flags to one .npz for the memory model (layout: scratchvae/latents.py).")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint file (RUN_DIR/checkpoints/ckpt_*.npz)")
+    p.add_argument("--data", required=True, help="folder of episode files")
+    p.add_argument("--out", required=True, help="output .npz file")
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu", help="default cpu")
+    p.add_argument("--batch-size", type=positive_int, default=200, help="frames per batch (default 200)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    device = resolve_device(args.device)
+    model = load(args.checkpoint, device=device).model
+    arrays = encode_folder(model, args.data, args.out, args.batch_size, progress=not args.quiet)
+    print(f"encode-latents: {len(arrays['episodes'])} episodes, {len(arrays['mu'])} frames, "
+          f"latent {arrays['mu'].shape[1]} → {args.out}")
+    return 0
+
+
+def entry():
+    return run("encode-latents", main)

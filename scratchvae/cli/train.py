@@ -1,0 +1,121 @@
+"""bin/train-scratch: train the World Models vision VAE, from nothing to pictures and checkpoints."""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from . import fraction, positive_int, run
+from ..backend import resolve_device
+from ..train import Trainer, TrainingStopped
+
+DEFAULT_DATA = os.path.join("data", "carracing-default")
+DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, DEFAULT_TRAIN_STEPS = 16, 300, 150
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0 or not np.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {v}")
+    return v
+
+
+def non_negative_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v >= 0 or not np.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {v}")
+    return v
+
+
+def parser():
+    p = OneLineParser(
+        prog="train-scratch",
+        description="Train the World Models vision VAE on CarRacing frames. With no arguments: collect a small "
+                    f"dataset into {DEFAULT_DATA} (if it is not there yet), train {DEFAULT_TRAIN_STEPS} steps on "
+                    "the CPU, and say where everything went.")
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu",
+                   help="cpu (NumPy), gpu (CuPy), or auto: the GPU when CuPy and a GPU are there (default cpu)")
+    p.add_argument("--data", help=f"folder of episode files from collect-rollouts (default: {DEFAULT_DATA}, "
+                                  "collected first if missing)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=positive_int, help=f"total optimizer steps (default {DEFAULT_TRAIN_STEPS})")
+    g.add_argument("--epochs", type=positive_int, help="total passes over the training frames (instead of --steps)")
+    p.add_argument("--batch-size", type=positive_int, default=100, help="images per step (default 100)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate (default 1e-3)")
+    p.add_argument("--latent", type=positive_int, default=32, help="latent dimensions (default 32)")
+    p.add_argument("--kl-tolerance", type=non_negative_float, default=0.5,
+                   help="free bits: each image's KL is floored at this × latent (default 0.5)")
+    p.add_argument("--beta", type=non_negative_float, default=1.0, help="weight of the KL term (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights, noise and batch order (default 0)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default float32")
+    p.add_argument("--heldout", type=fraction, default=0.1, help="fraction of episodes held out (default 0.1)")
+    p.add_argument("--out", default=os.path.join("runs", "default"), help="run folder (default runs/default)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--log-every", type=positive_int, default=10, help="steps between log rows (default 10)")
+    p.add_argument("--eval-every", type=positive_int, default=100,
+                   help="steps between held-out evaluations (default 100)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=250,
+                   help="steps between checkpoints and pictures (default 250)")
+    p.add_argument("--keep", type=positive_int, default=3, help="checkpoints to keep (default 3)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    device = resolve_device(args.device)
+    if args.device == "auto":
+        print(f"train-scratch: --device auto chose {device}")
+    data = args.data
+    if data is None:
+        data = DEFAULT_DATA
+        if not (os.path.isdir(data) and any(f.endswith(".npz") for f in os.listdir(data))):
+            from ..data.rollouts import collect
+            print(f"train-scratch: no data given; collecting {DEFAULT_EPISODES} CarRacing episodes of "
+                  f"{DEFAULT_STEPS_PER_EPISODE} steps into {data}")
+            collect(data, DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, workers=os.cpu_count() or 1,
+                    progress=not args.quiet)
+    elif not os.path.isdir(data):
+        raise FileNotFoundError(f"data folder {data} does not exist (collect one with bin/collect-rollouts)")
+    steps = args.steps
+    trainer = Trainer(data, args.out, steps or 1, batch_size=args.batch_size, lr=args.lr, latent=args.latent,
+                      kl_tolerance=args.kl_tolerance, beta=args.beta, seed=args.seed, device=device,
+                      dtype=np.dtype(args.dtype), resume=args.resume, heldout=args.heldout,
+                      log_every=args.log_every, eval_every=args.eval_every,
+                      checkpoint_every=args.checkpoint_every, keep=args.keep, progress=not args.quiet)
+    if steps is None:
+        steps = args.epochs * trainer.steps_per_epoch if args.epochs else DEFAULT_TRAIN_STEPS
+        trainer.steps = trainer.settings["steps"] = steps
+        if trainer.step > steps:
+            raise ValueError(f"the newest checkpoint is at step {trainer.step}, past the {steps} steps asked for")
+    print(f"train-scratch: {trainer.model} on {trainer.n_train} training frames "
+          f"({trainer.settings['heldout_frames']} held out) from {data}; steps {trainer.step} → {steps}")
+    try:
+        trainer.run()
+    except TrainingStopped as e:
+        print(f"train-scratch: {e}", file=sys.stderr)
+        return e.exit_code
+    rows = trainer.read_log()
+    last = rows[-1] if rows else {}
+    mse = last.get("heldout_mse")
+    print(f"train-scratch: done at step {trainer.step}: loss {last.get('loss', float('nan')):.2f}, "
+          f"recon {last.get('recon', float('nan')):.2f}, KL {last.get('kl', float('nan')):.2f}"
+          + (f", held-out MSE per pixel {mse:.5f}" if mse is not None else ""))
+    print(f"train-scratch: wrote {args.out}/: checkpoints/, log.jsonl, reconstructions.png, samples.png, "
+          "traversal.png, loss.png")
+    return 0
+
+
+def entry():
+    return run("train-scratch", main)

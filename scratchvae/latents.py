@@ -1,0 +1,71 @@
+"""Latents for the next World Models stage: every frame's mu and logvar with its actions.
+
+One .npz for a whole data folder, episodes laid end to end:
+
+    mu        float32 (F, D)    mean of q(z | frame), F frames in all
+    logvar    float32 (F, D)    log σ² of q(z | frame)
+    actions   float32 (F, 3)    the action taken at that frame
+    rewards   float32 (F,)      its reward
+    dones     bool    (F,)      the episode ended after that step
+    starts    int64   (E + 1,)  episode e is rows starts[e]:starts[e+1]
+    episodes  str     (E,)      the episode file each came from
+    config    str     ()        the model's configuration (JSON)
+
+The memory model trains on sequences: z_t = mu_t + exp(logvar_t / 2)·eps (sampled anew each
+epoch, as World Models does), a_t, and predicts z_{t+1} within one episode.
+"""
+import glob
+import os
+
+import numpy as np
+
+from .atomic import atomic_write
+from .backend import to_numpy
+from .data.dataset import to_model_input
+from .data.episodes import DataError, read_episode
+
+
+def episode_rows(latents, e):
+    """The rows of episode e: dict of arrays."""
+    s, t = int(latents["starts"][e]), int(latents["starts"][e + 1])
+    return {k: latents[k][s:t] for k in ("mu", "logvar", "actions", "rewards", "dones")}
+
+
+def encode_folder(model, folder, out, batch_size=100, progress=True):
+    from tqdm import tqdm
+
+    paths = sorted(glob.glob(os.path.join(folder, "*.npz"))) if os.path.isdir(folder) else None
+    if paths is None:
+        raise DataError(f"data folder {folder} does not exist")
+    if not paths:
+        raise DataError(f"data folder {folder} holds no episode files (*.npz)")
+    c, h, w = model.input_shape
+    parts = {k: [] for k in ("mu", "logvar", "actions", "rewards", "dones")}
+    starts = [0]
+    bar = tqdm(total=len(paths), unit="ep", disable=not progress, desc="encoding")
+    try:
+        for path in paths:
+            ep = read_episode(path)
+            if ep["obs"].shape[1:] != (h, w, c):
+                raise DataError(f"{path}: frames are {ep['obs'].shape[1]}x{ep['obs'].shape[2]}, "
+                                f"the model expects {h}x{w}")
+            for i in range(0, len(ep["obs"]), batch_size):
+                mu, logvar = model.encode(to_model_input(ep["obs"][i:i + batch_size], model.device, model.dtype))
+                parts["mu"].append(to_numpy(mu).astype(np.float32))
+                parts["logvar"].append(to_numpy(logvar).astype(np.float32))
+            for k in ("actions", "rewards", "dones"):
+                parts[k].append(ep[k])
+            starts.append(starts[-1] + len(ep["obs"]))
+            bar.update(1)
+    finally:
+        bar.close()
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    arrays["actions"] = arrays["actions"].astype(np.float32)
+    arrays["rewards"] = arrays["rewards"].astype(np.float32)
+    arrays["dones"] = arrays["dones"].astype(bool)
+    arrays["starts"] = np.asarray(starts, np.int64)
+    arrays["episodes"] = np.array([os.path.basename(p) for p in paths])
+    arrays["config"] = np.array(model.config_json())
+    with atomic_write(out) as f:
+        np.savez(f, **arrays)
+    return arrays

@@ -1,0 +1,204 @@
+"""bin/train-scratch and bin/encode-latents end to end, on a tiny synthetic dataset."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from scratchvae.checkpoint import load
+from scratchvae.cli.encode import main as encode_main
+from scratchvae.cli.train import main as train_main
+from scratchvae.data.episodes import episode_name, write_episode
+from scratchvae.latents import episode_rows
+from scratchvae.train import Trainer, TrainingStopped, checkpoints_in
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = ["--batch-size", "8", "--log-every", "2", "--eval-every", "2", "--checkpoint-every", "3", "--quiet",
+        "--latent", "8"]
+
+
+def tiny_data(folder, episodes=4, frames=12, size=(64, 64), seed=0):
+    """Episodes of a grey 'track' stripe moving across a green field: structure the VAE can learn."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for e in range(episodes):
+        obs = np.zeros((frames, h, w, 3), np.uint8)
+        obs[..., 1] = 180
+        for t in range(frames):
+            c = (3 * t + 7 * e) % (w - 10)
+            obs[t, :, c:c + 10] = 110
+        obs = np.clip(obs.astype(int) + rng.integers(-8, 8, obs.shape), 0, 255).astype(np.uint8)
+        write_episode(os.path.join(folder, episode_name(e)), obs, rng.uniform(size=(frames, 3)),
+                      rng.normal(size=frames), np.arange(frames) == frames - 1, seed=e, policy="test")
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_data(tmp_path_factory.mktemp("data") / "eps")
+
+
+def test_train_writes_every_output(tmp_path, data, capsys):
+    out = str(tmp_path / "run")
+    assert train_main(["--data", data, "--steps", "7", "--out", out, *FAST]) == 0
+    files = set(os.listdir(out))
+    assert {"run.json", "log.jsonl", "checkpoints", "reconstructions.png", "samples.png", "traversal.png",
+            "loss.png"} <= files
+    assert not [f for f in files if f.endswith(".tmp")]
+    assert [s for s, _ in checkpoints_in(out)] == [3, 6, 7]
+    rows = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
+    assert [r["step"] for r in rows] == [2, 4, 6, 7]
+    assert all(np.isfinite(r["loss"]) and r["images_per_s"] > 0 for r in rows)
+    assert all("heldout_mse" in r for r in rows)
+    settings = json.load(open(os.path.join(out, "run.json")))
+    assert settings["steps"] == 7 and settings["batch_size"] == 8
+    from PIL import Image
+    for name in ("reconstructions.png", "samples.png", "traversal.png", "loss.png"):
+        with Image.open(os.path.join(out, name)) as im:
+            assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 50
+    said = capsys.readouterr().out
+    assert "done at step 7" in said and out in said
+
+
+def test_resume_is_bit_identical(tmp_path, data):
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    assert train_main(["--data", data, "--steps", "8", "--out", one, *FAST]) == 0
+    assert train_main(["--data", data, "--steps", "4", "--out", two, *FAST]) == 0
+    assert train_main(["--data", data, "--steps", "8", "--out", two, "--resume", *FAST]) == 0
+    a, b = load(checkpoints_in(one)[-1][1]), load(checkpoints_in(two)[-1][1])
+    assert a.step == b.step == 8
+    for k in a.model.params:
+        np.testing.assert_array_equal(a.model.params[k], b.model.params[k])
+        np.testing.assert_array_equal(a.optimizer.m[k], b.optimizer.m[k])
+    rows_a = [json.loads(line)["loss"] for line in open(os.path.join(one, "log.jsonl"))]
+    rows_b = [json.loads(line)["loss"] for line in open(os.path.join(two, "log.jsonl"))]
+    assert rows_a == rows_b
+
+
+def test_sigint_checkpoints_and_says_how_to_resume(tmp_path, data):
+    out = str(tmp_path / "run")
+    cmd = [sys.executable, os.path.join(ROOT, "bin", "train-scratch"), "--data", data, "--steps", "100000",
+           "--out", out, *FAST, "--checkpoint-every", "100000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = os.path.join(out, "log.jsonl")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (os.path.exists(log) and os.path.getsize(log) > 0):
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "stopped by SIGINT" in stderr and "--resume" in stderr
+    assert "Traceback" not in stderr
+    (step, path), = checkpoints_in(out)
+    assert load(path).step == step >= 2
+    assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
+    assert train_main(["--data", data, "--steps", str(step + 2), "--out", out, "--resume", *FAST]) == 0
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data):
+    out = str(tmp_path / "run")
+    t = Trainer(data, out, steps=20, batch_size=8, latent=8, log_every=2, eval_every=2, checkpoint_every=3,
+                progress=False)
+    real_step = t.opt.step
+
+    def poisoned(grads):
+        real_step(grads)
+        if t.opt.t == 4:                                  # after step 4 the weights hold a NaN
+            t.model.params["decoder.dense.b"][0] = np.nan
+    t.opt.step = poisoned
+    with pytest.raises(TrainingStopped, match=r"the loss became nan at step 5; stopping\. Last good checkpoint: "
+                                              r".*ckpt_0000003\.npz") as e:
+        t.run()
+    assert e.value.exit_code != 0
+    assert [s for s, _ in checkpoints_in(out)] == [3]
+    assert np.isfinite(load(checkpoints_in(out)[0][1]).model.params["decoder.dense.b"]).all()
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "bin", "train-scratch"), *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--batch-size", "0"], "--batch-size: expected a number of at least 1, got 0"),
+    (["--steps", "-3"], "--steps: expected a number of at least 1, got -3"),
+    (["--lr", "nan"], "--lr: expected a number above 0, got nan"),
+    (["--data", "/nonexistent/folder"], "data folder /nonexistent/folder does not exist"),
+])
+def test_bad_arguments_one_line_nonzero(tmp_path, args, match):
+    r = run_cli("--out", str(tmp_path / "run"), "--quiet", *args)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and match in lines[0], r.stderr
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_bad_inputs_in_process(tmp_path, data, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    r = run_cli("--data", str(tmp_path / "empty"), "--out", str(tmp_path / "r1"), "--quiet")
+    assert r.returncode == 2 and "holds no episode files" in r.stderr and "Traceback" not in r.stderr
+
+    # a run folder that already holds a run is not overwritten without --resume
+    out = str(tmp_path / "run")
+    assert train_main(["--data", data, "--steps", "3", "--out", out, *FAST]) == 0
+    before = {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
+    r = run_cli("--data", data, "--steps", "3", "--out", out, *FAST)
+    assert r.returncode == 2 and "already holds a run" in r.stderr
+    assert {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)} == before
+
+    # data of another image size than the checkpoint's model
+    other = tiny_data(tmp_path / "other", episodes=2, size=(60, 80))
+    r = run_cli("--data", other, "--steps", "6", "--out", out, "--resume", *FAST)
+    assert r.returncode == 2 and "another configuration" in r.stderr and "input_shape" in r.stderr
+    # another configuration on the command line
+    r = run_cli("--data", data, "--steps", "6", "--out", out, "--resume", *FAST[:-2], "--latent", "16")
+    assert r.returncode == 2 and "latent_dim: checkpoint has 8, expected 16" in r.stderr
+
+    # a corrupt newest checkpoint
+    (_, newest), = checkpoints_in(out)[-1:]
+    with open(newest, "r+b") as f:
+        f.truncate(1000)
+    r = run_cli("--data", data, "--steps", "6", "--out", out, "--resume", *FAST)
+    assert r.returncode == 2 and "truncated or corrupt" in r.stderr and "Traceback" not in r.stderr
+    assert {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)} == before
+
+    # --resume with nothing to resume
+    r = run_cli("--data", data, "--steps", "6", "--out", str(tmp_path / "fresh"), "--resume", *FAST)
+    assert r.returncode == 2 and "no checkpoint" in r.stderr
+
+
+def test_gpu_without_cupy_is_a_clear_error(tmp_path, data):
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    (tmp_path / "cupy.py").write_text("raise ImportError('No module named cupy')\n")
+    r = run_cli("--device", "gpu", "--data", data, "--out", str(tmp_path / "run"), env=env)
+    assert r.returncode == 2 and "needs CuPy" in r.stderr and ".[gpu]" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("--device", "auto", "--data", data, "--steps", "2", "--out", str(tmp_path / "run"), *FAST, env=env)
+    assert r.returncode == 0 and "--device auto chose cpu" in r.stdout
+
+
+def test_encode_latents(tmp_path, data):
+    out = str(tmp_path / "run")
+    assert train_main(["--data", data, "--steps", "3", "--out", out, *FAST]) == 0
+    ckpt = checkpoints_in(out)[-1][1]
+    target = str(tmp_path / "latents.npz")
+    assert encode_main(["--checkpoint", ckpt, "--data", data, "--out", target, "--quiet", "--batch-size", "5"]) == 0
+    with np.load(target) as z:
+        lat = {k: z[k] for k in z.files}
+    assert lat["mu"].shape == lat["logvar"].shape == (48, 8) and list(lat["starts"]) == [0, 12, 24, 36, 48]
+    model = load(ckpt).model
+    from scratchvae.data import read_episode
+    ep = read_episode(os.path.join(data, episode_name(2)))
+    rows = episode_rows(lat, 2)
+    mu, logvar = model.encode(ep["obs"].transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    np.testing.assert_allclose(rows["mu"], mu, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rows["logvar"], logvar, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(rows["actions"], ep["actions"])
+    np.testing.assert_array_equal(rows["dones"], ep["dones"])
+    assert list(lat["episodes"]) == [episode_name(i) for i in range(4)]
