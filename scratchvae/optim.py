@@ -5,7 +5,7 @@ With g the gradient at step t (t = 1, 2, …):
     m̂ = m / (1 − β₁ᵗ)                v̂ = v / (1 − β₂ᵗ)          (bias correction)
     θ ← θ − lr · m̂ / (√v̂ + ε)
 """
-from .backend import xp_of
+from .backend import is_gpu_array, xp_of
 
 
 class Adam:
@@ -29,6 +29,10 @@ class Adam:
         c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t                 # bias corrections 1 − βᵗ
         for k, p in self.params.items():
             g, m, v = grads[k], self.m[k], self.v[k]
+            if is_gpu_array(p):                                      # the same three lines, fused in one kernel
+                from .cuda import adam_update
+                adam_update(p, g, m, v, self.lr, b1, b2, c1, c2, self.eps)
+                continue
             xp = xp_of(p)
             m *= b1
             m += (1 - b1) * g                                        # m ← β₁m + (1 − β₁)g

@@ -1,0 +1,100 @@
+"""The GPU kernels: im2col, col2im and a fused Adam update, as CuPy ElementwiseKernels.
+
+Imported only when an array is a CuPy array; everything else on the GPU is the same
+array-generic code that runs under NumPy.
+
+im2col: one thread per column element (n, c, j, i, y, x) of col (N, C, kh, kw, oh, ow).
+    It reads x[n, c, y·sy − ph + j, x·sx − pw + i], or 0 where the window hangs over the
+    padding: no padded copy of the input is made.
+
+col2im: one thread per image pixel (n, c, Y, X) of img (N, C, H, W). It sums every
+    column element that landed on it: the kernel offsets (j, i) with
+    (Y + ph − j) and (X + pw − i) divisible by the strides and inside the output grid.
+    No atomics: each pixel is owned by one thread, and it adds in the same order as the
+    CPU code (j, then i, ascending), so results are deterministic and equal the CPU's bit
+    for bit.
+
+Each kernel is compiled once, the first time it is used, and reused.
+"""
+import functools
+
+import cupy
+
+from .im2col import out_size
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels():
+    im2col = cupy.ElementwiseKernel(
+        "raw T img, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
+        "int32 sy, int32 sx, int32 ph, int32 pw",
+        "T col",
+        """
+        int x = i % ow;                 // col index i → (nc, j, ii, y, x), nc = n·C + c
+        int t = i / ow;
+        int y = t % oh;  t /= oh;
+        int ii = t % kw; t /= kw;
+        int j = t % kh;
+        int nc = t / kh;
+        int iy = y * sy - ph + j;       // the input pixel this element copies
+        int ix = x * sx - pw + ii;
+        col = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? img[(nc * h + iy) * w + ix] : (T)0;
+        """,
+        "scratchvae_im2col")
+    col2im = cupy.ElementwiseKernel(
+        "raw T col, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
+        "int32 sy, int32 sx, int32 ph, int32 pw",
+        "T img",
+        """
+        int X = i % w + pw;             // image pixel i → (nc, Y, X), in padded coordinates
+        int Y = i / w % h + ph;
+        int nc = i / (w * h);
+        T val = 0;
+        for (int j = 0; j < kh; ++j) {              // same order as the CPU: j, then i, ascending
+            int py = Y - j;
+            if (py < 0) break;
+            if (py % sy != 0 || py / sy >= oh) continue;
+            int y = py / sy;
+            for (int ii = 0; ii < kw; ++ii) {
+                int px = X - ii;
+                if (px < 0) break;
+                if (px % sx != 0 || px / sx >= ow) continue;
+                val += col[(((nc * kh + j) * kw + ii) * oh + y) * ow + px / sx];
+            }
+        }
+        img = val;
+        """,
+        "scratchvae_col2im")
+    adam = cupy.ElementwiseKernel(
+        "T g, T lr, T b1, T b2, T c1, T c2, T eps",
+        "T p, T m, T v",
+        """
+        m = b1 * m + (1 - b1) * g;                  // m ← β₁m + (1 − β₁)g
+        v = b2 * v + (1 - b2) * g * g;              // v ← β₂v + (1 − β₂)g²
+        p -= lr * (m / c1) / (sqrt(v / c2) + eps);  // θ ← θ − lr·m̂/(√v̂ + ε)
+        """,
+        "scratchvae_adam")
+    return im2col, col2im, adam
+
+
+def im2col(x, kh, kw, sy, sx, ph, pw):
+    """(N, C, H, W) → (N, C, kh, kw, oh, ow), one thread per column element."""
+    n, c, h, w = x.shape
+    oh, ow = out_size(h, kh, sy, ph), out_size(w, kw, sx, pw)
+    col = cupy.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    _kernels()[0](cupy.ascontiguousarray(x), h, w, oh, ow, kh, kw, sy, sx, ph, pw, col)
+    return col
+
+
+def col2im(col, h, w, sy, sx, ph, pw):
+    """(N, C, kh, kw, oh, ow) → (N, C, h, w), one thread per image pixel."""
+    n, c, kh, kw, oh, ow = col.shape
+    img = cupy.empty((n, c, h, w), dtype=col.dtype)
+    _kernels()[1](cupy.ascontiguousarray(col), h, w, oh, ow, kh, kw, sy, sx, ph, pw, img)
+    return img
+
+
+def adam_update(p, g, m, v, lr, b1, b2, c1, c2, eps):
+    """One fused Adam update of p, m and v in place."""
+    t = p.dtype.type
+    _kernels()[2](g, t(lr), t(b1), t(b2), t(c1), t(c2), t(eps), p, m, v)

@@ -1,0 +1,109 @@
+"""The GPU path against the CPU: the kernels exactly, the layers and the VAE to rounding.
+
+Every test here is marked gpu and skipped, with the reason, where CuPy or a GPU is missing.
+(The finite-difference and learning tests elsewhere also run on the GPU, through the
+`device` fixture.)
+"""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scratchvae import Conv2D, ConvTranspose2D, Dense, VAE
+from scratchvae.backend import to_numpy
+from scratchvae.gradcheck import rel_error
+from scratchvae.im2col import col2im, im2col
+from scratchvae.optim import Adam
+from shapes import conv_cases, conv_transpose_cases
+
+pytestmark = pytest.mark.gpu
+
+
+def cp():
+    import cupy
+    return cupy
+
+
+@given(conv_cases(max_extra=12))
+def test_im2col_gpu_equals_cpu_exactly(c):
+    x = np.random.default_rng(0).normal(size=(c.n, c.cin, c.h, c.w))
+    args = (c.kh, c.kw, c.sy, c.sx, c.ph, c.pw)
+    np.testing.assert_array_equal(to_numpy(im2col(cp().asarray(x), *args)), im2col(x, *args))
+
+
+@given(conv_cases(max_extra=12))
+def test_col2im_gpu_equals_cpu_exactly(c):
+    oh, ow = (c.h + 2 * c.ph - c.kh) // c.sy + 1, (c.w + 2 * c.pw - c.kw) // c.sx + 1
+    col = np.random.default_rng(1).normal(size=(c.n, c.cin, c.kh, c.kw, oh, ow))
+    args = (c.h, c.w, c.sy, c.sx, c.ph, c.pw)
+    gpu = to_numpy(col2im(cp().asarray(col), *args))
+    np.testing.assert_array_equal(gpu, col2im(col, *args))                     # same sums, same order
+    np.testing.assert_array_equal(gpu, to_numpy(col2im(cp().asarray(col), *args)))   # run to run
+
+
+def _twins(make, dtype):
+    """The same layer on both devices, with the CPU's weights copied to the GPU."""
+    cpu, gpu = make(dtype, "cpu"), make(dtype, "gpu")
+    for k in cpu.params:
+        gpu.params[k][...] = cp().asarray(cpu.params[k])
+    return cpu, gpu
+
+
+LAYERS = {
+    "conv": (lambda dt, dev: Conv2D(3, 5, (4, 3), (2, 1), (1, 2), dtype=dt, rng=0, device=dev), (4, 3, 17, 13)),
+    "convT": (lambda dt, dev: ConvTranspose2D(5, 3, (6, 5), 2, 1, 1, dtype=dt, rng=0, device=dev), (4, 5, 7, 9)),
+    "dense": (lambda dt, dev: Dense(20, 7, dtype=dt, rng=0, device=dev), (6, 20)),
+}
+
+
+@pytest.mark.parametrize("name", LAYERS)
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_layers_gpu_match_cpu(name, dtype, tol):
+    make, shape = LAYERS[name]
+    cpu, gpu = _twins(make, dtype)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=shape).astype(dtype)
+    y = cpu.forward(x)
+    assert rel_error(gpu.forward(cp().asarray(x)), y) <= tol
+    dy = rng.normal(size=y.shape).astype(dtype)
+    assert rel_error(gpu.backward(cp().asarray(dy)), cpu.backward(dy)) <= tol
+    for k in cpu.grads:
+        assert rel_error(gpu.grads[k], cpu.grads[k]) <= tol, k
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+@pytest.mark.parametrize("shape", [(3, 64, 64), (3, 60, 80)])
+def test_vae_gpu_matches_cpu(dtype, tol, shape):
+    cpu = VAE(input_shape=shape, dtype=dtype, seed=4, kl_tolerance=0.1)
+    gpu = VAE(input_shape=shape, dtype=dtype, seed=4, kl_tolerance=0.1, device="gpu")
+    rng = np.random.default_rng(4)
+    x = rng.random((6, *shape)).astype(dtype)
+    eps = rng.normal(size=(6, 32)).astype(dtype)
+    a, b = cpu.loss(x, eps), gpu.loss(cp().asarray(x), cp().asarray(eps))
+    for k in a:
+        assert rel_error(b[k], a[k]) <= tol, k
+    cpu.backward()
+    gpu.backward()
+    g_cpu, g_gpu = cpu.grads, gpu.grads
+    for k in g_cpu:
+        assert rel_error(g_gpu[k], g_cpu[k]) <= tol, k
+
+
+def test_adam_kernel_matches_cpu():
+    rng = np.random.default_rng(5)
+    p_cpu = {"w": rng.normal(size=(50, 7))}
+    p_gpu = {"w": cp().asarray(p_cpu["w"])}
+    a, b = Adam(p_cpu, lr=1e-2), Adam(p_gpu, lr=1e-2)
+    for _ in range(5):
+        g = rng.normal(size=(50, 7))
+        a.step({"w": g})
+        b.step({"w": cp().asarray(g)})
+    assert rel_error(p_gpu["w"], p_cpu["w"]) <= 1e-12
+    assert rel_error(b.v["w"], a.v["w"]) <= 1e-12
+
+
+@given(st.integers(0, 1000))
+def test_loss_stays_on_the_device(seed):
+    m = VAE(input_shape=(3, 64, 64), seed=seed, device="gpu")
+    out = m.loss(cp().random.random((2, 3, 64, 64), dtype=np.float32))
+    assert all(type(v).__module__.startswith("cupy") and v.shape == () for v in out.values())
