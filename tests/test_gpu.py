@@ -14,7 +14,7 @@ from scratchvae.backend import to_numpy
 from scratchvae.gradcheck import rel_error
 from scratchvae.im2col import col2im, im2col
 from scratchvae.optim import Adam
-from shapes import conv_cases, conv_transpose_cases
+from shapes import conv_cases
 
 pytestmark = pytest.mark.gpu
 
