@@ -14,71 +14,69 @@ col2im: one thread per image pixel (n, c, Y, X) of img (N, C, H, W). It sums eve
     CPU code (j, then i, ascending), so results are deterministic and equal the CPU's bit
     for bit.
 
-Each kernel is compiled once, the first time it is used, and reused.
+Each kernel is compiled once, the first time it is used, and reused. The kernel bodies
+are plain C: tests/test_kernel_source.py compiles the same text for the CPU (one loop
+iteration per thread) and checks it against NumPy where there is no GPU.
 """
 import functools
 
-import cupy
-
 from .im2col import out_size
+
+IM2COL_PARAMS = ("raw T img, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
+                 "int32 sy, int32 sx, int32 ph, int32 pw")
+IM2COL_BODY = """
+int x = i % ow;                 // col index i → (nc, j, ii, y, x), nc = n·C + c
+int t = i / ow;
+int y = t % oh;  t /= oh;
+int ii = t % kw; t /= kw;
+int j = t % kh;
+int nc = t / kh;
+int iy = y * sy - ph + j;       // the input pixel this element copies
+int ix = x * sx - pw + ii;
+col = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? img[(nc * h + iy) * w + ix] : (T)0;
+"""
+
+COL2IM_PARAMS = ("raw T col, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
+                 "int32 sy, int32 sx, int32 ph, int32 pw")
+COL2IM_BODY = """
+int X = i % w + pw;             // image pixel i → (nc, Y, X), in padded coordinates
+int Y = i / w % h + ph;
+int nc = i / (w * h);
+T val = 0;
+for (int j = 0; j < kh; ++j) {              // same order as the CPU: j, then i, ascending
+    int py = Y - j;
+    if (py < 0) break;
+    if (py % sy != 0 || py / sy >= oh) continue;
+    int y = py / sy;
+    for (int ii = 0; ii < kw; ++ii) {
+        int px = X - ii;
+        if (px < 0) break;
+        if (px % sx != 0 || px / sx >= ow) continue;
+        val += col[(((nc * kh + j) * kw + ii) * oh + y) * ow + px / sx];
+    }
+}
+img = val;
+"""
+
+ADAM_BODY = """
+m = b1 * m + (1 - b1) * g;                  // m ← β₁m + (1 − β₁)g
+v = b2 * v + (1 - b2) * g * g;              // v ← β₂v + (1 − β₂)g²
+p -= lr * (m / c1) / (sqrt(v / c2) + eps);  // θ ← θ − lr·m̂/(√v̂ + ε)
+"""
 
 
 @functools.lru_cache(maxsize=None)
 def _kernels():
-    im2col = cupy.ElementwiseKernel(
-        "raw T img, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
-        "int32 sy, int32 sx, int32 ph, int32 pw",
-        "T col",
-        """
-        int x = i % ow;                 // col index i → (nc, j, ii, y, x), nc = n·C + c
-        int t = i / ow;
-        int y = t % oh;  t /= oh;
-        int ii = t % kw; t /= kw;
-        int j = t % kh;
-        int nc = t / kh;
-        int iy = y * sy - ph + j;       // the input pixel this element copies
-        int ix = x * sx - pw + ii;
-        col = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? img[(nc * h + iy) * w + ix] : (T)0;
-        """,
-        "scratchvae_im2col")
-    col2im = cupy.ElementwiseKernel(
-        "raw T col, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
-        "int32 sy, int32 sx, int32 ph, int32 pw",
-        "T img",
-        """
-        int X = i % w + pw;             // image pixel i → (nc, Y, X), in padded coordinates
-        int Y = i / w % h + ph;
-        int nc = i / (w * h);
-        T val = 0;
-        for (int j = 0; j < kh; ++j) {              // same order as the CPU: j, then i, ascending
-            int py = Y - j;
-            if (py < 0) break;
-            if (py % sy != 0 || py / sy >= oh) continue;
-            int y = py / sy;
-            for (int ii = 0; ii < kw; ++ii) {
-                int px = X - ii;
-                if (px < 0) break;
-                if (px % sx != 0 || px / sx >= ow) continue;
-                val += col[(((nc * kh + j) * kw + ii) * oh + y) * ow + px / sx];
-            }
-        }
-        img = val;
-        """,
-        "scratchvae_col2im")
-    adam = cupy.ElementwiseKernel(
-        "T g, T lr, T b1, T b2, T c1, T c2, T eps",
-        "T p, T m, T v",
-        """
-        m = b1 * m + (1 - b1) * g;                  // m ← β₁m + (1 − β₁)g
-        v = b2 * v + (1 - b2) * g * g;              // v ← β₂v + (1 − β₂)g²
-        p -= lr * (m / c1) / (sqrt(v / c2) + eps);  // θ ← θ − lr·m̂/(√v̂ + ε)
-        """,
-        "scratchvae_adam")
-    return im2col, col2im, adam
+    import cupy
+    return (cupy.ElementwiseKernel(IM2COL_PARAMS, "T col", IM2COL_BODY, "scratchvae_im2col"),
+            cupy.ElementwiseKernel(COL2IM_PARAMS, "T img", COL2IM_BODY, "scratchvae_col2im"),
+            cupy.ElementwiseKernel("T g, T lr, T b1, T b2, T c1, T c2, T eps", "T p, T m, T v", ADAM_BODY,
+                                   "scratchvae_adam"))
 
 
 def im2col(x, kh, kw, sy, sx, ph, pw):
     """(N, C, H, W) → (N, C, kh, kw, oh, ow), one thread per column element."""
+    import cupy
     n, c, h, w = x.shape
     oh, ow = out_size(h, kh, sy, ph), out_size(w, kw, sx, pw)
     col = cupy.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
@@ -88,6 +86,7 @@ def im2col(x, kh, kw, sy, sx, ph, pw):
 
 def col2im(col, h, w, sy, sx, ph, pw):
     """(N, C, kh, kw, oh, ow) → (N, C, h, w), one thread per image pixel."""
+    import cupy
     n, c, kh, kw, oh, ow = col.shape
     img = cupy.empty((n, c, h, w), dtype=col.dtype)
     _kernels()[1](cupy.ascontiguousarray(col), h, w, oh, ow, kh, kw, sy, sx, ph, pw, img)
