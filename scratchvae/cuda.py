@@ -24,6 +24,7 @@ from .im2col import out_size
 
 IM2COL_PARAMS = ("raw T img, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
                  "int32 sy, int32 sx, int32 ph, int32 pw")
+# docs: im2col-kernel
 IM2COL_BODY = """
 int x = i % ow;                 // col index i → (nc, j, ii, y, x), nc = n·C + c
 int t = i / ow;
@@ -35,9 +36,11 @@ int iy = y * sy - ph + j;       // the input pixel this element copies
 int ix = x * sx - pw + ii;
 col = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? img[(nc * h + iy) * w + ix] : (T)0;
 """
+# end docs: im2col-kernel
 
 COL2IM_PARAMS = ("raw T col, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
                  "int32 sy, int32 sx, int32 ph, int32 pw")
+# docs: col2im-kernel
 COL2IM_BODY = """
 int X = i % w + pw;             // image pixel i → (nc, Y, X), in padded coordinates
 int Y = i / w % h + ph;
@@ -57,6 +60,7 @@ for (int j = 0; j < kh; ++j) {              // same order as the CPU: j, then i,
 }
 img = val;
 """
+# end docs: col2im-kernel
 
 ADAM_BODY = """
 m = b1 * m + (1 - b1) * g;                  // m ← β₁m + (1 − β₁)g

@@ -40,9 +40,10 @@ def bernoulli_recon(logits, x):
 
 
 def kl_per_image(mu, logvar):
-    """KL(N(mu, exp(logvar)) ‖ N(0, 1)) for each image: −½ Σ_d (1 + logvar − mu² − exp(logvar)). (N,)"""
+    """KL(N(mu, exp(logvar)) ‖ N(0, 1)) for each image: −½ Σ_d (1 + logvar − mu² − exp(logvar)),
+    computed as ½ Σ_d (mu² + exp(logvar) − 1 − logvar), the same sum with the signs inside. (N,)"""
     xp = xp_of(mu)
-    return -0.5 * (1 + logvar - mu * mu - xp.exp(logvar)).sum(axis=1)
+    return 0.5 * (mu * mu + xp.exp(logvar) - 1 - logvar).sum(axis=1)
 
 
 def kl_grads(mu, logvar):

@@ -196,8 +196,10 @@ class VAE:
         mu, logvar = self._encode(x)                                # (N, D), (N, D)
         if eps is None:
             eps = self.sample_eps(n)                                # (N, D)
+        # docs: reparameterize
         std = self.xp.exp(0.5 * logvar)                             # σ = exp(logvar/2)
         z = mu + std * eps                                          # (N, D)  reparameterization
+        # end docs: reparameterize
         logits = self._decode_logits(z)                             # (N, C, H, W)
         y = self.out.forward(logits)                                # (N, C, H, W)
         if self.recon == "mse":
@@ -216,8 +218,10 @@ class VAE:
         n, mu, logvar, std, eps, dy, active = self.cache
         dlogits = self.out.backward(dy) if self.recon == "mse" else dy   # through σ for the Gaussian loss
         dz = self._decode_backward(dlogits)                         # (N, D)
+        # docs: reparameterize-backward
         dmu = dz                                                    # ∂z/∂mu = 1
         dlogvar = dz * eps * (0.5 * std)                            # ∂z/∂logvar = eps·½·exp(logvar/2)
+        # end docs: reparameterize-backward
         gmu, glogvar = losses.kl_grads(mu, logvar)                  # mu, ½(exp(logvar) − 1)
         w = (self.beta / n) * active[:, None].astype(self.dtype)    # (N, 1)  β/N, zero under the floor
         dmu = dmu + w * gmu

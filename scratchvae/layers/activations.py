@@ -23,7 +23,7 @@ class ReLU(Layer):
 
     def forward(self, x):
         self.cache = x > 0 if self.frozen is None else self.frozen   # mask, same shape as x
-        return x * self.cache
+        return self.xp.where(self.cache, x, 0)
 
     def backward(self, dy):
         return dy * self._need_cache()                        # dx = dy·[x > 0]
