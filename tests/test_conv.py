@@ -106,22 +106,22 @@ def test_random_direction_on_larger_shapes(device, kind):
         assert abs(numeric - analytic) <= 1e-7 * (abs(numeric) + abs(analytic)), name
 
 
-@given(conv_cases())
-def test_conv_float32_agrees_with_float64(device, c):
-    l64, l32 = conv_of(c, np.float64, device), conv_of(c, np.float32, device)
+def _float32_agrees_with_float64(make, c, device):
+    l64, l32 = make(c, np.float64, device), make(c, np.float32, device)
     l32.params["W"][...] = l64.params["W"]
     l32.params["b"][...] = l64.params["b"]
     x = _input(c, device)
     assert rel_error(l32.forward(x.astype(np.float32)), l64.forward(x)) <= 1e-5
+
+
+@given(conv_cases())
+def test_conv_float32_agrees_with_float64(device, c):
+    _float32_agrees_with_float64(conv_of, c, device)
 
 
 @given(conv_transpose_cases())
 def test_conv_transpose_float32_agrees_with_float64(device, c):
-    l64, l32 = convt_of(c, np.float64, device), convt_of(c, np.float32, device)
-    l32.params["W"][...] = l64.params["W"]
-    l32.params["b"][...] = l64.params["b"]
-    x = _input(c, device)
-    assert rel_error(l32.forward(x.astype(np.float32)), l64.forward(x)) <= 1e-5
+    _float32_agrees_with_float64(convt_of, c, device)
 
 
 def test_weight_layouts():

@@ -1,4 +1,6 @@
 """Command-line tools (bin/ holds thin launchers for them)."""
+import argparse
+import math
 import sys
 
 from ..backend import BackendError
@@ -21,23 +23,27 @@ def run(prog, main, argv=None):
         return 130
 
 
-def positive_int(text):
-    import argparse
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {v}")
-    return v
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a mistake on the command line is one line on stderr (and exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def fraction(text):
-    import argparse
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {v}")
-    return v
+def number_type(ok, expected, convert=float):
+    """An argparse type: convert the text, then check it; the error says what was expected and what came."""
+    def parse(text):
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {v}")
+        return v
+    return parse
+
+
+positive_int = number_type(lambda v: v >= 1, "a number of at least 1", int)
+fraction = number_type(lambda v: 0 <= v < 1, "a fraction in [0, 1)")
+positive_float = number_type(lambda v: 0 < v < math.inf, "a number above 0")
+non_negative_float = number_type(lambda v: 0 <= v < math.inf, "a number of at least 0")

@@ -1,14 +1,13 @@
 """bin/collect-rollouts: run CarRacing episodes in parallel and write one file per episode."""
-import argparse
 import os
 
-from . import positive_int, run
+from . import OneLineParser, positive_int, run
 from ..data.preprocess import parse_size
 from ..data.rollouts import POLICIES, collect
 
 
 def parser():
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="collect-rollouts",
         description="Collect CarRacing-v3 episodes as preprocessed uint8 frames with their actions, rewards and "
                     "done flags, one .npz per episode. Episode i uses seed SEED+i, so any episode can be "

@@ -1,14 +1,13 @@
 """bin/encode-latents: mu and logvar of every frame of every episode, with actions, in one file."""
-import argparse
 
-from . import positive_int, run
+from . import OneLineParser, positive_int, run
 from ..backend import resolve_device
 from ..checkpoint import load
 from ..latents import encode_folder
 
 
 def parser():
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="encode-latents",
         description="Encode every frame of every episode in DATA with a trained checkpoint and write mu, logvar, "
                     "actions, rewards and done flags to one .npz for the memory model (layout: scratchvae/latents.py).")

@@ -1,41 +1,15 @@
 """bin/train-scratch: train the World Models vision VAE, from nothing to pictures and checkpoints."""
-import argparse
 import os
 import sys
 
 import numpy as np
 
-from . import fraction, positive_int, run
+from . import OneLineParser, fraction, non_negative_float, positive_float, positive_int, run
 from ..backend import resolve_device
 from ..train import Trainer, TrainingStopped
 
 DEFAULT_DATA = os.path.join("data", "carracing-default")
 DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, DEFAULT_TRAIN_STEPS = 16, 300, 150
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v > 0 or not np.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {v}")
-    return v
-
-
-def non_negative_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v >= 0 or not np.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {v}")
-    return v
 
 
 def parser():
