@@ -3,9 +3,10 @@
 Imported only when an array is a CuPy array; everything else on the GPU is the same
 array-generic code that runs under NumPy.
 
-im2col: one thread per column element (n, c, j, i, y, x) of col (N, C, kh, kw, oh, ow).
-    It reads x[n, c, y·sy − ph + j, x·sx − pw + i], or 0 where the window hangs over the
-    padding: no padded copy of the input is made.
+im2col: one thread per column element (n, c, j, i, y, x) of col (N, C, kh, kw, oh, ow),
+    which is stored (C, kh, kw, N, oh, ow) as on the CPU (see im2col.py). It reads
+    x[n, c, y·sy − ph + j, x·sx − pw + i], or 0 where the window hangs over the padding:
+    no padded copy of the input is made. Neighbouring threads write neighbouring entries.
 
 col2im: one thread per image pixel (n, c, Y, X) of img (N, C, H, W). It sums every
     column element that landed on it: the kernel offsets (j, i) with
@@ -22,29 +23,31 @@ import functools
 
 from .im2col import out_size
 
-IM2COL_PARAMS = ("raw T img, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
+IM2COL_PARAMS = ("raw T img, int32 nimg, int32 nch, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
                  "int32 sy, int32 sx, int32 ph, int32 pw")
 # docs: im2col-kernel
 IM2COL_BODY = """
-int x = i % ow;                 // col index i → (nc, j, ii, y, x), nc = n·C + c
+int x = i % ow;                 // buffer index i → (c, j, ii, n, y, x), x fastest
 int t = i / ow;
-int y = t % oh;  t /= oh;
-int ii = t % kw; t /= kw;
+int y = t % oh;   t /= oh;
+int n = t % nimg; t /= nimg;
+int ii = t % kw;  t /= kw;
 int j = t % kh;
-int nc = t / kh;
+int c = t / kh;
 int iy = y * sy - ph + j;       // the input pixel this element copies
 int ix = x * sx - pw + ii;
-col = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? img[(nc * h + iy) * w + ix] : (T)0;
+col = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? img[((n * nch + c) * h + iy) * w + ix] : (T)0;
 """
 # end docs: im2col-kernel
 
-COL2IM_PARAMS = ("raw T col, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
+COL2IM_PARAMS = ("raw T col, int32 nimg, int32 nch, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
                  "int32 sy, int32 sx, int32 ph, int32 pw")
 # docs: col2im-kernel
 COL2IM_BODY = """
-int X = i % w + pw;             // image pixel i → (nc, Y, X), in padded coordinates
+int X = i % w + pw;             // image pixel i → (n, c, Y, X), in padded coordinates
 int Y = i / w % h + ph;
-int nc = i / (w * h);
+int c = i / (w * h) % nch;
+int n = i / (w * h * nch);
 T val = 0;
 for (int j = 0; j < kh; ++j) {              // same order as the CPU: j, then i, ascending
     int py = Y - j;
@@ -55,7 +58,7 @@ for (int j = 0; j < kh; ++j) {              // same order as the CPU: j, then i,
         int px = X - ii;
         if (px < 0) break;
         if (px % sx != 0 || px / sx >= ow) continue;
-        val += col[(((nc * kh + j) * kw + ii) * oh + y) * ow + px / sx];
+        val += col[((((c * kh + j) * kw + ii) * nimg + n) * oh + y) * ow + px / sx];
     }
 }
 img = val;
@@ -83,17 +86,18 @@ def im2col(x, kh, kw, sy, sx, ph, pw):
     import cupy
     n, c, h, w = x.shape
     oh, ow = out_size(h, kh, sy, ph), out_size(w, kw, sx, pw)
-    col = cupy.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
-    _kernels()[0](cupy.ascontiguousarray(x), h, w, oh, ow, kh, kw, sy, sx, ph, pw, col)
-    return col
+    buf = cupy.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)      # (C, kh, kw, N, oh, ow)
+    _kernels()[0](cupy.ascontiguousarray(x), n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, buf)
+    return buf.transpose(3, 0, 1, 2, 4, 5)                       # (N, C, kh, kw, oh, ow) view
 
 
 def col2im(col, h, w, sy, sx, ph, pw):
     """(N, C, kh, kw, oh, ow) → (N, C, h, w), one thread per image pixel."""
     import cupy
     n, c, kh, kw, oh, ow = col.shape
+    buf = cupy.ascontiguousarray(col.transpose(1, 2, 3, 0, 4, 5))  # (C, kh, kw, N, oh, ow): free from im2col
     img = cupy.empty((n, c, h, w), dtype=col.dtype)
-    _kernels()[1](cupy.ascontiguousarray(col), h, w, oh, ow, kh, kw, sy, sx, ph, pw, img)
+    _kernels()[1](buf, n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, img)
     return img
 
 

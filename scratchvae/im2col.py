@@ -10,9 +10,15 @@ the padded input it sees into one column:
 
     col[n, c, j, i, y, x] = x_pad[n, c, y·sy + j, x·sx + i]
 
-so that a convolution is ``W.reshape(C_out, C·kh·kw) @ col.reshape(N, C·kh·kw, oh·ow)``.
-``col2im`` is its adjoint: every column entry is added back to the pixel it
-came from, so overlapping windows sum. ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩.
+so that a whole convolution is one matrix product, W₂ · COL, with W₂ the
+weights as a (C_out, C·kh·kw) matrix and COL = ``as_matrix(col)``, the columns of
+every image side by side, (C·kh·kw, N·oh·ow). ``col2im`` is its adjoint: every
+column entry is added back to the pixel it came from, so overlapping windows
+sum. ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩.
+
+Layout: col is indexed col[n, c, j, i, y, x], shape (N, C, kh, kw, oh, ow), but
+stored (C, kh, kw, N, oh, ow) in memory, so ``as_matrix`` is a free reshape and
+one large matrix product serves the whole batch, instead of N small ones.
 
 Memory: the column buffer holds N·C·kh·kw·oh·ow numbers, about kh·kw/(sy·sx)
 times the input (4× for the VAE's 4×4 stride-2 convolutions; 36×/4 = 9× for a
@@ -40,13 +46,37 @@ def im2col(x, kh, kw, sy, sx, ph, pw):
     n, c, h, w = x.shape
     oh, ow = out_size(h, kh, sy, ph), out_size(w, kw, sx, pw)
     img = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # (N, C, H+2ph, W+2pw)
-    col = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)   # (N, C, kh, kw, oh, ow)
+    buf = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)   # (C, kh, kw, N, oh, ow) in memory
+    col = buf.transpose(3, 0, 1, 2, 4, 5)                   # (N, C, kh, kw, oh, ow) view of it
     for j in range(kh):
         jlim = j + sy * (oh - 1) + 1
         for i in range(kw):
             ilim = i + sx * (ow - 1) + 1
             col[:, :, j, i] = img[:, :, j:jlim:sy, i:ilim:sx]  # (N, C, oh, ow)
     return col
+
+
+def as_matrix(col):
+    """(N, C, kh, kw, oh, ow) → (C·kh·kw, N·oh·ow); free for what im2col returns."""
+    n, c, kh, kw, oh, ow = col.shape
+    return col.transpose(1, 2, 3, 0, 4, 5).reshape(c * kh * kw, n * oh * ow)
+
+
+def from_matrix(m, shape):
+    """(C·kh·kw, N·oh·ow) → (N, C, kh, kw, oh, ow), a view: as_matrix undone."""
+    n, c, kh, kw, oh, ow = shape
+    return m.reshape(c, kh, kw, n, oh, ow).transpose(3, 0, 1, 2, 4, 5)
+
+
+def images_to_matrix(x):
+    """(N, C, H, W) → (C, N·H·W): each channel one row, the batch's pixels side by side."""
+    n, c, h, w = x.shape
+    return xp_of(x).ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(c, n * h * w)
+
+
+def matrix_to_images(m, n, h, w):
+    """(C, N·H·W) → (N, C, H, W), contiguous: images_to_matrix undone."""
+    return xp_of(m).ascontiguousarray(m.reshape(-1, n, h, w).transpose(1, 0, 2, 3))
 
 
 def col2im(col, h, w, sy, sx, ph, pw):

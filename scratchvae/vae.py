@@ -97,6 +97,7 @@ class VAE:
         for i, (co, k, s) in enumerate(encoder, 1):
             self.enc.append((f"encoder.conv{i}", Conv2D(ch, co, k, s, dtype=self.dtype, rng=init, device=device)))
             ch, eh, ew = co, _conv_out(eh, k, s), _conv_out(ew, k, s)
+        self.enc[0][1].input_grad = False                          # nothing needs ∂L/∂x of the images
         self.flat = Flatten(**kw)
         self.mu = Dense(ch * eh * ew, latent_dim, rng=init, **kw)
         self.logvar = Dense(ch * eh * ew, latent_dim, rng=init, **kw)

@@ -159,3 +159,16 @@ def test_bad_construction_raises():
         Conv2D(1, 1, 0)
     with pytest.raises(RuntimeError, match="backward called before forward"):
         Conv2D(1, 1, 1).backward(np.zeros((1, 1, 1, 1), np.float32))
+
+
+@pytest.mark.parametrize("make", [lambda: Conv2D(3, 4, 3, stride=2, dtype=np.float64, rng=1),
+                                  lambda: ConvTranspose2D(3, 4, 3, stride=2, dtype=np.float64, rng=1)])
+def test_without_input_grad_the_parameter_grads_are_the_same(make):
+    a, b = make(), make()
+    b.input_grad = False
+    x = np.random.default_rng(0).normal(size=(2, 3, 7, 6))
+    dy = np.random.default_rng(1).normal(size=a.forward(x).shape)
+    b.forward(x)
+    assert a.backward(dy) is not None and b.backward(dy) is None
+    for k in a.grads:
+        np.testing.assert_array_equal(a.grads[k], b.grads[k])

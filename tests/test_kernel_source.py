@@ -25,15 +25,15 @@ HARNESS = """
 #include <cmath>
 #include <cstddef>
 template <typename T>
-void im2col(const T* img, int h, int w, int oh, int ow, int kh, int kw, int sy, int sx, int ph, int pw,
-            T* out, std::ptrdiff_t n) {
+void im2col(const T* img, int nimg, int nch, int h, int w, int oh, int ow, int kh, int kw, int sy, int sx,
+            int ph, int pw, T* out, std::ptrdiff_t n) {
     for (std::ptrdiff_t i = 0; i < n; ++i) { T& col = out[i];
 %(IM2COL)s
     }
 }
 template <typename T>
-void col2im(const T* col, int h, int w, int oh, int ow, int kh, int kw, int sy, int sx, int ph, int pw,
-            T* out, std::ptrdiff_t n) {
+void col2im(const T* col, int nimg, int nch, int h, int w, int oh, int ow, int kh, int kw, int sy, int sx,
+            int ph, int pw, T* out, std::ptrdiff_t n) {
     for (std::ptrdiff_t i = 0; i < n; ++i) { T& img = out[i];
 %(COL2IM)s
     }
@@ -45,10 +45,12 @@ void adam(const T* gs, T lr, T b1, T b2, T c1, T c2, T eps, T* ps, T* ms, T* vs,
     }
 }
 extern "C" {
-void im2col_d(const double* a, int h, int w, int oh, int ow, int kh, int kw, int sy, int sx, int ph, int pw,
-              double* o, std::ptrdiff_t n) { im2col<double>(a, h, w, oh, ow, kh, kw, sy, sx, ph, pw, o, n); }
-void col2im_d(const double* a, int h, int w, int oh, int ow, int kh, int kw, int sy, int sx, int ph, int pw,
-              double* o, std::ptrdiff_t n) { col2im<double>(a, h, w, oh, ow, kh, kw, sy, sx, ph, pw, o, n); }
+void im2col_d(const double* a, int nimg, int nch, int h, int w, int oh, int ow, int kh, int kw, int sy, int sx,
+              int ph, int pw, double* o, std::ptrdiff_t n) {
+    im2col<double>(a, nimg, nch, h, w, oh, ow, kh, kw, sy, sx, ph, pw, o, n); }
+void col2im_d(const double* a, int nimg, int nch, int h, int w, int oh, int ow, int kh, int kw, int sy, int sx,
+              int ph, int pw, double* o, std::ptrdiff_t n) {
+    col2im<double>(a, nimg, nch, h, w, oh, ow, kh, kw, sy, sx, ph, pw, o, n); }
 void adam_d(const double* g, double lr, double b1, double b2, double c1, double c2, double eps,
             double* p, double* m, double* v, std::ptrdiff_t n) { adam<double>(g, lr, b1, b2, c1, c2, eps, p, m, v, n); }
 }
@@ -64,7 +66,7 @@ def lib(tmp_path_factory):
     subprocess.run([CXX, "-O1", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(so), str(src)], check=True)
     lib = ctypes.CDLL(os.fspath(so))
     d_ptr = ctypes.POINTER(ctypes.c_double)
-    ints = [ctypes.c_int] * 10
+    ints = [ctypes.c_int] * 12
     lib.im2col_d.argtypes = [d_ptr, *ints, d_ptr, ctypes.c_ssize_t]
     lib.col2im_d.argtypes = [d_ptr, *ints, d_ptr, ctypes.c_ssize_t]
     lib.adam_d.argtypes = [d_ptr] + [ctypes.c_double] * 6 + [d_ptr] * 3 + [ctypes.c_ssize_t]
@@ -79,17 +81,18 @@ def ptr(a):
 def test_im2col_kernel_source(lib, c):
     x = np.random.default_rng(0).normal(size=(c.n, c.cin, c.h, c.w))
     oh, ow = out_size(c.h, c.kh, c.sy, c.ph), out_size(c.w, c.kw, c.sx, c.pw)
-    out = np.empty((c.n, c.cin, c.kh, c.kw, oh, ow))
-    lib.im2col_d(ptr(x), c.h, c.w, oh, ow, c.kh, c.kw, c.sy, c.sx, c.ph, c.pw, ptr(out), out.size)
-    np.testing.assert_array_equal(out, im2col(x, c.kh, c.kw, c.sy, c.sx, c.ph, c.pw))
+    buf = np.empty((c.cin, c.kh, c.kw, c.n, oh, ow))        # the kernel writes the (C, kh, kw, N, oh, ow) buffer
+    lib.im2col_d(ptr(x), c.n, c.cin, c.h, c.w, oh, ow, c.kh, c.kw, c.sy, c.sx, c.ph, c.pw, ptr(buf), buf.size)
+    np.testing.assert_array_equal(buf.transpose(3, 0, 1, 2, 4, 5), im2col(x, c.kh, c.kw, c.sy, c.sx, c.ph, c.pw))
 
 
 @given(conv_cases(max_extra=10))
 def test_col2im_kernel_source(lib, c):
     oh, ow = out_size(c.h, c.kh, c.sy, c.ph), out_size(c.w, c.kw, c.sx, c.pw)
     col = np.random.default_rng(1).normal(size=(c.n, c.cin, c.kh, c.kw, oh, ow))
+    buf = np.ascontiguousarray(col.transpose(1, 2, 3, 0, 4, 5))          # the kernel reads (C, kh, kw, N, oh, ow)
     out = np.empty((c.n, c.cin, c.h, c.w))
-    lib.col2im_d(ptr(col), c.h, c.w, oh, ow, c.kh, c.kw, c.sy, c.sx, c.ph, c.pw, ptr(out), out.size)
+    lib.col2im_d(ptr(buf), c.n, c.cin, c.h, c.w, oh, ow, c.kh, c.kw, c.sy, c.sx, c.ph, c.pw, ptr(out), out.size)
     # exactly the CPU's sums: the kernel adds in the same order
     np.testing.assert_array_equal(out, col2im(col, c.h, c.w, c.sy, c.sx, c.ph, c.pw))
 
