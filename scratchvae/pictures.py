@@ -41,8 +41,8 @@ def save_png(picture, path):
 
 
 def reconstructions(model, x, path, cols=8):
-    """Top row: held-out frames; the row under each: their reconstructions (from mu)."""
-    x = x[:cols]
+    """Top row: held-out frames (spread over x); the row under each: their reconstructions (from mu)."""
+    x = x[::max(1, len(x) // cols)][:cols]
     originals, recons = to_uint8(x), to_uint8(model.reconstruct(x))
     rows = np.concatenate([originals, recons])
     save_png(grid(rows, len(x), labels=["frame", "recon"], label_width=48), path)
@@ -55,7 +55,8 @@ def prior_samples(model, path, n=32, cols=8, seed=0):
 
 
 def latent_traversal(model, x, path, dims=None, n_dims=6, steps=9, span=3.0):
-    """One frame's mu, with each of a few latent dimensions swept over [−span, span] in turn.
+    """One frame's mu (the middle one of x), with each of a few latent dimensions swept over
+    [−span, span] in turn.
 
     By default the dimensions are those with the largest mean KL on x: the ones the model uses.
     """
@@ -63,7 +64,7 @@ def latent_traversal(model, x, path, dims=None, n_dims=6, steps=9, span=3.0):
     if dims is None:
         kl = (-0.5 * (1 + logvar - mu ** 2 - np.exp(logvar))).mean(axis=0)
         dims = np.argsort(kl)[::-1][:n_dims]
-    base = mu[0]
+    base = mu[len(mu) // 2]
     zs = np.repeat(base[None], len(dims) * steps, axis=0)
     values = np.linspace(-span, span, steps)
     for r, d in enumerate(dims):

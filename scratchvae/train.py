@@ -58,11 +58,13 @@ def epoch_order(seed, epoch, n):
 
 
 class Trainer:
-    def __init__(self, data, out, steps, batch_size=100, lr=1e-3, latent=32, kl_tolerance=0.5, beta=1.0,
+    def __init__(self, data, out, steps=None, batch_size=100, lr=1e-3, latent=32, kl_tolerance=0.5, beta=1.0,
                  seed=0, device="cpu", dtype=np.float32, resume=False, heldout=0.1, log_every=10,
-                 eval_every=100, checkpoint_every=250, keep=3, eval_frames=500, progress=True, say=print):
-        self.say = say
-        self.data_dir, self.out, self.steps, self.batch_size = data, out, int(steps), int(batch_size)
+                 eval_every=100, checkpoint_every=250, keep=3, eval_frames=500, progress=True, epochs=None):
+        """Train until `steps` steps in all, or `epochs` passes over the training frames."""
+        if (steps is None) == (epochs is None):
+            raise ValueError("give the length of the run as steps or as epochs (one of them)")
+        self.data_dir, self.out, self.batch_size = data, out, int(batch_size)
         self.seed, self.device, self.log_every, self.eval_every = seed, device, log_every, eval_every
         self.checkpoint_every, self.keep, self.progress = checkpoint_every, keep, progress
         # Everything is checked before anything is written into the run folder.
@@ -78,8 +80,6 @@ class Trainer:
             self.model, self.opt, self.step = ck.model, ck.optimizer, ck.step
             if self.opt is None:
                 raise checkpoint.CheckpointError(f"{existing[-1][1]}: holds no optimizer state to resume with")
-            if self.step > self.steps:
-                raise ValueError(f"the newest checkpoint is at step {self.step}, past --steps {self.steps}")
         else:
             if existing or os.path.exists(os.path.join(out, "log.jsonl")):
                 raise FileExistsError(f"{out} already holds a run; continue it with --resume, or choose another --out")
@@ -91,8 +91,11 @@ class Trainer:
         if self.n_train == 0:
             raise ValueError(f"{data}: no training frames")
         self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
+        self.steps = int(steps) if steps is not None else int(epochs) * self.steps_per_epoch
+        if self.step > self.steps:
+            raise ValueError(f"the newest checkpoint is at step {self.step}, past the {self.steps} steps asked for")
         self.eval_frames = eval_frames
-        self.settings = dict(data=os.path.abspath(data), steps=self.steps, batch_size=self.batch_size, lr=lr,
+        self.settings = dict(data=os.path.abspath(data), steps=self.steps, epochs=epochs, batch_size=self.batch_size, lr=lr,
                              latent=latent, kl_tolerance=kl_tolerance, beta=beta, seed=seed, device=device,
                              dtype=np.dtype(dtype).name, heldout=heldout, train_frames=self.n_train,
                              heldout_frames=self.data.num_frames("heldout"))
@@ -115,7 +118,7 @@ class Trainer:
     def heldout_images(self, n):
         """The first n held-out frames (or training frames, when nothing is held out), as model input."""
         split = "heldout" if self.data.num_frames("heldout") else "train"
-        eps, frames = self.data.frames_of(self.data._episodes(split))
+        eps, frames = self.data.frames_of(self.data.episodes(split))
         pick = np.linspace(0, len(eps) - 1, min(n, len(eps))).astype(int)
         return to_model_input(self.data.gather(eps[pick], frames[pick]), self.device, self.model.dtype)
 

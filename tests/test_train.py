@@ -80,6 +80,16 @@ def test_resume_is_bit_identical(tmp_path, data):
     assert rows_a == rows_b
 
 
+def test_epochs_run_and_resume(tmp_path, data):
+    out = str(tmp_path / "run")
+    assert train_main(["--data", data, "--epochs", "1", "--out", out, *FAST]) == 0   # 36 frames / 8 = 5 steps
+    assert checkpoints_in(out)[-1][0] == 5
+    assert train_main(["--data", data, "--epochs", "2", "--out", out, "--resume", *FAST]) == 0
+    assert checkpoints_in(out)[-1][0] == 10
+    r = run_cli("--data", data, "--epochs", "1", "--out", out, "--resume", *FAST)
+    assert r.returncode == 2 and "the newest checkpoint is at step 10, past the 5 steps asked for" in r.stderr
+
+
 def test_sigint_checkpoints_and_says_how_to_resume(tmp_path, data):
     out = str(tmp_path / "run")
     cmd = [sys.executable, os.path.join(ROOT, "bin", "train-scratch"), "--data", data, "--steps", "100000",

@@ -62,19 +62,15 @@ def main(argv=None):
                     progress=not args.quiet)
     elif not os.path.isdir(data):
         raise FileNotFoundError(f"data folder {data} does not exist (collect one with bin/collect-rollouts)")
-    steps = args.steps
-    trainer = Trainer(data, args.out, steps or 1, batch_size=args.batch_size, lr=args.lr, latent=args.latent,
-                      kl_tolerance=args.kl_tolerance, beta=args.beta, seed=args.seed, device=device,
+    if args.steps is None and args.epochs is None:
+        args.steps = DEFAULT_TRAIN_STEPS
+    trainer = Trainer(data, args.out, args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      latent=args.latent, kl_tolerance=args.kl_tolerance, beta=args.beta, seed=args.seed, device=device,
                       dtype=np.dtype(args.dtype), resume=args.resume, heldout=args.heldout,
                       log_every=args.log_every, eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, keep=args.keep, progress=not args.quiet)
-    if steps is None:
-        steps = args.epochs * trainer.steps_per_epoch if args.epochs else DEFAULT_TRAIN_STEPS
-        trainer.steps = trainer.settings["steps"] = steps
-        if trainer.step > steps:
-            raise ValueError(f"the newest checkpoint is at step {trainer.step}, past the {steps} steps asked for")
     print(f"train-scratch: {trainer.model} on {trainer.n_train} training frames "
-          f"({trainer.settings['heldout_frames']} held out) from {data}; steps {trainer.step} → {steps}")
+          f"({trainer.settings['heldout_frames']} held out) from {data}; steps {trainer.step} → {trainer.steps}")
     try:
         trainer.run()
     except TrainingStopped as e:

@@ -92,9 +92,10 @@ class FrameDataset:
         return eps, frames
 
     def num_frames(self, split="train"):
-        return int(self.lengths[self._episodes(split)].sum())
+        return int(self.lengths[self.episodes(split)].sum())
 
-    def _episodes(self, split):
+    def episodes(self, split):
+        """The episode numbers of a split, 'train' or 'heldout'."""
         if split not in ("train", "heldout"):
             raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
         return self.train_episodes if split == "train" else self.heldout_episodes
@@ -120,7 +121,7 @@ class FrameDataset:
         """(episode, frame) arrays per batch for one epoch."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        eps, frames = self.frames_of(self._episodes(split))
+        eps, frames = self.frames_of(self.episodes(split))
         order = np.random.default_rng(rng).permutation(len(eps)) if rng is not None else np.arange(len(eps))
         for i in range(0, len(order), batch_size):
             pick = order[i:i + batch_size]
