@@ -22,8 +22,11 @@ class ReLU(Layer):
         self.frozen = None   # a mask to use instead of x > 0 (gradient checks hold the pattern fixed)
 
     def forward(self, x):
-        self.cache = x > 0 if self.frozen is None else self.frozen   # mask, same shape as x
-        return self.xp.where(self.cache, x, 0)
+        if self.frozen is not None:                           # the on/off pattern held fixed
+            self.cache = self.frozen
+            return x * self.frozen
+        self.cache = x > 0                                    # mask, same shape as x
+        return self.xp.maximum(x, 0)                          # y = max(x, 0); a NaN stays NaN
 
     def backward(self, dy):
         return dy * self._need_cache()                        # dx = dy·[x > 0]
