@@ -24,11 +24,14 @@ Memory: the column buffer holds N·C·kh·kw·oh·ow numbers, about kh·kw/(sy·
 times the input (4× for the VAE's 4×4 stride-2 convolutions; 36×/4 = 9× for a
 6×6 stride-2 transposed convolution's backward).
 
-On the CPU both loop only over the kh·kw kernel offsets, each time copying (or
-adding) one whole strided slice of N·C·oh·ow numbers. On the GPU each is one
-CUDA kernel (``scratchvae.cuda``). ``scratchvae.reference`` has the naive loop
-versions the tests compare against.
+On the CPU, im2col describes every window at once as a strided view of the padded
+input (no copy) and copies it in one call; col2im loops only over the kh·kw kernel
+offsets, each time adding one whole strided slice of N·C·oh·ow numbers. On the GPU
+each is one CUDA kernel (``scratchvae.cuda``). ``scratchvae.reference`` has the
+naive loop versions the tests compare against.
 """
+from numpy.lib.stride_tricks import as_strided
+
 from .backend import is_gpu_array, xp_of
 
 
@@ -42,18 +45,14 @@ def im2col(x, kh, kw, sy, sx, ph, pw):
     if is_gpu_array(x):
         from . import cuda
         return cuda.im2col(x, kh, kw, sy, sx, ph, pw)
-    xp = xp_of(x)
     n, c, h, w = x.shape
     oh, ow = out_size(h, kh, sy, ph), out_size(w, kw, sx, pw)
-    img = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # (N, C, H+2ph, W+2pw)
-    buf = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)   # (C, kh, kw, N, oh, ow) in memory
-    col = buf.transpose(3, 0, 1, 2, 4, 5)                   # (N, C, kh, kw, oh, ow) view of it
-    for j in range(kh):
-        jlim = j + sy * (oh - 1) + 1
-        for i in range(kw):
-            ilim = i + sx * (ow - 1) + 1
-            col[:, :, j, i] = img[:, :, j:jlim:sy, i:ilim:sx]  # (N, C, oh, ow)
-    return col
+    img = xp_of(x).pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # (N, C, H+2ph, W+2pw)
+    bn, bc, by, bx = img.strides                            # bytes to the next image, channel, row, column
+    # windows[c, j, i, n, y, x] = img[n, c, y·sy + j, x·sx + i]: a view, nothing copied yet
+    windows = as_strided(img, (c, kh, kw, n, oh, ow), (bc, by, bx, bn, by * sy, bx * sx), writeable=False)
+    buf = windows.copy()                                    # (C, kh, kw, N, oh, ow): the one copy
+    return buf.transpose(3, 0, 1, 2, 4, 5)                  # (N, C, kh, kw, oh, ow) view of it
 
 
 def as_matrix(col):
