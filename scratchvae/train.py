@@ -138,10 +138,19 @@ class Trainer:
         return os.path.join(self.out, "log.jsonl")
 
     def read_log(self):
+        """The log's rows. A last line cut short (the process killed mid-append) is left out."""
         if not os.path.exists(self._log_path()):
             return []
         with open(self._log_path()) as f:
-            return [json.loads(line) for line in f if line.strip()]
+            lines = [line for line in f if line.strip()]
+        rows = []
+        for i, line in enumerate(lines):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i != len(lines) - 1:
+                    raise ValueError(f"{self._log_path()}: line {i + 1} is not JSON") from None
+        return rows
 
     def _write_log(self, rows):
         with atomic_write(self._log_path(), "w") as f:

@@ -50,3 +50,13 @@ def test_every_page_has_includes_or_examples():
     for name in ("Dense", "ReLU", "Sigmoid", "Conv2D", "col2im", "ConvTranspose2D", "reparameterization",
                  "KL", "reconstruction", "Adam"):
         assert name in backward
+
+
+def test_the_readme_example_runs():
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert blocks, "README.md has no python example"
+    for code in blocks:
+        scope = {}
+        exec(compile(code, "README.md", "exec"), scope)
+    assert scope["mu"].shape == (8, 32) and float(scope["out"]["loss"]) > 0

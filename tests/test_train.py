@@ -90,7 +90,8 @@ def test_epochs_run_and_resume(tmp_path, data):
     assert r.returncode == 2 and "the newest checkpoint is at step 10, past the 5 steps asked for" in r.stderr
 
 
-def test_sigint_checkpoints_and_says_how_to_resume(tmp_path, data):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_checkpoints_and_says_how_to_resume(tmp_path, data, sig):
     out = str(tmp_path / "run")
     cmd = [sys.executable, os.path.join(ROOT, "bin", "train-scratch"), "--data", data, "--steps", "100000",
            "--out", out, *FAST, "--checkpoint-every", "100000"]
@@ -100,10 +101,10 @@ def test_sigint_checkpoints_and_says_how_to_resume(tmp_path, data):
     while time.time() < deadline and not (os.path.exists(log) and os.path.getsize(log) > 0):
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
-    assert "stopped by SIGINT" in stderr and "--resume" in stderr
+    assert f"stopped by {sig.name}" in stderr and "--resume" in stderr
     assert "Traceback" not in stderr
     (step, path), = checkpoints_in(out)
     assert load(path).step == step >= 2
@@ -128,6 +129,16 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data):
     assert e.value.exit_code != 0
     assert [s for s, _ in checkpoints_in(out)] == [3]
     assert np.isfinite(load(checkpoints_in(out)[0][1]).model.params["decoder.dense.b"]).all()
+
+
+def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, data):
+    out = str(tmp_path / "run")
+    assert train_main(["--data", data, "--steps", "4", "--out", out, *FAST]) == 0
+    with open(os.path.join(out, "log.jsonl"), "a") as f:
+        f.write('{"step": 5, "lo')                      # what a kill in mid-append leaves
+    assert train_main(["--data", data, "--steps", "6", "--out", out, "--resume", *FAST]) == 0
+    rows = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
+    assert [r["step"] for r in rows] == [2, 4, 6]
 
 
 def run_cli(*args, env=None):
