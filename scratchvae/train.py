@@ -95,11 +95,12 @@ class Trainer:
         if self.step > self.steps:
             raise ValueError(f"the newest checkpoint is at step {self.step}, past the {self.steps} steps asked for")
         self.eval_frames = eval_frames
-        self.settings = dict(data=os.path.abspath(data), steps=self.steps, epochs=epochs, batch_size=self.batch_size, lr=lr,
-                             latent=latent, kl_tolerance=kl_tolerance, beta=beta, seed=seed, device=device,
+        self.settings = dict(data=os.path.abspath(data), steps=self.steps, epochs=epochs,
+                             batch_size=self.batch_size, lr=self.opt.lr, latent=latent, kl_tolerance=kl_tolerance, beta=beta, seed=seed, device=device,
                              dtype=np.dtype(dtype).name, heldout=heldout, train_frames=self.n_train,
                              heldout_frames=self.data.num_frames("heldout"))
         self._stop = None
+        self._order_epoch, self._order_cache = None, None
 
     # ---- data ---------------------------------------------------------------------------------------
     def batch_for(self, step):
@@ -111,12 +112,13 @@ class Trainer:
         return to_model_input(self.data.gather(eps, frames), self.device, self.model.dtype)
 
     def _order(self, epoch):
-        if getattr(self, "_order_epoch", None) != epoch:
+        if self._order_epoch != epoch:
             self._order_cache, self._order_epoch = epoch_order(self.seed, epoch, self.n_train), epoch
         return self._order_cache
 
     def heldout_images(self, n):
-        """The first n held-out frames (or training frames, when nothing is held out), as model input."""
+        """n held-out frames spread evenly over the held-out set (the training set, when nothing is
+        held out), as model input."""
         split = "heldout" if self.data.num_frames("heldout") else "train"
         eps, frames = self.data.frames_of(self.data.episodes(split))
         pick = np.linspace(0, len(eps) - 1, min(n, len(eps))).astype(int)

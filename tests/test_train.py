@@ -165,6 +165,15 @@ def test_bad_inputs_in_process(tmp_path, data, monkeypatch):
     r = run_cli("--data", str(tmp_path / "empty"), "--out", str(tmp_path / "r1"), "--quiet")
     assert r.returncode == 2 and "holds no episode files" in r.stderr and "Traceback" not in r.stderr
 
+    # an unreadable episode among good ones: a one-line warning naming it, and training goes on
+    bad = tmp_path / "withbad"
+    tiny_data(bad, episodes=3)
+    (bad / "episode_000009.npz").write_bytes(b"garbage")
+    r = run_cli("--data", str(bad), "--steps", "2", "--out", str(tmp_path / "r2"), *FAST)
+    assert r.returncode == 0, r.stderr
+    assert "train-scratch: warning: skipped 1 unreadable episode file(s) of 4" in r.stderr
+    assert "episode_000009.npz" in r.stderr and "UserWarning" not in r.stderr
+
     # a run folder that already holds a run is not overwritten without --resume
     out = str(tmp_path / "run")
     assert train_main(["--data", data, "--steps", "3", "--out", out, *FAST]) == 0

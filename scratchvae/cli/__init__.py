@@ -12,7 +12,10 @@ EXPECTED = (BackendError, CheckpointError, DataError, ValueError, FileNotFoundEr
 
 
 def run(prog, main, argv=None):
-    """Run main(argv); expected mistakes become one line on stderr and exit status 2."""
+    """Run main(argv); expected mistakes become one line on stderr and exit status 2, and
+    warnings (a skipped file, say) one line each."""
+    import warnings
+    warnings.formatwarning = lambda message, *a, **k: f"{prog}: warning: {message}\n"
     try:
         return main(argv)
     except EXPECTED as e:
