@@ -197,6 +197,9 @@ class VAE:
         mu, logvar = self._encode(x)                                # (N, D), (N, D)
         if eps is None:
             eps = self.sample_eps(n)                                # (N, D)
+        elif tuple(getattr(eps, "shape", ())) != (n, self.latent_dim) or device_of(eps) != self.device:
+            raise ValueError(f"eps must be an array of shape ({n}, {self.latent_dim}) on {self.device}, got "
+                             f"{tuple(getattr(eps, 'shape', ()))} on {device_of(eps)}")
         # docs: reparameterize
         std = self.xp.exp(0.5 * logvar)                             # σ = exp(logvar/2)
         z = mu + std * eps                                          # (N, D)  reparameterization
