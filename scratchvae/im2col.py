@@ -41,7 +41,11 @@ def out_size(size, k, s, p):
 
 
 def im2col(x, kh, kw, sy, sx, ph, pw):
-    """(N, C, H, W) → (N, C, kh, kw, oh, ow): the window each output position sees."""
+    """(N, C, H, W) → (N, C, kh, kw, oh, ow): the window each output position sees.
+
+    The column buffer holds N·C·kh·kw·oh·ow numbers, about kh·kw/(sy·sx) times the input
+    (4× for a 4×4 stride-2 convolution); a padded copy of x is made first when ph or pw > 0.
+    """
     if is_gpu_array(x):
         from . import cuda
         return cuda.im2col(x, kh, kw, sy, sx, ph, pw)
