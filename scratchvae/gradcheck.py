@@ -15,6 +15,8 @@ For a layer, f = Σ y·g with a fixed random g, so ∂f/∂y = g is what backwar
 receives. The error reported is ``rel_error``: the largest difference over the
 largest magnitude, max|a − b| / max(1e-8, max(|a| + |b|)).
 """
+import contextlib
+
 import numpy as np
 
 from .backend import to_numpy, xp_of
@@ -87,29 +89,50 @@ def check_layer(layer, x, rng=0, h=1e-3):
 
 
 def smooth_central_difference(evaluate, move, h):
-    """(f(θ + h·v) − f(θ − h·v)) / 2h where f is smooth over the whole step.
+    """The derivative along v by central differences, where f is smooth over the whole step.
 
-    evaluate() → (f, masks) at the current point; move(t) puts the point at θ + t·v.
-    A ReLU network is smooth except where a ReLU changes side, so h is halved until every
-    mask is the same at both ends. A large h keeps rounding (ε·|f|/h) small; the halving
-    keeps the difference a derivative.
+    evaluate() → (f, masks) at the current point; move(t) puts the point at θ + t·v. The masks
+    mark where f has kinks (an image's KL against the free-bits floor): h is halved until every
+    mask is the same at θ ± h and θ ± h/2. Then D(h) and D(h/2), each (f(θ + s·v) − f(θ − s·v))/2s,
+    are combined as (4·D(h/2) − D(h))/3, which cancels the h² error term.
     """
     for _ in range(40):
-        move(h)
-        fp, mp = evaluate()
-        move(-h)
-        fm, mm = evaluate()
+        values, masks = {}, []
+        for t in (h, -h, h / 2, -h / 2):
+            move(t)
+            values[t], m = evaluate()
+            masks.append(m)
         move(0)
-        if all(a.shape == b.shape and bool((a == b).all()) for a, b in zip(mp, mm)):
-            return (fp - fm) / (2 * h)
+        if all(a.shape == b.shape and bool((a == b).all()) for other in masks[1:] for a, b in zip(masks[0], other)):
+            d1 = (values[h] - values[-h]) / (2 * h)
+            d2 = (values[h / 2] - values[-h / 2]) / h
+            return (4 * d2 - d1) / 3
         h /= 2
-    raise RuntimeError("no step small enough to keep every ReLU on its side")
+    raise RuntimeError("no step small enough to stay on one side of every kink")
+
+
+@contextlib.contextmanager
+def relu_patterns_held(model, x, eps):
+    """Hold every ReLU's on/off pattern at what it is at the current parameters.
+
+    The loss is then smooth in the parameters (ReLUs were its kinks) and has the same gradient
+    here, so central differences may take a large step: on a loss of ~10³ a parameter's whole
+    gradient can be ~10⁻⁴, and rounding (ε·|f|/h) needs h ≈ 10⁻², far more than a ReLU allows.
+    """
+    model.loss(x, eps)
+    for r in model.relus.values():
+        r.frozen = r.cache
+    try:
+        yield
+    finally:
+        for r in model.relus.values():
+            r.frozen = None
 
 
 def _model_evaluator(model, x, eps):
     def evaluate():
         value = float(model.loss(x, eps)["loss"])
-        return value, [r.cache.copy() for r in model.relus.values()]
+        return value, [model.cache[-1]]                # which images are above the free-bits floor
     return evaluate
 
 
@@ -119,58 +142,43 @@ def _analytic(model, x, eps):
     return {k: g.copy() for k, g in model.grads.items()}
 
 
-def check_model(model, x, eps, h=1e-4):
+def check_model(model, x, eps, h=1e-2):
     """Per-element central differences of model.loss(x, eps)["loss"] for every parameter,
     against model.backward(); eps (the reparameterization noise) held fixed.
     Returns {parameter name: rel_error}."""
     grads = _analytic(model, x, eps)
     evaluate = _model_evaluator(model, x, eps)
     errors = {}
-    for k, p in model.params.items():
-        flat = p.reshape(-1)                                   # a view: moving flat moves p
-        numeric = np.zeros(p.size)
-        for i in range(p.size):
-            old = flat[i].copy()
+    with relu_patterns_held(model, x, eps):
+        for k, p in model.params.items():
+            flat = p.reshape(-1)                               # a view: moving flat moves p
+            numeric = np.zeros(p.size)
+            for i in range(p.size):
+                old = flat[i].copy()
 
-            def move(t):
-                flat[i] = old + t
-            numeric[i] = smooth_central_difference(evaluate, move, h)
-        errors[k] = rel_error(grads[k], numeric.reshape(p.shape))
+                def move(t):
+                    flat[i] = old + t
+                numeric[i] = smooth_central_difference(evaluate, move, h)
+            errors[k] = rel_error(grads[k], numeric.reshape(p.shape))
     return errors
 
 
 def check_model_directions(model, x, eps, directions=3, rng=0, h=1e-2):
     """Directional derivatives of the loss along random unit directions: all parameters at once,
     then each parameter alone. Returns {name: relative difference}, "all/i" for joint directions.
-
-    On a large model a random unit direction's derivative is about rms(gradient), ~1e-4, against
-    a loss of ~1e3: rounding (ε·|f|/h) needs a large h, and ReLU kinks forbid one. So every ReLU's
-    on/off pattern is held at what it is at θ. The loss is then smooth in the parameters and has
-    the same gradient at θ, and Richardson's (4·D(h/2) − D(h))/3 cancels the h² error of D(h).
-    """
+    For the full model, where per-element differences would take hours."""
     xp = model.xp
     rng = np.random.default_rng(rng)
     grads = _analytic(model, x, eps)
-    model.loss(x, eps)
-    for r in model.relus.values():
-        r.frozen = r.cache
-
-    def f():
-        return float(model.loss(x, eps)["loss"])
+    evaluate = _model_evaluator(model, x, eps)
 
     def along(arrays, vs):
         old = [a.copy() for a in arrays]
 
-        def d(step):
-            values = []
-            for t in (step, -step):
-                for a, o, v in zip(arrays, old, vs):
-                    a[...] = o + t * v
-                values.append(f())
-            for a, o in zip(arrays, old):
-                a[...] = o
-            return (values[0] - values[1]) / (2 * step)
-        return (4 * d(h / 2) - d(h)) / 3
+        def move(t):
+            for a, o, v in zip(arrays, old, vs):
+                a[...] = o + t * v
+        return smooth_central_difference(evaluate, move, h)
 
     def unit(shape, scale=1.0):
         v = rng.normal(size=shape)
@@ -182,7 +190,7 @@ def check_model_directions(model, x, eps, directions=3, rng=0, h=1e-2):
     total = sum(p.size for p in model.params.values())
     names = list(model.params)
     errors = {}
-    try:
+    with relu_patterns_held(model, x, eps):
         for i in range(directions):                    # every parameter moved together, |v| = 1
             vs = [unit(model.params[k].shape, np.sqrt(model.params[k].size / total)) for k in names]
             numeric = along([model.params[k] for k in names], vs)
@@ -190,7 +198,4 @@ def check_model_directions(model, x, eps, directions=3, rng=0, h=1e-2):
         for k in names:                                # and each parameter on its own
             v = unit(model.params[k].shape)
             errors[k] = rel(along([model.params[k]], [v]), float(xp.sum(grads[k] * v)))
-    finally:
-        for r in model.relus.values():
-            r.frozen = None
     return errors
