@@ -194,12 +194,12 @@ class VAE:
         loss = recon + β·kl, recon, kl (the floored KL the loss uses) and kl_raw (its unfloored mean)."""
         self._check_images(x)
         n = x.shape[0]
-        mu, logvar = self._encode(x)                                # (N, D), (N, D)
-        if eps is None:
+        if eps is None:                     # drawn first: on the GPU its upload then waits for nothing
             eps = self.sample_eps(n)                                # (N, D)
         elif tuple(getattr(eps, "shape", ())) != (n, self.latent_dim) or device_of(eps) != self.device:
             raise ValueError(f"eps must be an array of shape ({n}, {self.latent_dim}) on {self.device}, got "
                              f"{tuple(getattr(eps, 'shape', ()))} on {device_of(eps)}")
+        mu, logvar = self._encode(x)                                # (N, D), (N, D)
         # docs: reparameterize
         std = self.xp.exp(0.5 * logvar)                             # σ = exp(logvar/2)
         z = mu + std * eps                                          # (N, D)  reparameterization
