@@ -54,9 +54,8 @@ def read_arrays(path):
                               f"{type(e).__name__}: {e}") from None
 
 
-def read_config(path):
-    """Only the configuration, as a dict (for comparing before loading)."""
-    arrays = read_arrays(path)
+def _config_and_state(path, arrays):
+    """The checkpoint's configuration and state, parsed from their JSON entries."""
     try:
         return json.loads(str(arrays["config"])), json.loads(str(arrays["state"]))
     except (KeyError, ValueError) as e:
@@ -73,10 +72,7 @@ def load(path, device="cpu", expect_config=None):
     from .vae import VAE
 
     arrays = read_arrays(path)
-    try:
-        config, state = json.loads(str(arrays["config"])), json.loads(str(arrays["state"]))
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a scratchvae checkpoint (no readable config/state: {e})") from None
+    config, state = _config_and_state(path, arrays)
     if state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {state.get('format')}, expected {FORMAT}")
     if expect_config:
