@@ -96,7 +96,8 @@ class Trainer:
             raise ValueError(f"the newest checkpoint is at step {self.step}, past the {self.steps} steps asked for")
         self.eval_frames = eval_frames
         self.settings = dict(data=os.path.abspath(data), steps=self.steps, epochs=epochs,
-                             batch_size=self.batch_size, lr=self.opt.lr, latent=latent, kl_tolerance=kl_tolerance, beta=beta, seed=seed, device=device,
+                             batch_size=self.batch_size, lr=self.opt.lr, latent=latent,
+                             kl_tolerance=kl_tolerance, beta=beta, seed=seed, device=device,
                              dtype=np.dtype(dtype).name, heldout=heldout, train_frames=self.n_train,
                              heldout_frames=self.data.num_frames("heldout"))
         self._stop = None
@@ -204,18 +205,20 @@ class Trainer:
                    dynamic_ncols=True)
         t_log, start_step = time.perf_counter(), self.step
         last_ckpt = self.step
+        k = 0                                                       # steps in hist since the last row
         try:
             while self.step < self.steps:
                 x = self.batch_for(self.step)
                 out = model.loss(x)
                 model.backward()
                 self.opt.step(model.grads)
-                hist[self.step % self.log_every] = xp.stack([out[k] for k in LOSS_KEYS])
+                hist[k] = xp.stack([out[key] for key in LOSS_KEYS])
+                k += 1
                 self.step += 1
                 bar.update(1)
                 due_log = self.step % self.log_every == 0 or self.step == self.steps or self._stop
                 if due_log:
-                    n = (self.step - 1) % self.log_every + 1
+                    n, k = k, 0
                     values = to_numpy(hist[:n])                     # the one read from the device
                     bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
                     if len(bad):

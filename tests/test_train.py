@@ -80,6 +80,21 @@ def test_resume_is_bit_identical(tmp_path, data):
     assert rows_a == rows_b
 
 
+def test_log_rows_after_resuming_mid_window(tmp_path, data):
+    """Resumed at step 3 with a row every 2 steps: row 4 is step 4 alone, row 6 the mean of steps 5 and 6."""
+    every = [*FAST]
+    every[every.index("--log-every") + 1] = "1"
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    assert train_main(["--data", data, "--steps", "6", "--out", one, *every]) == 0
+    assert train_main(["--data", data, "--steps", "3", "--out", two, *FAST]) == 0
+    assert train_main(["--data", data, "--steps", "6", "--out", two, "--resume", *FAST]) == 0
+    per_step = {r["step"]: r["loss"] for r in map(json.loads, open(os.path.join(one, "log.jsonl")))}
+    rows = {r["step"]: r["loss"] for r in map(json.loads, open(os.path.join(two, "log.jsonl")))}
+    assert sorted(rows) == [2, 3, 4, 6]
+    assert rows[4] == per_step[4]
+    assert rows[6] == float(np.mean([per_step[5], per_step[6]]))
+
+
 def test_epochs_run_and_resume(tmp_path, data):
     out = str(tmp_path / "run")
     assert train_main(["--data", data, "--epochs", "1", "--out", out, *FAST]) == 0   # 36 frames / 8 = 5 steps
