@@ -14,7 +14,6 @@ One .npz for a whole data folder, episodes laid end to end:
 The memory model trains on sequences: z_t = mu_t + exp(logvar_t / 2)·eps (sampled anew each
 epoch, as World Models does), a_t, and predicts z_{t+1} within one episode.
 """
-import glob
 import os
 
 import numpy as np
@@ -22,7 +21,7 @@ import numpy as np
 from .atomic import atomic_write
 from .backend import to_numpy
 from .data.dataset import to_model_input
-from .data.episodes import DataError, read_episode
+from .data.episodes import DataError, episode_paths, read_episode
 
 
 def episode_rows(latents, e):
@@ -34,11 +33,7 @@ def episode_rows(latents, e):
 def encode_folder(model, folder, out, batch_size=100, progress=True):
     from tqdm import tqdm
 
-    paths = sorted(glob.glob(os.path.join(folder, "*.npz"))) if os.path.isdir(folder) else None
-    if paths is None:
-        raise DataError(f"data folder {folder} does not exist")
-    if not paths:
-        raise DataError(f"data folder {folder} holds no episode files (*.npz)")
+    paths = episode_paths(folder)
     c, h, w = model.input_shape
     parts = {k: [] for k in ("mu", "logvar", "actions", "rewards", "dones")}
     starts = [0]

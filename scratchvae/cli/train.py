@@ -60,8 +60,6 @@ def main(argv=None):
                   f"{DEFAULT_STEPS_PER_EPISODE} steps into {data}")
             collect(data, DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, workers=os.cpu_count() or 1,
                     progress=not args.quiet)
-    elif not os.path.isdir(data):
-        raise FileNotFoundError(f"data folder {data} does not exist (collect one with bin/collect-rollouts)")
     if args.steps is None and args.epochs is None:
         args.steps = DEFAULT_TRAIN_STEPS
     trainer = Trainer(data, args.out, args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

@@ -4,7 +4,6 @@ Only a table of where each episode's frames lie is kept in memory (a few numbers
 episode, and one permutation of frame numbers per epoch); every batch reads its frames
 straight from their places in the files. Memory stays flat as the folder grows.
 """
-import glob
 import os
 import warnings
 from collections import OrderedDict
@@ -12,7 +11,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..backend import get_xp
-from .episodes import DataError, frame_table
+from .episodes import DataError, episode_paths, frame_table
 
 
 class FrameDataset:
@@ -23,11 +22,7 @@ class FrameDataset:
     """
 
     def __init__(self, folder, heldout=0.1, seed=0, size=None, open_files=64):
-        if not os.path.isdir(folder):
-            raise DataError(f"data folder {folder} does not exist")
-        paths = sorted(glob.glob(os.path.join(folder, "*.npz")))
-        if not paths:
-            raise DataError(f"data folder {folder} holds no episode files (*.npz)")
+        paths = episode_paths(folder)
         self.paths, self.offsets, self.lengths, self.skipped = [], [], [], []
         for path in paths:
             try:

@@ -11,6 +11,7 @@ The file is a plain NumPy archive (np.load reads it). It is stored uncompressed 
 that a loader can read any frame straight from its place in the file without
 reading the rest; ``frame_table`` finds that place.
 """
+import glob
 import os
 import struct
 import zipfile
@@ -24,6 +25,16 @@ FIELDS = ("obs", "actions", "rewards", "dones")
 
 class DataError(ValueError):
     """A data folder or episode file that cannot be used; the message names it."""
+
+
+def episode_paths(folder):
+    """The episode files (*.npz) of a data folder, sorted; a missing or empty folder is a DataError."""
+    if not os.path.isdir(folder):
+        raise DataError(f"data folder {folder} does not exist (collect one with bin/collect-rollouts)")
+    paths = sorted(glob.glob(os.path.join(folder, "*.npz")))
+    if not paths:
+        raise DataError(f"data folder {folder} holds no episode files (*.npz)")
+    return paths
 
 
 def episode_name(index):
