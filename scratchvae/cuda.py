@@ -3,12 +3,15 @@
 Imported only when an array is a CuPy array; everything else on the GPU is the same
 array-generic code that runs under NumPy.
 
-im2col: one thread per column element (n, c, j, i, y, x) of col (N, C, kh, kw, oh, ow),
-    which is stored (C, kh, kw, N, oh, ow) as on the CPU (see im2col.py). It reads
-    x[n, c, y·sy − ph + j, x·sx − pw + i], or 0 where the window hangs over the padding:
-    no padded copy of the input is made. Neighbouring threads write neighbouring entries.
+Both kernels keep the CPU's layout (see im2col.py): images stored (C, H, W, N) and columns
+(C, kh, kw, oh, ow, N), the batch last, so neighbouring threads (neighbouring n) read and
+write neighbouring addresses.
 
-col2im: one thread per image pixel (n, c, Y, X) of img (N, C, H, W). It sums every
+im2col: one thread per column element (c, j, i, y, x, n) of the (C, kh, kw, oh, ow, N)
+    buffer. It reads x[n, c, y·sy − ph + j, x·sx − pw + i], or 0 where the window hangs over
+    the padding: no padded copy of the input is made.
+
+col2im: one thread per image pixel (c, Y, X, n) of the (C, H, W, N) image. It sums every
     column element that landed on it: the kernel offsets (j, i) with
     (Y + ph − j) and (X + pw − i) divisible by the strides and inside the output grid.
     No atomics: each pixel is owned by one thread, and it adds in the same order as the
@@ -27,16 +30,16 @@ IM2COL_PARAMS = ("raw T img, int32 nimg, int32 nch, int32 h, int32 w, int32 oh, 
                  "int32 sy, int32 sx, int32 ph, int32 pw")
 # docs: im2col-kernel
 IM2COL_BODY = """
-int x = i % ow;                 // buffer index i → (c, j, ii, n, y, x), x fastest
-int t = i / ow;
+int n = i % nimg;               // buffer index i → (c, j, ii, y, x, n), n fastest
+int t = i / nimg;
+int x = t % ow;   t /= ow;
 int y = t % oh;   t /= oh;
-int n = t % nimg; t /= nimg;
 int ii = t % kw;  t /= kw;
 int j = t % kh;
 int c = t / kh;
 int iy = y * sy - ph + j;       // the input pixel this element copies
 int ix = x * sx - pw + ii;
-col = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? img[((n * nch + c) * h + iy) * w + ix] : (T)0;
+col = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? img[((c * h + iy) * w + ix) * nimg + n] : (T)0;
 """
 # end docs: im2col-kernel
 
@@ -44,10 +47,10 @@ COL2IM_PARAMS = ("raw T col, int32 nimg, int32 nch, int32 h, int32 w, int32 oh, 
                  "int32 sy, int32 sx, int32 ph, int32 pw")
 # docs: col2im-kernel
 COL2IM_BODY = """
-int X = i % w + pw;             // image pixel i → (n, c, Y, X), in padded coordinates
-int Y = i / w % h + ph;
-int c = i / (w * h) % nch;
-int n = i / (w * h * nch);
+int n = i % nimg;               // image pixel i → (c, Y, X, n), in padded coordinates
+int X = i / nimg % w + pw;
+int Y = i / (nimg * w) % h + ph;
+int c = i / (nimg * w * h);
 T val = 0;
 for (int j = 0; j < kh; ++j) {              // same order as the CPU: j, then i, ascending
     int py = Y - j;
@@ -58,7 +61,7 @@ for (int j = 0; j < kh; ++j) {              // same order as the CPU: j, then i,
         int px = X - ii;
         if (px < 0) break;
         if (px % sx != 0 || px / sx >= ow) continue;
-        val += col[((((c * kh + j) * kw + ii) * nimg + n) * oh + y) * ow + px / sx];
+        val += col[((((c * kh + j) * kw + ii) * oh + y) * ow + px / sx) * nimg + n];
     }
 }
 img = val;
@@ -81,24 +84,25 @@ def _kernels():
                                    "scratchvae_adam"))
 
 
-def im2col(x, kh, kw, sy, sx, ph, pw):
-    """(N, C, H, W) → (N, C, kh, kw, oh, ow), one thread per column element."""
+def im2col(x, kh, kw, sy, sx, ph, pw, out=None):
+    """(N, C, H, W) → (N, C, kh, kw, oh, ow) stored (C, kh, kw, oh, ow, N), one thread per column element."""
     import cupy
     n, c, h, w = x.shape
     oh, ow = out_size(h, kh, sy, ph), out_size(w, kw, sx, pw)
-    buf = cupy.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)      # (C, kh, kw, N, oh, ow)
-    _kernels()[0](cupy.ascontiguousarray(x), n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, buf)
-    return buf.transpose(3, 0, 1, 2, 4, 5)                       # (N, C, kh, kw, oh, ow) view
+    img = cupy.ascontiguousarray(x.transpose(1, 2, 3, 0))       # (C, H, W, N): free for the layers' outputs
+    buf = cupy.empty((c, kh, kw, oh, ow, n), dtype=x.dtype) if out is None else out  # (C, kh, kw, oh, ow, N)
+    _kernels()[0](img, n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, buf)
+    return buf.transpose(5, 0, 1, 2, 3, 4)                       # (N, C, kh, kw, oh, ow) view
 
 
 def col2im(col, h, w, sy, sx, ph, pw):
-    """(N, C, kh, kw, oh, ow) → (N, C, h, w), one thread per image pixel."""
+    """(N, C, kh, kw, oh, ow) → (N, C, h, w) stored (C, h, w, N), one thread per image pixel."""
     import cupy
     n, c, kh, kw, oh, ow = col.shape
-    buf = cupy.ascontiguousarray(col.transpose(1, 2, 3, 0, 4, 5))  # (C, kh, kw, N, oh, ow): free from im2col
-    img = cupy.empty((n, c, h, w), dtype=col.dtype)
+    buf = cupy.ascontiguousarray(col.transpose(1, 2, 3, 4, 5, 0))  # (C, kh, kw, oh, ow, N): free from im2col
+    img = cupy.empty((c, h, w, n), dtype=col.dtype)              # (C, h, w, N)
     _kernels()[1](buf, n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, img)
-    return img
+    return img.transpose(3, 0, 1, 2)                             # (N, C, h, w) view
 
 
 def adam_update(p, g, m, v, lr, b1, b2, c1, c2, eps):

@@ -133,7 +133,7 @@ def test_pixels_match_the_files(tmp_path):
     got = ds.gather(np.array([1, 1]), np.array([5, 2]))
     np.testing.assert_array_equal(got, ep["obs"][[5, 2]])
     x = to_model_input(got)
-    assert x.flags.c_contiguous
+    assert x.transpose(1, 2, 3, 0).flags.c_contiguous               # stored (3, H, W, N), the layers' layout
     np.testing.assert_allclose(x, ep["obs"][[5, 2]].transpose(0, 3, 1, 2) / 255, rtol=1e-6)
 
 

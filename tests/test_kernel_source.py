@@ -81,20 +81,21 @@ def ptr(a):
 def test_im2col_kernel_source(lib, c):
     x = np.random.default_rng(0).normal(size=(c.n, c.cin, c.h, c.w))
     oh, ow = out_size(c.h, c.kh, c.sy, c.ph), out_size(c.w, c.kw, c.sx, c.pw)
-    buf = np.empty((c.cin, c.kh, c.kw, c.n, oh, ow))        # the kernel writes the (C, kh, kw, N, oh, ow) buffer
-    lib.im2col_d(ptr(x), c.n, c.cin, c.h, c.w, oh, ow, c.kh, c.kw, c.sy, c.sx, c.ph, c.pw, ptr(buf), buf.size)
-    np.testing.assert_array_equal(buf.transpose(3, 0, 1, 2, 4, 5), im2col(x, c.kh, c.kw, c.sy, c.sx, c.ph, c.pw))
+    img = np.ascontiguousarray(x.transpose(1, 2, 3, 0))     # the kernel reads (C, H, W, N)
+    buf = np.empty((c.cin, c.kh, c.kw, oh, ow, c.n))        # and writes the (C, kh, kw, oh, ow, N) buffer
+    lib.im2col_d(ptr(img), c.n, c.cin, c.h, c.w, oh, ow, c.kh, c.kw, c.sy, c.sx, c.ph, c.pw, ptr(buf), buf.size)
+    np.testing.assert_array_equal(buf.transpose(5, 0, 1, 2, 3, 4), im2col(x, c.kh, c.kw, c.sy, c.sx, c.ph, c.pw))
 
 
 @given(conv_cases(max_extra=10))
 def test_col2im_kernel_source(lib, c):
     oh, ow = out_size(c.h, c.kh, c.sy, c.ph), out_size(c.w, c.kw, c.sx, c.pw)
     col = np.random.default_rng(1).normal(size=(c.n, c.cin, c.kh, c.kw, oh, ow))
-    buf = np.ascontiguousarray(col.transpose(1, 2, 3, 0, 4, 5))          # the kernel reads (C, kh, kw, N, oh, ow)
-    out = np.empty((c.n, c.cin, c.h, c.w))
+    buf = np.ascontiguousarray(col.transpose(1, 2, 3, 4, 5, 0))          # the kernel reads (C, kh, kw, oh, ow, N)
+    out = np.empty((c.cin, c.h, c.w, c.n))                               # and writes the (C, H, W, N) image
     lib.col2im_d(ptr(buf), c.n, c.cin, c.h, c.w, oh, ow, c.kh, c.kw, c.sy, c.sx, c.ph, c.pw, ptr(out), out.size)
     # exactly the CPU's sums: the kernel adds in the same order
-    np.testing.assert_array_equal(out, col2im(col, c.h, c.w, c.sy, c.sx, c.ph, c.pw))
+    np.testing.assert_array_equal(out.transpose(3, 0, 1, 2), col2im(col, c.h, c.w, c.sy, c.sx, c.ph, c.pw))
 
 
 def test_adam_kernel_source(lib):

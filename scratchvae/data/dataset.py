@@ -133,12 +133,13 @@ class FrameDataset:
 
 
 def to_model_input(frames, device="cpu", dtype=np.float32):
-    """uint8 (N, H, W, 3) on the host → float (N, 3, H, W) in [0, 1] on the device.
+    """uint8 (N, H, W, 3) on the host → float (N, 3, H, W) in [0, 1] on the device, stored (3, H, W, N):
+    the layout the model's layers keep images in (see scratchvae/im2col.py), so it reads them as they are.
 
     The bytes travel as uint8 (a quarter of float32) and are converted where they land.
     """
     xp = get_xp(device)
     x = xp.asarray(frames)                                      # (N, H, W, 3) uint8
-    x = xp.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=dtype)  # (N, 3, H, W)
+    x = xp.ascontiguousarray(x.transpose(3, 1, 2, 0), dtype=dtype)  # (3, H, W, N)
     x /= 255
-    return x
+    return x.transpose(3, 0, 1, 2)                              # (N, 3, H, W) view

@@ -1,0 +1,43 @@
+"""Strided copies and adds on every CPU core.
+
+NumPy lets go of the GIL inside a copy or an add, so threads run them in parallel. The
+matrix products already use every core (OpenBLAS); the window copies of im2col, the adds
+of col2im and the interleaving of the parity split are single loops in NumPy, and on
+short rows they are limited by the loop, not by memory, so two cores do them in less
+time. The caller says how to cut its job (into channels, say): one slice per core.
+
+On the GPU, or for small jobs, the function is simply called once, on the whole range.
+"""
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from .backend import is_gpu_array
+
+WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+MIN_NUMBERS = 1 << 16           # below this, one thread is quicker than handing out the work
+
+_pool, _pool_pid = None, None
+
+
+def _executor():
+    """The thread pool, made on first use, and again in a child process after a fork (whose copy
+    of the pool has no threads)."""
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid():
+        _pool, _pool_pid = ThreadPoolExecutor(WORKERS, thread_name_prefix="scratchvae"), os.getpid()
+    return _pool
+
+
+def parallel(fn, n, numbers, like=None):
+    """Call fn(slice) for slices of range(n) that cover it, one per core, and wait for them all.
+    The slices must touch disjoint memory (each writes its own channels, say).
+
+    numbers: how many array elements the whole job touches (small jobs stay on one thread);
+    like: an array of the job's device (GPU jobs are one call: the device runs them in parallel)."""
+    parts = min(WORKERS, n)
+    if parts < 2 or numbers < MIN_NUMBERS or (like is not None and is_gpu_array(like)):
+        fn(slice(0, n))
+        return
+    bounds = [n * i // parts for i in range(parts + 1)]
+    for f in [_executor().submit(fn, slice(a, b)) for a, b in zip(bounds, bounds[1:])]:
+        f.result()                                          # re-raises a worker's exception here
