@@ -62,6 +62,42 @@ def conv_transpose2d(x, W, b, stride=1, padding=0, output_padding=0):
     return yp[:, :, ph:ph + oh, pw:pw + ow] + b[None, :, None, None]
 
 
+def conv_transpose2d_by_parity(x, W, b, stride=1, padding=0, output_padding=0):
+    """The same transposed convolution, one output pixel at a time: the gather form of the parity split.
+
+    Output pixel (Y, X) sits at padded position (Y + ph, X + pw) = (R·sy + φ, Q·sx + ψ). The input
+    pixels that painted it are x[R − a, Q − b'], through kernel taps (φ + sy·a, ψ + sx·b'):
+
+        y[n, o, Y, X] = b[o] + Σ_{c, a, b'} x[n, c, R − a, Q − b'] · W[c, o, φ + sy·a, ψ + sx·b']
+
+    over the taps inside the kernel and the input pixels inside the image
+    (scratchvae/parity.py computes the same sums as one matrix product).
+    """
+    sy, sx = _pair(stride)
+    ph, pw = _pair(padding)
+    opy, opx = _pair(output_padding)
+    x, W, b = (np.asarray(a, dtype=np.float64) for a in (x, W, b))
+    n, ci, h, w = x.shape
+    _, co, kh, kw = W.shape
+    oh = (h - 1) * sy - 2 * ph + kh + opy
+    ow = (w - 1) * sx - 2 * pw + kw + opx
+    y = np.zeros((n, co, oh, ow))
+    for k in range(n):
+        for o in range(co):
+            for Y in range(oh):
+                R, phi = divmod(Y + ph, sy)
+                for X in range(ow):
+                    Q, psi = divmod(X + pw, sx)
+                    total = b[o]
+                    for a in range(0, (kh - phi + sy - 1) // sy):       # taps φ + sy·a < kh
+                        for bb in range(0, (kw - psi + sx - 1) // sx):
+                            r, q = R - a, Q - bb
+                            if 0 <= r < h and 0 <= q < w:
+                                total += np.dot(x[k, :, r, q], W[:, o, phi + sy * a, psi + sx * bb])
+                    y[k, o, Y, X] = total
+    return y
+
+
 def im2col(x, kh, kw, sy, sx, ph, pw):
     """Loop over output positions and copy the window each one sees."""
     x = np.asarray(x)

@@ -19,7 +19,9 @@ import numpy as np
 
 from . import losses
 from .backend import check_dtype, device_of, get_xp
-from .layers import Conv2D, ConvTranspose2D, Crop2D, Dense, Flatten, ReLU, Reshape, Sigmoid
+from .im2col import batch_last
+from .layers import (Conv2D, ConvTranspose2D, Crop2D, Dense, FastConv2D, FastConvTranspose2D, Flatten, ReLU,
+                     Reshape, Sigmoid)
 
 DEFAULT_ENCODER = ((32, 4, 2), (64, 4, 2), (128, 4, 2), (256, 4, 2))    # (channels, kernel, stride)
 DEFAULT_DECODER = ((128, 5, 2), (64, 5, 2), (32, 6, 2), (None, 6, 2))  # None: the image's channels
@@ -63,7 +65,9 @@ def decoder_start(size, decoder):
 class VAE:
     def __init__(self, input_shape=(3, 64, 64), latent_dim=32, kl_tolerance=0.5, beta=1.0, recon="mse",
                  encoder=DEFAULT_ENCODER, decoder=DEFAULT_DECODER, dense_size=1024,
-                 dtype=np.float32, seed=0, device="cpu"):
+                 dtype=np.float32, seed=0, device="cpu", fast=True):
+        """fast: build the convolutions from FastConv2D/FastConvTranspose2D (the default, same results up
+        to the order of the sums) or, with False, from the plain im2col layers the docs teach first."""
         c, h, w = (int(v) for v in input_shape)
         if recon not in losses.RECON_KINDS:
             raise ValueError(f"recon must be one of {losses.RECON_KINDS}, got {recon!r}")
@@ -90,12 +94,13 @@ class VAE:
         init = np.random.default_rng(init_seed)
         self.rng = np.random.default_rng(noise_seed)                # draws eps; saved in checkpoints
         kw = dict(dtype=self.dtype, device=device)
+        conv, deconv = (FastConv2D, FastConvTranspose2D) if fast else (Conv2D, ConvTranspose2D)
 
         # encoder: conv → ReLU, …, flatten, then two dense heads
         self.enc = []
         ch, eh, ew = c, h, w
         for i, (co, k, s) in enumerate(encoder, 1):
-            self.enc.append((f"encoder.conv{i}", Conv2D(ch, co, k, s, dtype=self.dtype, rng=init, device=device)))
+            self.enc.append((f"encoder.conv{i}", conv(ch, co, k, s, dtype=self.dtype, rng=init, device=device)))
             ch, eh, ew = co, _conv_out(eh, k, s), _conv_out(ew, k, s)
         self.enc[0][1].input_grad = False                          # nothing needs ∂L/∂x of the images
         self.flat = Flatten(**kw)
@@ -109,8 +114,7 @@ class VAE:
         self.dec = []
         ch = dense_size
         for i, (co, k, s) in enumerate(decoder, 1):
-            self.dec.append((f"decoder.deconv{i}", ConvTranspose2D(ch, co, k, s, dtype=self.dtype, rng=init,
-                                                                   device=device)))
+            self.dec.append((f"decoder.deconv{i}", deconv(ch, co, k, s, dtype=self.dtype, rng=init, device=device)))
             ch = co
         self.crop = Crop2D(h, w, **kw) if (dh, dw) != (h, w) else None
         self.out = Sigmoid(**kw)
@@ -175,11 +179,11 @@ class VAE:
     def encode(self, x):
         """Images (N, C, H, W) in [0, 1] → (mu, logvar), each (N, latent_dim)."""
         self._check_images(x)
-        return self._encode(x)
+        return self._encode(batch_last(x))
 
     def decode(self, z):
-        """Latents (N, latent_dim) → images (N, C, H, W) in (0, 1)."""
-        return self.out.forward(self._decode_logits(z))
+        """Latents (N, latent_dim) → images (N, C, H, W) in (0, 1), C-contiguous."""
+        return self.xp.ascontiguousarray(self.out.forward(self._decode_logits(z)))
 
     def reconstruct(self, x):
         """Decode each image's mean latent."""
@@ -199,6 +203,7 @@ class VAE:
         elif tuple(getattr(eps, "shape", ())) != (n, self.latent_dim) or device_of(eps) != self.device:
             raise ValueError(f"eps must be an array of shape ({n}, {self.latent_dim}) on {self.device}, got "
                              f"{tuple(getattr(eps, 'shape', ()))} on {device_of(eps)}")
+        x = batch_last(x)                                           # stored (C, H, W, N), as the layers store theirs
         mu, logvar = self._encode(x)                                # (N, D), (N, D)
         # docs: reparameterize
         std = self.xp.exp(0.5 * logvar)                             # σ = exp(logvar/2)

@@ -19,6 +19,7 @@ class Layer:
         self.params = {}
         self.grads = {}
         self.cache = None
+        self.buffers = {}       # name → array kept from call to call (see _buffer)
 
     def __call__(self, x):
         return self.forward(x)
@@ -41,6 +42,15 @@ class Layer:
             raise ValueError(f"{name} lives on {self.device}, got an array on {device_of(x)}")
         if x.dtype != self.dtype:
             raise ValueError(f"{name} expects dtype {self.dtype}, got {x.dtype}")
+
+    def _buffer(self, name, shape):
+        """An uninitialised array of `shape` in the layer's dtype, the same one on every call while
+        the shape stays. For big temporaries: tens of MB allocated anew on every step cost the
+        operating system's page faults (it zeroes every page) each time; reused, they cost nothing."""
+        buf = self.buffers.get(name)
+        if buf is None or buf.shape != tuple(shape):
+            buf = self.buffers[name] = self.xp.empty(shape, dtype=self.dtype)
+        return buf
 
     def _need_cache(self):
         if self.cache is None:

@@ -1,0 +1,145 @@
+"""The fast convolutions: Conv2D and ConvTranspose2D with the transposed direction done by parity.
+
+Each convolution layer has one direction that im2col turns into a single matrix product
+(Conv2D's forward, ConvTranspose2D's backward to x) and one that paints and adds up
+overlaps (col2im: Conv2D's backward to x, ConvTranspose2D's forward). The second is the
+transposed convolution of its input with the layer's W:
+
+    Conv2D:           dx = conv_transpose(dy, W)        W (C_out, C_in, kh, kw) read as (C_in', C_out', …)
+    ConvTranspose2D:   y = conv_transpose(x, W) + b
+
+These layers compute that transposed convolution the fastest way the shapes allow, and
+everything else exactly as the layers they extend:
+
+    dense    a 1×1 input without padding: y = x · W₂, one matrix product, nothing to paint
+    parity   split by output parity (scratchvae/parity.py): one im2col of the input, one
+             matrix product, every output pixel written once; used when it does at most
+             PARITY_MAX_PRODUCTS× the multiplications of col2im (the grid's border costs some)
+             and its column buffer is no larger than col2im's
+    col2im   otherwise, as in layers/conv.py
+
+Same parameters, same gradients, same results up to the order of the sums (the tests check
+all three methods against the im2col layers, the loops and finite differences).
+"""
+from ..backend import xp_of
+from ..im2col import col2im, from_matrix, im2col, images_to_matrix, matrix_to_images
+from ..parity import PARITY_MAX_PRODUCTS, conv_transpose_parity, parity_costs
+from .conv import Conv2D, ConvTranspose2D, weight_grad
+
+
+METHODS = ("auto", "dense", "parity", "col2im")
+
+
+def transpose_method(ci, co, h, w, kh, kw, sy, sx, ph, pw, opy, opx):
+    """"dense", "parity" or "col2im": how to compute a C_in → C_out transposed convolution of an h×w input."""
+    if h == w == 1 and ph == pw == 0:
+        return "dense"
+    products, buffer = parity_costs(ci, co, h, w, kh, kw, sy, sx, ph, pw, opy, opx)
+    if products <= PARITY_MAX_PRODUCTS and buffer <= 1:
+        return "parity"
+    return "col2im"
+
+
+def conv_transpose(x, W, sy, sx, ph, pw, opy, opx, method="auto", buffer=None):
+    """The transposed convolution of x (N, Ci, H, W) with W (Ci, Co, kh, kw), no bias: (N, Co, oh, ow),
+    stored (Co, oh, ow, N). buffer(name, shape): where temporaries go (see Layer._buffer)."""
+    xp = xp_of(x)
+    if buffer is None:
+        def buffer(name, shape):
+            return xp.empty(shape, dtype=x.dtype)
+    n, ci, h, w = x.shape
+    _, co, kh, kw = W.shape
+    oh, ow = (h - 1) * sy - 2 * ph + kh + opy, (w - 1) * sx - 2 * pw + kw + opx
+    if method == "auto":
+        method = transpose_method(ci, co, h, w, kh, kw, sy, sx, ph, pw, opy, opx)
+    if method == "dense":                                           # each image paints one kernel: y = x·W₂
+        if (h, w, ph, pw) != (1, 1, 0, 0):
+            raise ValueError(f"the dense method needs a 1×1 input and no padding, got {h}×{w}, padding {ph, pw}")
+        y = xp.zeros((co, oh, ow, n), dtype=x.dtype)               # (Co, oh, ow, N); output_padding rows stay 0
+        y[:, :kh, :kw] = (W.reshape(ci, -1).T @ images_to_matrix(x)).reshape(co, kh, kw, n)  # Y = W₂ᵀ·X
+        return y.transpose(3, 0, 1, 2)                              # (N, Co, oh, ow) view
+    if method == "parity":
+        return conv_transpose_parity(x, W, sy, sx, ph, pw, opy, opx, buffer)  # (N, Co, oh, ow)
+    if method == "col2im":
+        cols = buffer("cols", (co * kh * kw, h * w * n))            # (Co*kh*kw, H*W*N)
+        xp.matmul(W.reshape(ci, -1).T, images_to_matrix(x), out=cols)  # COL = W₂ᵀ·X
+        return col2im(from_matrix(cols, (n, co, kh, kw, h, w)), oh, ow, sy, sx, ph, pw)  # (N, Co, oh, ow)
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def _check_method(method):
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return method
+
+
+class FastConv2D(Conv2D):
+    """Conv2D with its input gradient, a transposed convolution of dy, done the fastest way, and its
+    column buffers kept from step to step."""
+
+    def __init__(self, *args, method="auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.method = _check_method(method)   # "auto", or force one method (the tests try each)
+
+    def forward(self, x):
+        self._check_image(x, self.in_channels)
+        n, c, h, w = x.shape
+        if self.kh > h + 2 * self.ph or self.kw > w + 2 * self.pw:
+            return super().forward(x)                               # which says what is wrong
+        W, b = self.params["W"], self.params["b"]                   # (Co, C, kh, kw), (Co,)
+        oh, ow = self.output_shape(h, w)
+        col = self._buffer("cols", (c, self.kh, self.kw, oh, ow, n))  # (C, kh, kw, oh, ow, N)
+        im2col(x, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out=col)
+        cols = col.reshape(c * self.kh * self.kw, oh * ow * n)      # (C*kh*kw, oh*ow*N)
+        y = W.reshape(self.out_channels, -1) @ cols                 # (Co, oh*ow*N)  Y = W·COL
+        y = matrix_to_images(y, n, oh, ow)                          # (N, Co, oh, ow) view
+        y += b[:, None, None]                                       # (N, Co, oh, ow)
+        self.cache = (x.shape, cols)
+        return y
+
+    def backward(self, dy):
+        (n, c, h, w), cols = self._need_cache()                     # cols (C*kh*kw, oh*ow*N)
+        W = self.params["W"]                                        # (Co, C, kh, kw)
+        dym = images_to_matrix(dy)                                  # (Co, oh*ow*N)
+        self.grads["b"] = dym.sum(axis=1)                           # (Co,)  db = Σ_{n,p} dy
+        self.grads["W"] = weight_grad(dym, cols).reshape(W.shape)   # (Co, C, kh, kw)  dW = dY·COLᵀ
+        if not self.input_grad:
+            return None
+        opy, opx = (h + 2 * self.ph - self.kh) % self.sy, (w + 2 * self.pw - self.kw) % self.sx
+        return conv_transpose(dy, W, self.sy, self.sx, self.ph, self.pw, opy, opx, self.method,
+                              self._buffer)                         # (N, C, H, W)  dx = convT(dy, W)
+
+
+class FastConvTranspose2D(ConvTranspose2D):
+    """ConvTranspose2D with its forward, a transposed convolution, done the fastest way, and its
+    column buffers kept from step to step."""
+
+    def __init__(self, *args, method="auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.method = _check_method(method)   # "auto", or force one method (the tests try each)
+
+    def forward(self, x):
+        self._check_image(x, self.in_channels)
+        h, w = x.shape[2:]
+        oh, ow = self.output_shape(h, w)
+        if oh < 1 or ow < 1:
+            return super().forward(x)                               # which says what is wrong
+        W, b = self.params["W"], self.params["b"]                   # (Ci, Co, kh, kw), (Co,)
+        y = conv_transpose(x, W, self.sy, self.sx, self.ph, self.pw, self.opy, self.opx, self.method,
+                           self._buffer)                            # (N, Co, oh, ow)
+        y += b[:, None, None]                                       # (N, Co, oh, ow)
+        self.cache = (x.shape, images_to_matrix(x))                 # X (Ci, H*W*N)
+        return y
+
+    def backward(self, dy):
+        (n, ci, h, w), x2 = self._need_cache()                      # x2 (Ci, H*W*N)
+        W = self.params["W"]                                        # (Ci, Co, kh, kw)
+        col = self._buffer("dcols", (self.out_channels, self.kh, self.kw, h, w, n))  # (Co, kh, kw, H, W, N)
+        im2col(dy, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out=col)
+        cols = col.reshape(-1, h * w * n)                           # (Co*kh*kw, H*W*N)  dCOL = im2col(dy)
+        self.grads["b"] = dy.sum(axis=(0, 2, 3))                    # (Co,)  db = Σ_{n,y,x} dy
+        self.grads["W"] = weight_grad(x2, cols).reshape(W.shape)    # (Ci, Co, kh, kw)  dW = X·dCOLᵀ
+        if not self.input_grad:
+            return None
+        dx = W.reshape(ci, -1) @ cols                               # (Ci, H*W*N)  dX = W·dCOL
+        return matrix_to_images(dx, n, h, w)                        # (N, Ci, H, W)

@@ -1,0 +1,138 @@
+"""The transposed convolution split by output parity: each output pixel is one GEMM result.
+
+ConvTranspose2D paints every input pixel's kernel onto the output, s pixels apart, and
+adds the overlaps (col2im). Look from one output pixel instead. Along one axis, with
+stride s and padding p, output row Y sits at padded row Y + p = R·s + φ: its phase is
+φ = (Y + p) mod s and its grid row R = (Y + p) // s. The input rows r that painted it
+are those with r·s + j = R·s + φ for some kernel row j < kh, that is
+
+    j = φ + s·a,   r = R − a,   a = 0, 1, …, T − 1,   T = ⌈kh / s⌉
+
+(a tap with j ≥ kh is not in the kernel and counts as zero). Both axes together:
+
+    y[n, o, Y, X] = Σ_{c, a, b} x[n, c, R − a, Q − b] · W[c, o, φ + sy·a, ψ + sx·b]
+
+For one phase (φ, ψ) that is an ordinary stride-1 correlation of x with a T×T kernel
+(flipped: tap a reads row R − a). And every phase reads the same window of x, rows
+R − T + 1 … R, so one stride-1 im2col of x serves all sy·sx phases, and one matrix
+product with the phase kernels stacked as rows computes every output pixel once:
+
+    COL = im2col(x_ext, T×T, stride 1)     (C_in·Ty·Tx, Gy·Gx·N)    x_ext: x on the phase grid
+    Y   = Wp · COL                         (sy·sx·C_out, Gy·Gx·N)   Wp[(φ, ψ, o), (c, a, b)]
+    y[n, o, R·sy + φ − ph, Q·sx + ψ − pw] = Y[(φ, ψ, o), (R − R0, Q − Q0, n)]   (interleave)
+
+Wp[(φ, ψ, o), (c, a, b)] = W[c, o, φ + sy·(Ty − 1 − a), ψ + sx·(Tx − 1 − b)]: column a of
+the window is tap Ty − 1 − a. Each phase grid has G rows, R0 … R0 + G − 1, R0 = ph // sy.
+
+Against the col2im path (COL = Wᵀ·X, C_out·kh·kw rows, then overlapping adds) this writes
+no kernel-sized copy of the output and adds nothing up afterwards. The price is the grid's
+border: a grid row whose window hangs over the input's edge multiplies zeros, and for a
+kernel that the stride does not divide, a phase with fewer taps multiplies zero taps.
+And its column buffer holds the input's windows (C_in·T·T rows), where col2im's holds the
+output's kernels (C_out·kh·kw rows): with few output channels (an RGB image) the input's
+is the larger one to write and read. ``parity_costs`` gives both ratios; the fast layers
+(layers/fast.py) split by parity when it does at most PARITY_MAX_PRODUCTS× the col2im
+path's multiplications with a column buffer no larger than col2im's.
+
+Conv2D's input gradient is a transposed convolution of dy with the same W (see
+layers/conv.py), so this one routine is the fast transposed direction of both layers.
+``scratchvae.reference.conv_transpose2d_by_parity`` is the loop version, pixel by pixel.
+"""
+from .backend import xp_of
+from .threads import parallel
+
+PARITY_MAX_PRODUCTS = 1.5
+
+
+def phase_grid(size, k, s, p, op):
+    """One axis of a transposed convolution: (output size, painted output size, taps per phase T,
+    first grid row R0, grid rows G, the input row at row 0 of the extended input).
+
+    Output rows past the last one any kernel reaches, padded row (size − 1)·s + k − 1, are
+    output_padding's: nothing paints them, they are 0 (Conv2D's input gradient has them where its
+    forward skipped the input's last rows). The grid covers only the painted rows."""
+    out = (size - 1) * s - 2 * p + k + op
+    painted = min(out, (size - 1) * s + k - p)
+    taps = -(-k // s)                                   # T = ⌈k/s⌉
+    r0 = p // s                                         # output row 0 is in grid row p // s
+    rows = (p + painted - 1) // s - r0 + 1
+    first = r0 - (taps - 1)                             # grid row r reads input rows r + first …
+    return out, painted, taps, r0, rows, first
+
+
+def parity_costs(ci, co, h, w, kh, kw, sy, sx, ph, pw, opy, opx):
+    """(multiplications, column-buffer numbers) of the parity split, each over the col2im path's,
+    for a C_in → C_out transposed convolution of an h×w input (per image: N cancels)."""
+    _, _, ty, _, gy, _ = phase_grid(h, kh, sy, ph, opy)
+    _, _, tx, _, gx, _ = phase_grid(w, kw, sx, pw, opx)
+    products = (sy * sx * co * ci * ty * tx * gy * gx) / (ci * co * kh * kw * h * w)
+    buffer = (ci * ty * tx * gy * gx) / (co * kh * kw * h * w)   # im2col of x vs COL = Wᵀ·X
+    return products, buffer
+
+
+def phase_weights(W, sy, sx, ty, tx):
+    """W (C_in, C_out, kh, kw) → Wp (sy·sx·C_out, C_in·ty·tx), one row per (phase, output channel)."""
+    xp = xp_of(W)
+    ci, co, kh, kw = W.shape
+    wext = xp.zeros((ci, co, sy * ty, sx * tx), dtype=W.dtype)  # taps past the kernel stay zero
+    wext[:, :, :kh, :kw] = W
+    wp = wext.reshape(ci, co, ty, sy, tx, sx)           # [c, o, t, φ, u, ψ] = W[c, o, t·sy + φ, u·sx + ψ]
+    wp = wp[:, :, ::-1, :, ::-1, :]                     # window column a is tap t = T − 1 − a
+    return wp.transpose(3, 5, 1, 0, 2, 4).reshape(sy * sx * co, ci * ty * tx)  # [(φ, ψ, o), (c, a, b)]
+
+
+def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None):
+    """y = the transposed convolution of x (N, C_in, H, W) with W (C_in, C_out, kh, kw), no bias,
+    by output parity. Returns (N, C_out, oh, ow), stored (C_out, oh, ow, N) like im2col's outputs.
+
+    buffer(name, shape): where to put the temporaries "ext", "col" and "phases" (a layer's
+    Layer._buffer, kept from call to call); new arrays when None."""
+    xp = xp_of(x)
+    if buffer is None:
+        def buffer(name, shape):
+            return xp.empty(shape, dtype=x.dtype)
+    n, ci, h, w = x.shape
+    _, co, kh, kw = W.shape
+    oh, paint_h, ty, r0, gy, fy = phase_grid(h, kh, sy, ph, opy)          # paint_h, paint_w: rows, columns painted
+    ow, paint_w, tx, q0, gx, fx = phase_grid(w, kw, sx, pw, opx)
+    ext = buffer("ext", (ci, gy + ty - 1, gx + tx - 1, n))           # (Ci, Gy+Ty-1, Gx+Tx-1, N)
+    col = buffer("col", (ci, ty, tx, gy, gx, n))                     # (Ci, Ty, Tx, Gy, Gx, N)
+    u0, u1 = max(0, -fy), min(gy + ty - 1, h - fy)                   # where x lands in x_ext
+    v0, v1 = max(0, -fx), min(gx + tx - 1, w - fx)
+    xt = x.transpose(1, 2, 3, 0)                                     # (Ci, H, W, N) view
+
+    def gather(chans):                                               # input channels `chans`
+        # x_ext[c, u, v, n] = x[n, c, u + fy, v + fx], zero off the input
+        e = ext[chans]
+        e[:, :u0] = 0                                                # the border x does not cover
+        e[:, u1:] = 0
+        e[:, :, :v0] = 0
+        e[:, :, v1:] = 0
+        if u0 < u1 and v0 < v1:
+            e[:, u0:u1, v0:v1] = xt[chans, u0 + fy:u1 + fy, v0 + fx:v1 + fx]
+        for a in range(ty):
+            for b in range(tx):
+                col[chans, a, b] = ext[chans, a:a + gy, b:b + gx]    # COL[(c, a, b), (r, q, n)] = x_ext[c, r+a, q+b, n]
+    parallel(gather, ci, col.size, like=x)
+    wp = phase_weights(W, sy, sx, ty, tx)                            # (sy*sx*Co, Ci*Ty*Tx)
+    phases = buffer("phases", (sy, sx, co, gy, gx, n))               # (sy, sx, Co, Gy, Gx, N)
+    xp.matmul(wp, col.reshape(ci * ty * tx, gy * gx * n),
+              out=phases.reshape(sy * sx * co, gy * gx * n))         # (sy*sx*Co, Gy*Gx*N)  Y = Wp·COL
+    y = xp.empty((co, oh, ow, n), dtype=x.dtype)                     # (Co, oh, ow, N): every pixel written once
+
+    def interleave(chans):                                           # output channels `chans`
+        y[chans, paint_h:] = 0                                           # output_padding's rows and columns
+        y[chans, :, paint_w:] = 0
+        for phy in range(sy):
+            y0 = (phy - ph) % sy                                     # first output row of phase φ
+            if y0 >= paint_h:
+                continue
+            rows = slice((y0 + ph) // sy - r0, (y0 + ph) // sy - r0 + (paint_h - 1 - y0) // sy + 1)
+            for phx in range(sx):
+                x0 = (phx - pw) % sx
+                if x0 >= paint_w:
+                    continue
+                cols = slice((x0 + pw) // sx - q0, (x0 + pw) // sx - q0 + (paint_w - 1 - x0) // sx + 1)
+                y[chans, y0:paint_h:sy, x0:paint_w:sx] = phases[phy, phx, chans, rows, cols]  # (Co, ⌈oh/sy⌉, ⌈ow/sx⌉, N)
+    parallel(interleave, co, y.size, like=x)
+    return y.transpose(3, 0, 1, 2)                                   # (N, Co, oh, ow) view
