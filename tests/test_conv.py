@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from scratchvae import Conv2D, ConvTranspose2D, reference
 from scratchvae.backend import get_xp, to_numpy
 from scratchvae.gradcheck import check_layer, directional_grad, rel_error
+from scratchvae.layers import weight_grad
 from shapes import conv_cases, conv_transpose_cases
 
 GRAD_TOL = 1e-7
@@ -172,3 +173,12 @@ def test_without_input_grad_the_parameter_grads_are_the_same(make):
     assert a.backward(dy) is not None and b.backward(dy) is None
     for k in a.grads:
         np.testing.assert_array_equal(a.grads[k], b.grads[k])
+
+
+@pytest.mark.parametrize("a_shape, k", [((3, 200), 4), ((3, 20), 4)])   # long sum: (cols·aᵀ)ᵀ; short: a·colsᵀ
+def test_weight_grad_is_contiguous_either_way(a_shape, k):
+    rng = np.random.default_rng(0)
+    a, cols = rng.normal(size=a_shape), rng.normal(size=(k, a_shape[1]))
+    g = weight_grad(a, cols)
+    assert g.flags.c_contiguous
+    np.testing.assert_allclose(g, a @ cols.T, rtol=1e-13)

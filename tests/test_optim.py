@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+import scratchvae.optim as optim
+import scratchvae.threads as threads
 from scratchvae.optim import Adam
 
 
@@ -47,3 +49,35 @@ def test_bad_use():
         Adam({"w": np.ones(2), "b": np.ones(1)}).step({"w": np.ones(2)})
     with pytest.raises(ValueError, match="learning rate above 0, got 0"):
         Adam({"w": np.ones(2)}, lr=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pieces_on_threads_are_the_same_arithmetic_as_whole_arrays(monkeypatch, dtype):
+    """Adam updates a cache-sized piece at a time, the pieces spread over threads: bit for bit the
+    three lines written on whole arrays."""
+    monkeypatch.setattr(optim, "PIECE", 7)
+    monkeypatch.setattr(threads, "MIN_NUMBERS", 0)
+    monkeypatch.setattr(threads, "WORKERS", 3)
+    rng = np.random.default_rng(0)
+    p0 = rng.normal(size=(5, 9)).astype(dtype)
+    params = {"w": p0.copy()}
+    opt = Adam(params, lr=1e-2)
+    lr, (b1, b2), eps = opt.lr, opt.betas, opt.eps
+    w, m, v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
+    for t in range(1, 4):
+        g = rng.normal(size=(5, 9)).astype(dtype)
+        opt.step({"w": g})
+        c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * (g * g)
+        w -= lr * (m / c1) / (np.sqrt(v / c2) + eps)
+        np.testing.assert_array_equal(params["w"], w)
+        np.testing.assert_array_equal(opt.m["w"], m)
+        np.testing.assert_array_equal(opt.v["w"], v)
+
+
+def test_a_parameter_it_cannot_update_in_place():
+    with pytest.raises(ValueError, match="needs them C-contiguous"):
+        Adam({"w": np.ones((4, 3)).T}).step({"w": np.ones((3, 4))})
