@@ -1,13 +1,24 @@
-"""Time one training step of the default VAE (batch 100, float32) on each available device.
+"""Time one training step of the default VAE (float32) against PyTorch and against its own matrix products.
 
-    python bench/bench_step.py [--batch 100] [--steps 20] [--warmup 3] [--devices cpu,gpu] [--no-torch]
+    python bench/bench_step.py [--batch 100] [--blocks 8] [--steps 4] [--warmup 3] [--devices cpu,gpu]
+                               [--no-torch] [--no-floor] [--no-profile]
 
-For each device: the median step time over --steps steps after --warmup, images per second,
-the step's floating-point operations and the achieved rate, and where the time goes per
-layer (forward and backward timed one layer at a time, the GPU synchronised around each).
-Where PyTorch is installed (pip install -e ".[bench]"), the same architecture and loss are
-built in PyTorch and timed in the same run on the same device, with the same number of CPU
-threads, and the ratio is printed: scratchvae images/s ÷ PyTorch images/s.
+A step is loss, backward and an Adam update. Timing alternates blocks: --steps steps of
+scratchvae, then --steps of PyTorch (when installed: pip install -e ".[bench]"), then the
+GEMM floor, --blocks times, so that a slow stretch of a shared machine hits all three
+alike. Reported: the median step of each, images per second, and
+
+    ratio        PyTorch's median step ÷ scratchvae's (= scratchvae images/s ÷ PyTorch's;
+                 above 1: scratchvae is faster)
+    GEMM floor   the matrix products of one scratchvae step, the same shapes and the same
+                 orientation, timed alone with nothing else in between: what the step would
+                 cost if everything around the products (im2col, col2im, the parity split's
+                 copies, activations, the loss, Adam) were free
+    step/floor   scratchvae's median step ÷ the floor
+
+PyTorch runs the same architecture and loss (eager mode; oneDNN on the CPU, cuDNN on the
+GPU) with as many CPU threads as this process may use. Then, per device, the per-layer
+split: forward and backward timed one layer at a time (the GPU synchronised around each).
 """
 import argparse
 import os
@@ -15,33 +26,16 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from scratchvae import VAE  # noqa: E402
-from scratchvae.backend import gpu_available, get_xp  # noqa: E402
+from scratchvae import VAE  # noqa: E402  (sets OpenBLAS's thread timeout before NumPy loads)
+import numpy as np  # noqa: E402
+from scratchvae.backend import get_xp, gpu_available  # noqa: E402
+from scratchvae.im2col import batch_last  # noqa: E402
 from scratchvae.layers import Conv2D, ConvTranspose2D, Dense  # noqa: E402
+from scratchvae.layers.conv import weight_grad  # noqa: E402
+from scratchvae.layers.fast import FastConv2D, FastConvTranspose2D, transpose_method  # noqa: E402
 from scratchvae.optim import Adam  # noqa: E402
-
-
-def forward_flops(model, batch):
-    """Multiply-adds ×2 of every convolution, transposed convolution and dense layer, one forward."""
-    c, h, w = model.input_shape
-    total, per_layer = 0, {}
-    for name, layer in model.layers.items():
-        if isinstance(layer, Conv2D):
-            h, w = layer.output_shape(h, w)
-            f = 2 * layer.out_channels * h * w * layer.in_channels * layer.kh * layer.kw
-        elif isinstance(layer, ConvTranspose2D):
-            if name.endswith("deconv1"):
-                h, w = model.unflat.shape[1:]
-            f = 2 * layer.in_channels * h * w * layer.out_channels * layer.kh * layer.kw
-            h, w = layer.output_shape(h, w)
-        else:
-            f = 2 * layer.in_features * layer.out_features
-        per_layer[name] = f * batch
-        total += f * batch
-    return total, per_layer
+from scratchvae.parity import phase_grid  # noqa: E402
 
 
 def sync(device):
@@ -50,53 +44,96 @@ def sync(device):
         cupy.cuda.Device().synchronize()
 
 
-def time_scratch(device, batch, steps, warmup):
+# ---- what one step multiplies -------------------------------------------------------------------
+def _transpose_products(ci, co, h, w, layer, opy, opx, n):
+    """The matrix product of a C_in → C_out transposed convolution of n h×w images, by the layer's method."""
+    kh, kw, sy, sx, ph, pw = layer.kh, layer.kw, layer.sy, layer.sx, layer.ph, layer.pw
+    method = getattr(layer, "method", "col2im")
+    if method == "auto":
+        method = transpose_method(ci, co, h, w, kh, kw, sy, sx, ph, pw, opy, opx)
+    if method == "parity":
+        _, _, ty, _, gy, _ = phase_grid(h, kh, sy, ph, opy)
+        _, _, tx, _, gx, _ = phase_grid(w, kw, sx, pw, opx)
+        return [("mm", sy * sx * co, ci * ty * tx, gy * gx * n)]
+    return [("mm", co * kh * kw, ci, h * w * n)]                     # dense and col2im: COL = W₂ᵀ·X
+
+
+def layer_products(model, n):
+    """Every matrix product of one loss + backward, per layer: {name: [(kind, a, b, c), …]} with
+    ("mm", M, K, N) an (M, K)·(K, N) product and ("wgrad", A, K, L) weight_grad of an (A, L) and a
+    (K, L) matrix."""
+    c, h, w = model.input_shape
+    out = {}
+    for name, conv in model.enc:
+        oh, ow = conv.output_shape(h, w)
+        k = conv.in_channels * conv.kh * conv.kw
+        out[name] = [("mm", conv.out_channels, k, oh * ow * n), ("wgrad", conv.out_channels, k, oh * ow * n)]
+        if conv.input_grad:
+            opy, opx = (h + 2 * conv.ph - conv.kh) % conv.sy, (w + 2 * conv.pw - conv.kw) % conv.sx
+            out[name] += _transpose_products(conv.out_channels, conv.in_channels, oh, ow, conv, opy, opx, n)
+        h, w = oh, ow
+    for name, dense in (("encoder.mu", model.mu), ("encoder.logvar", model.logvar), ("decoder.dense", model.dense)):
+        i, o = dense.in_features, dense.out_features
+        out[name] = [("mm", n, i, o), ("mm", i, n, o), ("mm", n, o, i)]   # y = x·W, dW = xᵀ·dy, dx = dy·Wᵀ
+    h, w = model.unflat.shape[1:]
+    for name, deconv in model.dec:
+        k = deconv.out_channels * deconv.kh * deconv.kw
+        out[name] = (_transpose_products(deconv.in_channels, deconv.out_channels, h, w, deconv,
+                                         deconv.opy, deconv.opx, n)
+                     + [("wgrad", deconv.in_channels, k, h * w * n), ("mm", deconv.in_channels, k, h * w * n)])
+        h, w = deconv.output_shape(h, w)
+    return out
+
+
+def gemm_floor(products, xp, device, dtype=np.float32):
+    """A callable that runs every product once, on arrays made beforehand, and returns the seconds."""
+    rng = np.random.default_rng(0)
+    ops = []
+    for kind, a, b, c in products:
+        if kind == "mm":
+            A, B = (xp.asarray(rng.random(s, dtype=dtype)) for s in ((a, b), (b, c)))
+            ops.append(lambda A=A, B=B: A @ B)
+        else:
+            A, B = (xp.asarray(rng.random(s, dtype=dtype)) for s in ((a, c), (b, c)))
+            ops.append(lambda A=A, B=B: weight_grad(A, B))
+
+    def run():
+        total = 0.0
+        for op in ops:
+            sync(device)
+            t = time.perf_counter()
+            op()
+            sync(device)
+            total += time.perf_counter() - t
+        return total
+    return run
+
+
+def step_flops(products):
+    return sum(2 * a * b * c for _, a, b, c in products)
+
+
+def time_products(products, xp, device, repeats=5):
+    """Median seconds of one run of `products`, alone."""
+    run = gemm_floor(products, xp, device)
+    run()
+    return statistics.median(run() for _ in range(repeats))
+
+
+# ---- the two training steps ---------------------------------------------------------------------
+def scratch_step(device, batch):
     xp = get_xp(device)
     model = VAE(device=device, seed=0)
     opt = Adam(model.params, lr=1e-4)
-    x = xp.asarray(np.random.default_rng(0).random((batch, 3, 64, 64), dtype=np.float32))
-    times = []
-    for i in range(warmup + steps):
-        sync(device)
-        t = time.perf_counter()
+    # stored (C, H, W, N), the layout the layers keep their images in, as the training loader
+    # (data.dataset.to_model_input) delivers them; PyTorch gets its own layout, NCHW
+    x = batch_last(xp.asarray(np.random.default_rng(0).random((batch, 3, 64, 64), dtype=np.float32)))
+
+    def step():
         model.loss(x)
         model.backward()
         opt.step(model.grads)
-        sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t)
-    return statistics.median(times), model, x
-
-
-def profile_layers(model, x, device, repeats=3):
-    """Seconds per layer, forward and backward, one layer at a time with a sync around each."""
-    spent = {}
-
-    def wrap(name, layer, method):
-        inner = getattr(layer, method)
-
-        def timed(arg):
-            sync(device)
-            t = time.perf_counter()
-            out = inner(arg)
-            sync(device)
-            spent[(name, method)] = spent.get((name, method), 0.0) + time.perf_counter() - t
-            return out
-        setattr(layer, method, timed)
-
-    named = dict(model.layers)
-    named.update({f"{k}.relu": r for k, r in model.relus.items()})
-    named["decoder.sigmoid"] = model.out
-    for name, layer in named.items():
-        for method in ("forward", "backward"):
-            wrap(name, layer, method)
-    for _ in range(repeats):
-        model.loss(x)
-        model.backward()
-    for layer in named.values():
-        for method in ("forward", "backward"):
-            del layer.__dict__[method]
-    return {k: v / repeats for k, v in spent.items()}
+    return step, model, x
 
 
 def torch_model(device, threads):
@@ -130,33 +167,132 @@ def torch_model(device, threads):
     return Net().to(dev), dev
 
 
-def time_torch(device, batch, steps, warmup, threads):
+def torch_step(device, batch, threads):
     import torch
     net, dev = torch_model(device, threads)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     x = torch.rand(batch, 3, 64, 64, device=dev)
-    times = []
-    for i in range(warmup + steps):
-        if dev == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
+
+    def step():
         opt.zero_grad(set_to_none=True)
         net(x).backward()
         opt.step()
-        if dev == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return step
+
+
+def timed(step, device, steps):
+    out = []
+    for _ in range(steps):
+        sync(device)
+        t = time.perf_counter()
+        step()
+        sync(device)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+# ---- per layer ----------------------------------------------------------------------------------
+def forward_flops(model, batch):
+    """Multiply-adds ×2 of every convolution, transposed convolution and dense layer, one forward."""
+    c, h, w = model.input_shape
+    per_layer = {}
+    for name, layer in model.layers.items():
+        if isinstance(layer, Conv2D):
+            h, w = layer.output_shape(h, w)
+            f = 2 * layer.out_channels * h * w * layer.in_channels * layer.kh * layer.kw
+        elif isinstance(layer, ConvTranspose2D):
+            if name.endswith("deconv1"):
+                h, w = model.unflat.shape[1:]
+            f = 2 * layer.in_channels * h * w * layer.out_channels * layer.kh * layer.kw
+            h, w = layer.output_shape(h, w)
+        else:
+            assert isinstance(layer, Dense)
+            f = 2 * layer.in_features * layer.out_features
+        per_layer[name] = f * batch
+    return per_layer
+
+
+def profile_layers(model, x, device, repeats=3):
+    """Seconds per layer, forward and backward, one layer at a time with a sync around each."""
+    spent = {}
+
+    def wrap(name, layer, method):
+        inner = getattr(layer, method)
+
+        def timed_call(arg):
+            sync(device)
+            t = time.perf_counter()
+            out = inner(arg)
+            sync(device)
+            spent[(name, method)] = spent.get((name, method), 0.0) + time.perf_counter() - t
+            return out
+        setattr(layer, method, timed_call)
+
+    named = dict(model.layers)
+    named.update({f"{k}.relu": r for k, r in model.relus.items()})
+    named["decoder.sigmoid"] = model.out
+    for name, layer in named.items():
+        for method in ("forward", "backward"):
+            wrap(name, layer, method)
+    for _ in range(repeats):
+        model.loss(x)
+        model.backward()
+    for layer in named.values():
+        for method in ("forward", "backward"):
+            del layer.__dict__[method]
+    return {k: v / repeats for k, v in spent.items()}
+
+
+def print_profile(model, x, device, batch):
+    spent = profile_layers(model, x, device)
+    per_layer = forward_flops(model, batch)
+    products = layer_products(model, batch)
+    xp = get_xp(device)
+    total = sum(spent.values())
+    print(f"\nper-layer split on {device} (forward + backward of the loss, batch {batch}); "
+          "floor: the layer's matrix products alone:")
+    print(f"{'layer':<24}{'method':>8}{'forward ms':>12}{'backward ms':>13}{'floor ms':>10}{'share':>8}{'GFLOP/s':>9}")
+    for name in dict.fromkeys(k for k, _ in spent):
+        f, b = spent.get((name, "forward"), 0.0), spent.get((name, "backward"), 0.0)
+        flops = 3 * per_layer.get(name, 0)
+        rate = f"{flops / (f + b) / 1e9:.1f}" if flops else ""
+        layer = model.layers.get(name)
+        method = _methods(layer, name, model) if isinstance(layer, (FastConv2D, FastConvTranspose2D)) else ""
+        floor = f"{time_products(products[name], xp, device) * 1e3:.2f}" if name in products else ""
+        print(f"{name:<24}{method:>8}{f * 1e3:>12.2f}{b * 1e3:>13.2f}{floor:>10}{(f + b) / total:>8.1%}{rate:>9}")
+
+
+def _methods(layer, name, model):
+    """The method the layer's transposed direction uses at the model's shapes."""
+    if layer.method != "auto":
+        return layer.method
+    c, h, w = model.input_shape
+    for n, conv in model.enc:
+        oh, ow = conv.output_shape(h, w)
+        if n == name:
+            if not conv.input_grad:
+                return "-"
+            opy, opx = (h + 2 * conv.ph - conv.kh) % conv.sy, (w + 2 * conv.pw - conv.kw) % conv.sx
+            return transpose_method(conv.out_channels, conv.in_channels, oh, ow, conv.kh, conv.kw, conv.sy,
+                                    conv.sx, conv.ph, conv.pw, opy, opx)
+        h, w = oh, ow
+    h, w = model.unflat.shape[1:]
+    for n, d in model.dec:
+        if n == name:
+            return transpose_method(d.in_channels, d.out_channels, h, w, d.kh, d.kw, d.sy, d.sx, d.ph, d.pw,
+                                    d.opy, d.opx)
+        h, w = d.output_shape(h, w)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch", default="100", help="batch size, or several separated by commas (100,1000)")
+    p.add_argument("--blocks", type=int, default=8, help="alternating blocks (default 8)")
+    p.add_argument("--steps", type=int, default=4, help="timed steps per block (default 4)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--devices", default="cpu,gpu" if gpu_available() else "cpu")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--no-floor", action="store_true")
     p.add_argument("--no-profile", action="store_true")
     a = p.parse_args()
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -165,36 +301,49 @@ def main():
         have_torch = not a.no_torch
     except ImportError:
         have_torch = False
+    print(f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(unset)')}, {threads} CPU thread(s)")
     rows = []
     for device in a.devices.split(","):
-        t, model, x = time_scratch(device, a.batch, a.steps, a.warmup)
-        fwd, per_layer = forward_flops(model, a.batch)
-        step_flops = 3 * fwd                       # forward, then ∂W and ∂x: about twice the forward again
-        row = dict(device=device, ms=t * 1e3, ips=a.batch / t, gflop=step_flops / 1e9,
-                   rate=step_flops / t / 1e9)
-        if have_torch:
-            tt = time_torch(device, a.batch, a.steps, a.warmup, threads)
-            row.update(torch_ms=tt * 1e3, torch_ips=a.batch / tt, ratio=(a.batch / t) / (a.batch / tt))
-        rows.append(row)
-        if not a.no_profile:
-            spent = profile_layers(model, x, device)
-            total = sum(spent.values())
-            print(f"\nper-layer split on {device} (forward + backward of the loss, batch {a.batch}):")
-            print(f"{'layer':<26}{'forward ms':>12}{'backward ms':>13}{'share':>8}{'GFLOP/s':>10}")
-            for name in dict.fromkeys(k for k, _ in spent):
-                f, b = spent.get((name, "forward"), 0.0), spent.get((name, "backward"), 0.0)
-                flops = 3 * per_layer.get(name, 0)
-                rate = f"{flops / (f + b) / 1e9:.1f}" if flops else ""
-                print(f"{name:<26}{f * 1e3:>12.2f}{b * 1e3:>13.2f}{(f + b) / total:>8.1%}{rate:>10}")
-    print(f"\ntraining step, default VAE, batch {a.batch}, float32, {threads} CPU thread(s), median of {a.steps}:")
-    head = f"{'device':<8}{'ms/step':>10}{'images/s':>10}{'GFLOP/step':>12}{'GFLOP/s':>9}"
+        xp = get_xp(device)
+        for batch in (int(b) for b in a.batch.split(",")):
+            step, model, x = scratch_step(device, batch)
+            runs = {"scratchvae": step}
+            if have_torch:
+                runs["torch"] = torch_step(device, batch, threads)
+            products = [p for ps in layer_products(model, batch).values() for p in ps]
+            if not a.no_floor:
+                runs["floor"] = gemm_floor(products, xp, device)
+            for run in runs.values():
+                for _ in range(a.warmup):
+                    run()
+            times = {k: [] for k in runs}
+            for _ in range(a.blocks):
+                for k, run in runs.items():
+                    if k == "floor":
+                        times[k] += [run() for _ in range(a.steps)]
+                    else:
+                        times[k] += timed(run, device, a.steps)
+            med = {k: statistics.median(v) for k, v in times.items()}
+            rows.append(dict(device=device, batch=batch, med=med, n=len(times["scratchvae"]),
+                             flops=step_flops(products)))
+            if not a.no_profile:
+                print_profile(model, x, device, batch)
+    print(f"\ntraining step, default VAE, float32, {threads} CPU thread(s); medians of "
+          f"{a.blocks} alternating blocks × {a.steps} steps:")
+    head = f"{'device':<8}{'batch':>6}{'ms/step':>10}{'img/s':>9}{'GFLOP/s':>9}"
     if have_torch:
-        head += f"{'torch ms':>10}{'torch img/s':>12}{'ratio':>8}"
+        head += f"{'torch ms':>10}{'torch img/s':>12}{'ratio':>7}"
+    if not a.no_floor:
+        head += f"{'floor ms':>10}{'step/floor':>11}"
     print(head)
     for r in rows:
-        line = f"{r['device']:<8}{r['ms']:>10.1f}{r['ips']:>10.1f}{r['gflop']:>12.2f}{r['rate']:>9.1f}"
+        m, b = r["med"], r["batch"]
+        line = (f"{r['device']:<8}{b:>6}{m['scratchvae'] * 1e3:>10.1f}{b / m['scratchvae']:>9.0f}"
+                f"{r['flops'] / m['scratchvae'] / 1e9:>9.1f}")
         if have_torch:
-            line += f"{r['torch_ms']:>10.1f}{r['torch_ips']:>12.1f}{r['ratio']:>8.2f}"
+            line += f"{m['torch'] * 1e3:>10.1f}{b / m['torch']:>12.0f}{m['torch'] / m['scratchvae']:>7.2f}"
+        if "floor" in m:
+            line += f"{m['floor'] * 1e3:>10.1f}{m['scratchvae'] / m['floor']:>11.2f}"
         print(line)
     if not have_torch:
         print("(PyTorch is not installed: no reference column; pip install -e '.[bench]' to add it)")
