@@ -17,7 +17,7 @@ For one phase (φ, ψ) that is an ordinary stride-1 correlation of x with a T×T
 R − T + 1 … R, so one stride-1 im2col of x serves all sy·sx phases, and one matrix
 product with the phase kernels stacked as rows computes every output pixel once:
 
-    COL = im2col(x_ext, T×T, stride 1)     (C_in·Ty·Tx, Gy·Gx·N)    x_ext: x on the phase grid
+    COL = im2col(x_ext, T×T, stride 1)     (C_in·Ty·Tx, Gy·Gx·N)    x_ext: x padded to the grid
     Y   = Wp · COL                         (sy·sx·C_out, Gy·Gx·N)   Wp[(φ, ψ, o), (c, a, b)]
     y[n, o, R·sy + φ − ph, Q·sx + ψ − pw] = Y[(φ, ψ, o), (R − R0, Q − Q0, n)]   (interleave)
 
@@ -85,34 +85,32 @@ def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None):
     """y = the transposed convolution of x (N, C_in, H, W) with W (C_in, C_out, kh, kw), no bias,
     by output parity. Returns (N, C_out, oh, ow), stored (C_out, oh, ow, N) like im2col's outputs.
 
-    buffer(name, shape): where to put the temporaries "ext", "col" and "phases" (a layer's
-    Layer._buffer, kept from call to call); new arrays when None."""
+    buffer(name, shape): where to put the temporaries "col" and "phases" (a layer's Layer._buffer,
+    kept from call to call); new arrays when None."""
     xp = xp_of(x)
     if buffer is None:
         def buffer(name, shape):
             return xp.empty(shape, dtype=x.dtype)
     n, ci, h, w = x.shape
     _, co, kh, kw = W.shape
-    oh, paint_h, ty, r0, gy, fy = phase_grid(h, kh, sy, ph, opy)          # paint_h, paint_w: rows, columns painted
+    oh, paint_h, ty, r0, gy, fy = phase_grid(h, kh, sy, ph, opy)    # paint_h, paint_w: rows, columns painted
     ow, paint_w, tx, q0, gx, fx = phase_grid(w, kw, sx, pw, opx)
-    ext = buffer("ext", (ci, gy + ty - 1, gx + tx - 1, n))           # (Ci, Gy+Ty-1, Gx+Tx-1, N)
     col = buffer("col", (ci, ty, tx, gy, gx, n))                     # (Ci, Ty, Tx, Gy, Gx, N)
-    u0, u1 = max(0, -fy), min(gy + ty - 1, h - fy)                   # where x lands in x_ext
-    v0, v1 = max(0, -fx), min(gx + tx - 1, w - fx)
     xt = x.transpose(1, 2, 3, 0)                                     # (Ci, H, W, N) view
 
     def gather(chans):                                               # input channels `chans`
-        # x_ext[c, u, v, n] = x[n, c, u + fy, v + fx], zero off the input
-        e = ext[chans]
-        e[:, :u0] = 0                                                # the border x does not cover
-        e[:, u1:] = 0
-        e[:, :, :v0] = 0
-        e[:, :, v1:] = 0
-        if u0 < u1 and v0 < v1:
-            e[:, u0:u1, v0:v1] = xt[chans, u0 + fy:u1 + fy, v0 + fx:v1 + fx]
+        # COL[(c, a, b), (r, q, n)] = x[n, c, r + a + fy, q + b + fx], 0 where that is off the image
         for a in range(ty):
+            r_lo, r_hi = min(gy, max(0, -a - fy)), max(0, min(gy, h - a - fy))   # grid rows inside x
             for b in range(tx):
-                col[chans, a, b] = ext[chans, a:a + gy, b:b + gx]    # COL[(c, a, b), (r, q, n)] = x_ext[c, r+a, q+b, n]
+                q_lo, q_hi = min(gx, max(0, -b - fx)), max(0, min(gx, w - b - fx))
+                tap = col[chans, a, b]                               # (C, Gy, Gx, N)
+                tap[:, :r_lo] = 0
+                tap[:, r_hi:] = 0
+                tap[:, :, :q_lo] = 0
+                tap[:, :, q_hi:] = 0
+                if r_lo < r_hi and q_lo < q_hi:
+                    tap[:, r_lo:r_hi, q_lo:q_hi] = xt[chans, r_lo + a + fy:r_hi + a + fy, q_lo + b + fx:q_hi + b + fx]
     parallel(gather, ci, col.size, like=x)
     wp = phase_weights(W, sy, sx, ty, tx)                            # (sy*sx*Co, Ci*Ty*Tx)
     phases = buffer("phases", (sy, sx, co, gy, gx, n))               # (sy, sx, Co, Gy, Gx, N)

@@ -13,7 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .backend import is_gpu_array
 
-WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+# Worth it only while OpenBLAS's own threads sleep between matrix products: scratchvae/__init__.py
+# sets OPENBLAS_THREAD_TIMEOUT for that before NumPy loads. Where NumPy was imported first (and the
+# variable was not already set), OpenBLAS's threads spin on the cores after each product and our
+# copies would fight them for the cores: one thread then, which is faster (bench/README.md).
+WORKERS = CORES if os.environ.get("OPENBLAS_THREAD_TIMEOUT") else 1
 MIN_NUMBERS = 1 << 16           # below this, one thread is quicker than handing out the work
 
 _pool, _pool_pid = None, None

@@ -118,7 +118,8 @@ class VAE:
             ch = co
         self.crop = Crop2D(h, w, **kw) if (dh, dw) != (h, w) else None
         self.out = Sigmoid(**kw)
-        self.relus = {name: ReLU(**kw) for name, _ in self.enc + self.dec[:-1]}
+        # in place: each ReLU reads a convolution's new output and, going back, the next layer's new dx
+        self.relus = {name: ReLU(inplace=True, **kw) for name, _ in self.enc + self.dec[:-1]}
 
         self.layers = dict(self.enc)
         self.layers.update({"encoder.mu": self.mu, "encoder.logvar": self.logvar, "decoder.dense": self.dense})

@@ -78,3 +78,19 @@ def test_dense_float32_agrees_with_float64():
 def test_bad_inputs_raise_clear_errors(make, x, match):
     with pytest.raises(ValueError, match=match):
         make().forward(x)
+
+
+def test_relu_in_place_writes_over_its_arrays_and_gives_the_same_numbers(device):
+    xp = get_xp(device)
+    x = xp.asarray(np.random.default_rng(0).normal(size=(3, 4, 5)))
+    plain, inplace = ReLU(np.float64, device), ReLU(np.float64, device, inplace=True)
+    y = plain.forward(x)
+    x2 = x.copy()
+    y2 = inplace.forward(x2)
+    assert y2 is x2 and bool((y2 == y).all())
+    dy = xp.asarray(np.random.default_rng(1).normal(size=(3, 4, 5)))
+    dx = plain.backward(dy)
+    dy2 = dy.copy()
+    dx2 = inplace.backward(dy2)
+    assert dx2 is dy2 and bool((dx2 == dx).all())
+    assert bool((x != x2).any())                                   # plain left its input alone
