@@ -76,7 +76,14 @@ def layer_products(model, n):
         i, o = dense.in_features, dense.out_features
         out[name] = [("mm", n, i, o), ("mm", i, n, o), ("mm", n, o, i)]   # y = x·W, dW = xᵀ·dy, dx = dy·Wᵀ
     h, w = model.unflat.shape[1:]
-    for name, deconv in model.dec:
+    dec = model.dec
+    if model.joined:                                # decoder.dense and deconv1 as one map (DenseThenDeconv)
+        d, f, k = model.dense.in_features, model.dense.out_features, dec[0][1].out_channels * dec[0][1].kh * dec[0][1].kw
+        out["decoder.dense"] = [("mm", n, d, f), ("mm", d, f, k), ("mm", k, d, n)]          # h, W_d·W₁, Yᵀ
+        out[dec[0][0]] = [("mm", f, n, k), ("mm", d, n, k), ("mm", d, k, f), ("mm", d, k, n)]  # ∂W₁, ∂W_d (2), ∂z
+        h, w = dec[0][1].output_shape(h, w)
+        dec = dec[1:]
+    for name, deconv in dec:
         k = deconv.out_channels * deconv.kh * deconv.kw
         out[name] = (_transpose_products(deconv.in_channels, deconv.out_channels, h, w, deconv,
                                          deconv.opy, deconv.opx, n)
@@ -229,6 +236,9 @@ def profile_layers(model, x, device, repeats=3):
         setattr(layer, method, timed_call)
 
     named = dict(model.layers)
+    if model.joined:                                # run as one: timed as one, under deconv1's name
+        named.pop("decoder.dense")
+        named[model.dec[0][0]] = model.joined
     named.update({f"{k}.relu": r for k, r in model.relus.items()})
     named["decoder.sigmoid"] = model.out
     for name, layer in named.items():
@@ -247,6 +257,10 @@ def print_profile(model, x, device, batch):
     spent = profile_layers(model, x, device)
     per_layer = forward_flops(model, batch)
     products = layer_products(model, batch)
+    if model.joined:                                # one entry for the two layers computed as one
+        name = model.dec[0][0]
+        per_layer[name] += per_layer.pop("decoder.dense")
+        products[name] += products.pop("decoder.dense")
     xp = get_xp(device)
     total = sum(spent.values())
     print(f"\nper-layer split on {device} (forward + backward of the loss, batch {batch}); "
@@ -259,6 +273,8 @@ def print_profile(model, x, device, batch):
         layer = model.layers.get(name)
         method = _methods(layer, name, model) if isinstance(layer, (FastConv2D, FastConvTranspose2D)) else ""
         floor = f"{time_products(products[name], xp, device) * 1e3:.2f}" if name in products else ""
+        if model.joined and name == model.dec[0][0]:
+            name, method = "decoder.dense+deconv1", "joined"
         print(f"{name:<24}{method:>8}{f * 1e3:>12.2f}{b * 1e3:>13.2f}{floor:>10}{(f + b) / total:>8.1%}{rate:>9}")
 
 

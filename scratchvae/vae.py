@@ -22,6 +22,7 @@ from .backend import check_dtype, device_of, get_xp
 from .im2col import batch_last
 from .layers import (Conv2D, ConvTranspose2D, Crop2D, Dense, FastConv2D, FastConvTranspose2D, Flatten, ReLU,
                      Reshape, Sigmoid)
+from .layers.fast import DenseThenDeconv
 
 DEFAULT_ENCODER = ((32, 4, 2), (64, 4, 2), (128, 4, 2), (256, 4, 2))    # (channels, kernel, stride)
 DEFAULT_DECODER = ((128, 5, 2), (64, 5, 2), (32, 6, 2), (None, 6, 2))  # None: the image's channels
@@ -117,6 +118,8 @@ class VAE:
             self.dec.append((f"decoder.deconv{i}", deconv(ch, co, k, s, dtype=self.dtype, rng=init, device=device)))
             ch = co
         self.crop = Crop2D(h, w, **kw) if (dh, dw) != (h, w) else None
+        # decoder.dense and a deconv1 reading a 1×1 image are two linear maps in a row: one, computed as one
+        self.joined = DenseThenDeconv(self.dense, self.dec[0][1]) if fast and (h0, w0) == (1, 1) else None
         self.out = Sigmoid(**kw)
         # in place: each ReLU reads a convolution's new output and, going back, the next layer's new dx
         self.relus = {name: ReLU(inplace=True, **kw) for name, _ in self.enc + self.dec[:-1]}
@@ -163,17 +166,28 @@ class VAE:
             dh = conv.backward(self.relus[name].backward(dh))
 
     def _decode_logits(self, z):
-        h = self.unflat.forward(self.dense.forward(z))              # (N, dense_size, h0, w0)
-        for name, deconv in self.dec[:-1]:
-            h = self.relus[name].forward(deconv.forward(h))
-        h = self.dec[-1][1].forward(h)                              # (N, C, dh, dw) logits
-        return self.crop.forward(h) if self.crop else h             # (N, C, H, W)
+        if self.joined:                                             # dense and deconv1 as one linear map
+            h, rest = self.joined.forward(z), self.dec[1:]          # (N, C1, H1, W1)
+            if self.dec[0][0] in self.relus:
+                h = self.relus[self.dec[0][0]].forward(h)
+        else:
+            h, rest = self.unflat.forward(self.dense.forward(z)), self.dec  # (N, dense_size, h0, w0)
+        for name, deconv in rest:
+            h = deconv.forward(h)
+            if name in self.relus:                                  # every one but the last
+                h = self.relus[name].forward(h)
+        return self.crop.forward(h) if self.crop else h             # (N, C, H, W) logits
 
     def _decode_backward(self, dlogits):
         dh = self.crop.backward(dlogits) if self.crop else dlogits
-        dh = self.dec[-1][1].backward(dh)
-        for name, deconv in reversed(self.dec[:-1]):
-            dh = deconv.backward(self.relus[name].backward(dh))
+        for name, deconv in reversed(self.dec[1:] if self.joined else self.dec):
+            if name in self.relus:
+                dh = self.relus[name].backward(dh)
+            dh = deconv.backward(dh)
+        if self.joined:
+            if self.dec[0][0] in self.relus:
+                dh = self.relus[self.dec[0][0]].backward(dh)
+            return self.joined.backward(dh)                         # (N, D)
         return self.dense.backward(self.unflat.backward(dh))        # (N, D)
 
     # ---- public ---------------------------------------------------------------------------------

@@ -295,3 +295,42 @@ def test_fast_and_plain_vae_agree(device):
     plain.backward()
     for k, g in plain.grads.items():
         assert rel_error(fast.grads[k], g) <= 1e-12, k
+
+
+@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 6), st.integers(1, 4), st.integers(1, 4),
+       st.integers(1, 3), st.integers(0, 2), st.integers(0, 2**32 - 1))
+def test_dense_then_deconv_is_the_two_layers_one_after_the_other(device, n, d, f, co, k, s, op, seed):
+    from scratchvae import Dense, Reshape
+    from scratchvae.layers.fast import DenseThenDeconv
+    op = min(op, s - 1)
+    xp = get_xp(device)
+    kw = dict(dtype=np.float64, device=device)
+    dense, deconv = Dense(d, f, rng=seed, **kw), FastConvTranspose2D(f, co, k, s, 0, op, rng=seed + 1, **kw)
+    joined = DenseThenDeconv(dense, deconv)
+    rng = np.random.default_rng(seed)
+    z = xp.asarray(rng.normal(size=(n, d)))
+    y = deconv.forward(Reshape((f, 1, 1), **kw).forward(dense.forward(z)))
+    yj = joined.forward(z)
+    assert yj.shape == y.shape and rel_error(yj, y) <= 1e-13
+    dy = xp.asarray(rng.normal(size=y.shape))
+    dz = dense.backward(deconv.backward(dy).reshape(n, f))
+    want = {f"dense.{p}": g.copy() for p, g in dense.grads.items()}
+    want.update({f"deconv.{p}": g.copy() for p, g in deconv.grads.items()})
+    assert rel_error(joined.backward(dy), dz) <= 1e-13
+    for p, g in dense.grads.items():
+        assert rel_error(g, want[f"dense.{p}"]) <= 1e-13, p
+    for p, g in deconv.grads.items():
+        assert rel_error(g, want[f"deconv.{p}"]) <= 1e-13, p
+
+
+def test_dense_then_deconv_needs_what_it_joins():
+    from scratchvae import Dense
+    from scratchvae.layers.fast import DenseThenDeconv
+    with pytest.raises(ValueError, match="without padding reading the dense layer's 8 outputs as channels, "
+                                         r"got padding \(1, 1\) and 8 input channels"):
+        DenseThenDeconv(Dense(3, 8), FastConvTranspose2D(8, 2, 3, 2, 1))
+    joined = DenseThenDeconv(Dense(3, 8), FastConvTranspose2D(8, 2, 3, 2))
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        joined.backward(np.ones((1, 2, 3, 3), np.float32))
+    with pytest.raises(ValueError, match=r"expects an array of shape \(N, 3\)|expects a 2-d input of shape \(N, 3\)"):
+        joined.forward(np.ones((2, 3, 1), np.float32))
