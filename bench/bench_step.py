@@ -80,7 +80,7 @@ def layer_products(model, n):
     if model.joined:                                # decoder.dense and deconv1 as one map (DenseThenDeconv)
         d, f, k = model.dense.in_features, model.dense.out_features, dec[0][1].out_channels * dec[0][1].kh * dec[0][1].kw
         out["decoder.dense"] = [("mm", n, d, f), ("mm", d, f, k), ("mm", k, d, n)]          # h, W_d·W₁, Yᵀ
-        out[dec[0][0]] = [("mm", f, n, k), ("mm", d, n, k), ("mm", d, k, f), ("mm", d, k, n)]  # ∂W₁, ∂W_d (2), ∂z
+        out[dec[0][0]] = [("mm", f, n, k), ("mm", k, n, d), ("mm", f, k, d), ("mm", d, k, n)]  # ∂W₁, ∂W_d (2), ∂z
         h, w = dec[0][1].output_shape(h, w)
         dec = dec[1:]
     for name, deconv in dec:

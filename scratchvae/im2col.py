@@ -121,13 +121,19 @@ def col2im(col, h, w, sy, sx, ph, pw):
     img = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=col.dtype)  # (C, h+2ph, w+2pw, N)
     cols = col.transpose(1, 2, 3, 4, 5, 0)                  # (C, kh, kw, oh, ow, N): im2col's storage order
 
-    def add(chans):                                         # channels `chans`: each thread its own pixels
-        for j in range(kh):
-            jlim = j + sy * (oh - 1) + 1
-            for i in range(kw):
-                ilim = i + sx * (ow - 1) + 1
-                img[chans, j:jlim:sy, i:ilim:sx] += cols[chans, j, i]  # (C, oh, ow, N)
-    parallel(add, c, col.size)
+    def add(phases, chans=slice(None)):                     # kernel offsets (j, i) of these phases
+        for p in range(phases.start, phases.stop):
+            for j in range(p // sx, kh, sy):                # j ≡ p // sx (mod sy): these paint rows ≡ j (mod sy)
+                jlim = j + sy * (oh - 1) + 1
+                for i in range(p % sx, kw, sx):
+                    ilim = i + sx * (ow - 1) + 1
+                    img[chans, j:jlim:sy, i:ilim:sx] += cols[chans, j, i]  # (C, oh, ow, N)
+    # the kernel offsets of one phase (j mod sy, i mod sx) paint their own rows and columns, so the
+    # threads take phases; a stride of 1 has one phase, and they take channels instead
+    if sy * sx > 1:
+        parallel(add, sy * sx, col.size)
+    else:
+        parallel(lambda chans: add(range(1), chans), c, col.size)
     if ph or pw:
         img = np.ascontiguousarray(img[:, ph:ph + h, pw:pw + w])  # (C, h, w, N)
     return img.transpose(3, 0, 1, 2)                        # (N, C, h, w) view

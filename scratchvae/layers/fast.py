@@ -158,7 +158,7 @@ class DenseThenDeconv:
     (32 against 100 for the VAE at batch 100, against 1000 at batch 1000). The backward, from dY:
 
         ∂L/∂W₁  = hᵀ·dY                   ∂L/∂b₁  = Σ over every output pixel of dy
-        ∂L/∂W_d = zᵀ·(dY·W₁ᵀ) = (zᵀ·dY)·W₁ᵀ    (D×N·N×K first: the small product)
+        ∂L/∂W_d = zᵀ·(dY·W₁ᵀ) = (zᵀ·dY)·W₁ᵀ    (the small product zᵀ·dY first)
         ∂L/∂b_d = (Σ_n dY)·W₁ᵀ            ∂L/∂z   = dY·(W_d·W₁)ᵀ
 
     Both layers' grads are filled, with what they would get one after the other (the tests check).
@@ -197,6 +197,7 @@ class DenseThenDeconv:
         dyt = images_to_matrix(dy[:, :, :dc.kh, :dc.kw]).reshape(-1, z.shape[0])  # (K, N)  dYᵀ, painted pixels
         dc.grads["b"] = dy.sum(axis=(0, 2, 3))                      # (Co,)  db₁ = Σ_{n,y,x} dy
         dc.grads["W"] = (h.T @ dyt.T).reshape(dc.params["W"].shape)  # (F, Co, kh, kw)  ∂W₁ = hᵀ·dY
-        self.dense.grads["W"] = (z.T @ dyt.T) @ W1.T                # (D, F)  ∂W_d = (zᵀ·dY)·W₁ᵀ
+        dwd = W1 @ (dyt @ z)                                        # (F, D)  ∂W_dᵀ = W₁·(zᵀ·dY)ᵀ: the small product first
+        self.dense.grads["W"] = dc.xp.ascontiguousarray(dwd.T)      # (D, F)  ∂W_d = (zᵀ·dY)·W₁ᵀ
         self.dense.grads["b"] = W1 @ dyt.sum(axis=1)                # (F,)    ∂b_d = (Σ_n dY)·W₁ᵀ
         return (weff @ dyt).T                                       # (N, D)  ∂z = dY·(W_d·W₁)ᵀ
