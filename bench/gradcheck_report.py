@@ -16,6 +16,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from scratchvae import VAE, Conv2D, ConvTranspose2D, Dense, ReLU, Sigmoid, reference  # noqa: E402
 from scratchvae.gradcheck import check_layer, check_model, check_model_directions, rel_error  # noqa: E402
 from scratchvae.im2col import col2im, im2col  # noqa: E402
+from scratchvae.layers import FastConv2D, FastConvTranspose2D  # noqa: E402
+from scratchvae.parity import conv_transpose_parity  # noqa: E402
 
 
 def conv_case(rng):
@@ -72,6 +74,20 @@ def main():
             x, convt.params["W"], convt.params["b"], (t["sy"], t["sx"]), (t["ph"], t["pw"]), (t["opy"], t["opx"]))))
         for name, e in check_layer(convt, x, rng=rng).items():
             note(f"ConvTranspose2D d{name} finite differences", e)
+        note("parity split vs loops", rel_error(
+            conv_transpose_parity(x, convt.params["W"], t["sy"], t["sx"], t["ph"], t["pw"], t["opy"], t["opx"]),
+            reference.conv_transpose2d_by_parity(x, convt.params["W"], np.zeros(t["co"]), (t["sy"], t["sx"]),
+                                                 (t["ph"], t["pw"]), (t["opy"], t["opx"]))))
+        for method in ("parity", "col2im"):                  # the fast layers, each method forced
+            fast = FastConvTranspose2D(t["c"], t["co"], (t["kh"], t["kw"]), (t["sy"], t["sx"]), (t["ph"], t["pw"]),
+                                       (t["opy"], t["opx"]), dtype=np.float64, rng=rng, method=method)
+            for name, e in check_layer(fast, x, rng=rng).items():
+                note(f"FastConvTranspose2D[{method}] d{name} f.d.", e)
+            x2 = rng.normal(size=(k["n"], k["c"], k["h"], k["w"]))
+            fconv = FastConv2D(k["c"], k["co"], (k["kh"], k["kw"]), (k["sy"], k["sx"]), (k["ph"], k["pw"]),
+                               dtype=np.float64, rng=rng, method=method)
+            for name, e in check_layer(fconv, x2, rng=rng).items():
+                note(f"FastConv2D[{method}] d{name} f.d.", e)
 
         n, fi, fo = rng.integers(1, 4), rng.integers(1, 7), rng.integers(1, 7)
         for name, e in check_layer(Dense(fi, fo, np.float64, rng=rng), rng.normal(size=(n, fi)), rng=rng).items():
@@ -90,13 +106,15 @@ def main():
         n = int(rng.integers(1, 4))
         errors = check_model(m, rng.random((n, 2, h, w)), rng.normal(size=(n, 3)))
         note("VAE (small) every parameter, finite differences", max(errors.values()))
-    m = VAE(dtype=np.float64, seed=a.seed, kl_tolerance=0.0)
-    errors = check_model_directions(m, rng.random((2, 3, 64, 64)), rng.normal(size=(2, 32)), directions=3, rng=rng)
-    note("VAE (default 64x64) random directions", max(errors.values()))
+    for fast in (True, False):                            # the fast layers and the im2col ones
+        m = VAE(dtype=np.float64, seed=a.seed, kl_tolerance=0.0, fast=fast)
+        errors = check_model_directions(m, rng.random((2, 3, 64, 64)), rng.normal(size=(2, 32)), directions=3,
+                                        rng=rng)
+        note(f"VAE (default 64x64, {'fast' if fast else 'im2col'} layers) random directions", max(errors.values()))
 
     print(f"worst relative error over {a.cases} random cases each (float64):")
     for name, e in worst.items():
-        print(f"  {name:<48} {e:.2e}")
+        print(f"  {name:<52} {e:.2e}")
 
 
 if __name__ == "__main__":
