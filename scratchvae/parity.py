@@ -44,6 +44,12 @@ from .threads import parallel
 PARITY_MAX_PRODUCTS = 1.5
 
 
+def new_arrays(like):
+    """A buffer(name, shape) that makes a new uninitialised array each time, in like's dtype and module."""
+    xp = xp_of(like)
+    return lambda name, shape: xp.empty(shape, dtype=like.dtype)
+
+
 def phase_grid(size, k, s, p, op):
     """One axis of a transposed convolution: (output size, painted output size, taps per phase T,
     first grid row R0, grid rows G, the input row at row 0 of the extended input).
@@ -88,9 +94,7 @@ def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None):
     buffer(name, shape): where to put the temporaries "col" and "phases" (a layer's Layer._buffer,
     kept from call to call); new arrays when None."""
     xp = xp_of(x)
-    if buffer is None:
-        def buffer(name, shape):
-            return xp.empty(shape, dtype=x.dtype)
+    buffer = buffer or new_arrays(x)
     n, ci, h, w = x.shape
     _, co, kh, kw = W.shape
     oh, paint_h, ty, r0, gy, fy = phase_grid(h, kh, sy, ph, opy)    # paint_h, paint_w: rows, columns painted

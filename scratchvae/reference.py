@@ -45,14 +45,9 @@ def conv_transpose2d(x, W, b, stride=1, padding=0, output_padding=0):
 
     x (N, C_in, H, W); W (C_in, C_out, kh, kw); b (C_out,).
     """
-    sy, sx = _pair(stride)
-    ph, pw = _pair(padding)
-    opy, opx = _pair(output_padding)
-    x, W, b = (np.asarray(a, dtype=np.float64) for a in (x, W, b))
+    x, W, b, (sy, sx), (ph, pw), (oh, ow) = _transposed(x, W, b, stride, padding, output_padding)
     n, ci, h, w = x.shape
     _, co, kh, kw = W.shape
-    oh = (h - 1) * sy - 2 * ph + kh + opy
-    ow = (w - 1) * sx - 2 * pw + kw + opx
     yp = np.zeros((n, co, oh + 2 * ph, ow + 2 * pw))
     for k in range(n):
         for c in range(ci):
@@ -73,14 +68,9 @@ def conv_transpose2d_by_parity(x, W, b, stride=1, padding=0, output_padding=0):
     over the taps inside the kernel and the input pixels inside the image
     (scratchvae/parity.py computes the same sums as one matrix product).
     """
-    sy, sx = _pair(stride)
-    ph, pw = _pair(padding)
-    opy, opx = _pair(output_padding)
-    x, W, b = (np.asarray(a, dtype=np.float64) for a in (x, W, b))
+    x, W, b, (sy, sx), (ph, pw), (oh, ow) = _transposed(x, W, b, stride, padding, output_padding)
     n, ci, h, w = x.shape
     _, co, kh, kw = W.shape
-    oh = (h - 1) * sy - 2 * ph + kh + opy
-    ow = (w - 1) * sx - 2 * pw + kw + opx
     y = np.zeros((n, co, oh, ow))
     for k in range(n):
         for o in range(co):
@@ -120,6 +110,17 @@ def col2im(col, h, w, sy, sx, ph, pw):
         for s in range(ow):
             img[:, :, r * sy:r * sy + kh, s * sx:s * sx + kw] += col[:, :, :, :, r, s]
     return img[:, :, ph:ph + h, pw:pw + w]
+
+
+def _transposed(x, W, b, stride, padding, output_padding):
+    """A transposed convolution's arguments in float64, its strides, paddings and output size:
+    oh = (H − 1)·sy − 2·ph + kh + output_padding."""
+    sy, sx = _pair(stride)
+    ph, pw = _pair(padding)
+    opy, opx = _pair(output_padding)
+    x, W, b = (np.asarray(a, dtype=np.float64) for a in (x, W, b))
+    (h, w), (kh, kw) = x.shape[2:], W.shape[2:]
+    return x, W, b, (sy, sx), (ph, pw), ((h - 1) * sy - 2 * ph + kh + opy, (w - 1) * sx - 2 * pw + kw + opx)
 
 
 def _pair(v):

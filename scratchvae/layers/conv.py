@@ -1,12 +1,14 @@
 """Conv2D and ConvTranspose2D through im2col: each is one matrix product.
 
-The whole batch goes through one matrix product: COL = as_matrix(im2col(x)) holds
-every image's columns side by side, (C·kh·kw, N·oh·ow), and Y (C_out, N·oh·ow) holds
-every image's output pixels side by side (images_to_matrix / matrix_to_images).
+The whole batch goes through one matrix product: COL = as_matrix(im2col(x)) holds a
+column for every output position of every image, (C·kh·kw, oh·ow·N), and Y (C_out, oh·ow·N)
+every output pixel (images_to_matrix / matrix_to_images; the images are stored (C, H, W, N),
+see im2col.py, so these are free reshapes). The column buffers are big (4 to 9 times the
+images) and kept from step to step (Layer._buffer).
 
 Conv2D, x (N, C, H, W), W (C_out, C, kh, kw), b (C_out,):
 
-    COL = as_matrix(im2col(x))             (C·kh·kw, N·oh·ow)
+    COL = as_matrix(im2col(x))             (C·kh·kw, oh·ow·N)
     Y   = W₂ · COL + b,  W₂ = W.reshape(C_out, C·kh·kw)
 
     ∂L/∂b   = Σ over columns of dY
@@ -16,7 +18,7 @@ Conv2D, x (N, C, H, W), W (C_out, C, kh, kw), b (C_out,):
 ConvTranspose2D is the convolution's input-gradient path run forwards,
 x (N, C_in, H, W), W (C_in, C_out, kh, kw):
 
-    COL = W₂ᵀ · X,  W₂ = W.reshape(C_in, C_out·kh·kw),  X = images_to_matrix(x)   (C_out·kh·kw, N·H·W)
+    COL = W₂ᵀ · X,  W₂ = W.reshape(C_in, C_out·kh·kw),  X = images_to_matrix(x)   (C_out·kh·kw, H·W·N)
     y   = col2im(COL) + b                                 (N, C_out, oh, ow)
     oh  = (H − 1)·sy − 2·ph + kh + output_padding
 
@@ -97,25 +99,26 @@ class Conv2D(_ConvBase):
             raise ValueError(f"Conv2D kernel {self.kh}×{self.kw} is larger than the padded input "
                              f"{h + 2 * self.ph}×{w + 2 * self.pw} (input {h}×{w}, padding {self.ph}, {self.pw})")
         W, b = self.params["W"], self.params["b"]                   # (Co, C, kh, kw), (Co,)
-        col = im2col(x, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw)  # (N, C, kh, kw, oh, ow)
-        oh, ow = col.shape[4:]
-        cols = as_matrix(col)                                       # (C*kh*kw, N*oh*ow)
-        y = W.reshape(self.out_channels, -1) @ cols                 # (Co, N*oh*ow)  Y = W·COL
+        oh, ow = self.output_shape(h, w)
+        buf = self._buffer("cols", (c, self.kh, self.kw, oh, ow, n))  # kept from step to step
+        col = im2col(x, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out=buf)  # (N, C, kh, kw, oh, ow)
+        cols = as_matrix(col)                                       # (C*kh*kw, oh*ow*N)
+        y = W.reshape(self.out_channels, -1) @ cols                 # (Co, oh*ow*N)  Y = W·COL
         y = matrix_to_images(y, n, oh, ow)                          # (N, Co, oh, ow)
         y += b[:, None, None]                                       # (N, Co, oh, ow)
         self.cache = (x.shape, cols)
         return y
 
     def backward(self, dy):
-        (n, c, h, w), cols = self._need_cache()                     # cols (C*kh*kw, N*oh*ow)
+        (n, c, h, w), cols = self._need_cache()                     # cols (C*kh*kw, oh*ow*N)
         W = self.params["W"]                                        # (Co, C, kh, kw)
         oh, ow = dy.shape[2:]
-        dy = images_to_matrix(dy)                                   # (Co, N*oh*ow)
+        dy = images_to_matrix(dy)                                   # (Co, oh*ow*N)
         self.grads["b"] = dy.sum(axis=1)                            # (Co,)  db = Σ_{n,p} dy
         self.grads["W"] = weight_grad(dy, cols).reshape(W.shape)    # (Co, C, kh, kw)  dW = dY·COLᵀ
         if not self.input_grad:
             return None
-        dcols = W.reshape(self.out_channels, -1).T @ dy             # (C*kh*kw, N*oh*ow)  dCOL = Wᵀ·dY
+        dcols = W.reshape(self.out_channels, -1).T @ dy             # (C*kh*kw, oh*ow*N)  dCOL = Wᵀ·dY
         dcol = from_matrix(dcols, (n, c, self.kh, self.kw, oh, ow))  # (N, C, kh, kw, oh, ow)
         return col2im(dcol, h, w, self.sy, self.sx, self.ph, self.pw)  # (N, C, H, W)  dx = col2im(dcol)
 
@@ -146,8 +149,8 @@ class ConvTranspose2D(_ConvBase):
             raise ValueError(f"ConvTranspose2D input {h}×{w} gives an empty output {oh}×{ow}: "
                              f"padding {self.ph, self.pw} is too large for kernel {self.kh}×{self.kw}")
         W, b = self.params["W"], self.params["b"]                   # (Ci, Co, kh, kw), (Co,)
-        x2 = images_to_matrix(x)                                    # (Ci, N*H*W)
-        cols = W.reshape(ci, -1).T @ x2                             # (Co*kh*kw, N*H*W)  COL = Wᵀ·X
+        x2 = images_to_matrix(x)                                    # (Ci, H*W*N)
+        cols = W.reshape(ci, -1).T @ x2                             # (Co*kh*kw, H*W*N)  COL = Wᵀ·X
         col = from_matrix(cols, (n, self.out_channels, self.kh, self.kw, h, w))  # (N, Co, kh, kw, H, W)
         y = col2im(col, oh, ow, self.sy, self.sx, self.ph, self.pw)  # (N, Co, oh, ow)
         y += b[:, None, None]                                       # (N, Co, oh, ow)
@@ -155,13 +158,14 @@ class ConvTranspose2D(_ConvBase):
         return y
 
     def backward(self, dy):
-        (n, ci, h, w), x2 = self._need_cache()                      # x2 (Ci, N*H*W)
+        (n, ci, h, w), x2 = self._need_cache()                      # x2 (Ci, H*W*N)
         W = self.params["W"]                                        # (Ci, Co, kh, kw)
-        col = im2col(dy, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw)  # (N, Co, kh, kw, H, W)
-        cols = as_matrix(col)                                       # (Co*kh*kw, N*H*W)  dCOL = im2col(dy)
+        buf = self._buffer("dcols", (self.out_channels, self.kh, self.kw, h, w, n))  # kept from step to step
+        col = im2col(dy, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out=buf)  # (N, Co, kh, kw, H, W)
+        cols = as_matrix(col)                                       # (Co*kh*kw, H*W*N)  dCOL = im2col(dy)
         self.grads["b"] = dy.sum(axis=(0, 2, 3))                    # (Co,)  db = Σ_{n,y,x} dy
         self.grads["W"] = weight_grad(x2, cols).reshape(W.shape)    # (Ci, Co, kh, kw)  dW = X·dCOLᵀ
         if not self.input_grad:
             return None
-        dx = W.reshape(ci, -1) @ cols                               # (Ci, N*H*W)  dX = W·dCOL
+        dx = W.reshape(ci, -1) @ cols                               # (Ci, H*W*N)  dX = W·dCOL
         return matrix_to_images(dx, n, h, w)                        # (N, Ci, H, W)

@@ -22,8 +22,8 @@ Same parameters, same gradients, same results up to the order of the sums (the t
 all three methods against the im2col layers, the loops and finite differences).
 """
 from ..backend import xp_of
-from ..im2col import col2im, from_matrix, im2col, images_to_matrix, matrix_to_images
-from ..parity import PARITY_MAX_PRODUCTS, conv_transpose_parity, parity_costs
+from ..im2col import col2im, from_matrix, images_to_matrix
+from ..parity import PARITY_MAX_PRODUCTS, conv_transpose_parity, new_arrays, parity_costs
 from .conv import Conv2D, ConvTranspose2D, weight_grad
 
 
@@ -44,9 +44,7 @@ def conv_transpose(x, W, sy, sx, ph, pw, opy, opx, method="auto", buffer=None):
     """The transposed convolution of x (N, Ci, H, W) with W (Ci, Co, kh, kw), no bias: (N, Co, oh, ow),
     stored (Co, oh, ow, N). buffer(name, shape): where temporaries go (see Layer._buffer)."""
     xp = xp_of(x)
-    if buffer is None:
-        def buffer(name, shape):
-            return xp.empty(shape, dtype=x.dtype)
+    buffer = buffer or new_arrays(x)
     n, ci, h, w = x.shape
     _, co, kh, kw = W.shape
     oh, ow = (h - 1) * sy - 2 * ph + kh + opy, (w - 1) * sx - 2 * pw + kw + opx
@@ -67,35 +65,18 @@ def conv_transpose(x, W, sy, sx, ph, pw, opy, opx, method="auto", buffer=None):
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
-def _check_method(method):
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    return method
-
-
-class FastConv2D(Conv2D):
-    """Conv2D with its input gradient, a transposed convolution of dy, done the fastest way, and its
-    column buffers kept from step to step."""
+class _Method:
+    """The fast layers' extra argument: method "auto", or one forced (the tests try each)."""
 
     def __init__(self, *args, method="auto", **kwargs):
         super().__init__(*args, **kwargs)
-        self.method = _check_method(method)   # "auto", or force one method (the tests try each)
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        self.method = method
 
-    def forward(self, x):
-        self._check_image(x, self.in_channels)
-        n, c, h, w = x.shape
-        if self.kh > h + 2 * self.ph or self.kw > w + 2 * self.pw:
-            return super().forward(x)                               # which says what is wrong
-        W, b = self.params["W"], self.params["b"]                   # (Co, C, kh, kw), (Co,)
-        oh, ow = self.output_shape(h, w)
-        col = self._buffer("cols", (c, self.kh, self.kw, oh, ow, n))  # (C, kh, kw, oh, ow, N)
-        im2col(x, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out=col)
-        cols = col.reshape(c * self.kh * self.kw, oh * ow * n)      # (C*kh*kw, oh*ow*N)
-        y = W.reshape(self.out_channels, -1) @ cols                 # (Co, oh*ow*N)  Y = W·COL
-        y = matrix_to_images(y, n, oh, ow)                          # (N, Co, oh, ow) view
-        y += b[:, None, None]                                       # (N, Co, oh, ow)
-        self.cache = (x.shape, cols)
-        return y
+
+class FastConv2D(_Method, Conv2D):
+    """Conv2D with its input gradient, a transposed convolution of dy, done the fastest way."""
 
     def backward(self, dy):
         (n, c, h, w), cols = self._need_cache()                     # cols (C*kh*kw, oh*ow*N)
@@ -110,13 +91,8 @@ class FastConv2D(Conv2D):
                               self._buffer)                         # (N, C, H, W)  dx = convT(dy, W)
 
 
-class FastConvTranspose2D(ConvTranspose2D):
-    """ConvTranspose2D with its forward, a transposed convolution, done the fastest way, and its
-    column buffers kept from step to step."""
-
-    def __init__(self, *args, method="auto", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.method = _check_method(method)   # "auto", or force one method (the tests try each)
+class FastConvTranspose2D(_Method, ConvTranspose2D):
+    """ConvTranspose2D with its forward, a transposed convolution, done the fastest way."""
 
     def forward(self, x):
         self._check_image(x, self.in_channels)
@@ -130,19 +106,6 @@ class FastConvTranspose2D(ConvTranspose2D):
         y += b[:, None, None]                                       # (N, Co, oh, ow)
         self.cache = (x.shape, images_to_matrix(x))                 # X (Ci, H*W*N)
         return y
-
-    def backward(self, dy):
-        (n, ci, h, w), x2 = self._need_cache()                      # x2 (Ci, H*W*N)
-        W = self.params["W"]                                        # (Ci, Co, kh, kw)
-        col = self._buffer("dcols", (self.out_channels, self.kh, self.kw, h, w, n))  # (Co, kh, kw, H, W, N)
-        im2col(dy, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out=col)
-        cols = col.reshape(-1, h * w * n)                           # (Co*kh*kw, H*W*N)  dCOL = im2col(dy)
-        self.grads["b"] = dy.sum(axis=(0, 2, 3))                    # (Co,)  db = Σ_{n,y,x} dy
-        self.grads["W"] = weight_grad(x2, cols).reshape(W.shape)    # (Ci, Co, kh, kw)  dW = X·dCOLᵀ
-        if not self.input_grad:
-            return None
-        dx = W.reshape(ci, -1) @ cols                               # (Ci, H*W*N)  dX = W·dCOL
-        return matrix_to_images(dx, n, h, w)                        # (N, Ci, H, W)
 
 
 class DenseThenDeconv:
