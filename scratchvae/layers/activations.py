@@ -10,10 +10,11 @@ from .base import Layer
 
 
 def sigmoid(x):
-    """1 / (1 + e^−x) without overflow: with e = e^−|x|, it is 1/(1+e) for x ≥ 0 and e/(1+e) below."""
+    """1 / (1 + e^−x) without overflow, as e^min(x, 0) / (1 + e^−|x|): that is 1/(1 + e^−x) for x ≥ 0
+    and e^x/(1 + e^x) below, and no exponent is ever positive. (Elementwise functions only, which keep
+    x's memory layout; an xp.where would copy the layers' batch-last images into NCHW order, slowly.)"""
     xp = xp_of(x)
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1, e) / (1 + e)
+    return xp.exp(xp.minimum(x, 0)) / (1 + xp.exp(-xp.abs(x)))
 
 
 class ReLU(Layer):
