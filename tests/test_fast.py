@@ -334,3 +334,17 @@ def test_dense_then_deconv_needs_what_it_joins():
         joined.backward(np.ones((1, 2, 3, 3), np.float32))
     with pytest.raises(ValueError, match=r"expects an array of shape \(N, 3\)|expects a 2-d input of shape \(N, 3\)"):
         joined.forward(np.ones((2, 3, 1), np.float32))
+
+
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 5), st.integers(1, 3), st.integers(1, 4),
+       st.integers(1, 3), st.integers(0, 2), st.integers(0, 2**32 - 1))
+def test_dense_then_deconv_gradients_finite_differences(device, n, d, f, co, k, s, op, seed):
+    from scratchvae import Dense
+    from scratchvae.layers.fast import DenseThenDeconv
+    kw = dict(dtype=np.float64, device=device)
+    joined = DenseThenDeconv(Dense(d, f, rng=seed, **kw),
+                             FastConvTranspose2D(f, co, k, s, 0, min(op, s - 1), rng=seed + 1, **kw))
+    z = get_xp(device).asarray(np.random.default_rng(seed).normal(size=(n, d)))
+    errors = check_layer(joined, z, rng=seed)
+    assert set(errors) == {"x", "dense.W", "dense.b", "deconv.W", "deconv.b"}
+    assert max(errors.values()) <= GRAD_TOL, errors

@@ -13,6 +13,7 @@ from scratchvae import Conv2D, ConvTranspose2D, Dense, VAE
 from scratchvae.backend import to_numpy
 from scratchvae.gradcheck import rel_error
 from scratchvae.im2col import col2im, im2col
+from scratchvae.layers import FastConv2D, FastConvTranspose2D
 from scratchvae.optim import Adam
 from shapes import conv_cases
 
@@ -53,6 +54,17 @@ LAYERS = {
     "conv": (lambda dt, dev: Conv2D(3, 5, (4, 3), (2, 1), (1, 2), dtype=dt, rng=0, device=dev), (4, 3, 17, 13)),
     "convT": (lambda dt, dev: ConvTranspose2D(5, 3, (6, 5), 2, 1, 1, dtype=dt, rng=0, device=dev), (4, 5, 7, 9)),
     "dense": (lambda dt, dev: Dense(20, 7, dtype=dt, rng=0, device=dev), (6, 20)),
+    # the fast layers, each method of the transposed direction forced (the VAE's shapes pick among them)
+    "fastconv-parity": (lambda dt, dev: FastConv2D(3, 5, (4, 3), (2, 1), (1, 2), dtype=dt, rng=0, device=dev,
+                                                   method="parity"), (4, 3, 17, 13)),
+    "fastconv-col2im": (lambda dt, dev: FastConv2D(3, 5, (4, 3), (2, 1), (1, 2), dtype=dt, rng=0, device=dev,
+                                                   method="col2im"), (4, 3, 17, 13)),
+    "fastconvT-parity": (lambda dt, dev: FastConvTranspose2D(5, 3, (6, 5), 2, 1, 1, dtype=dt, rng=0, device=dev,
+                                                             method="parity"), (4, 5, 7, 9)),
+    "fastconvT-col2im": (lambda dt, dev: FastConvTranspose2D(5, 3, (6, 5), 2, 1, 1, dtype=dt, rng=0, device=dev,
+                                                             method="col2im"), (4, 5, 7, 9)),
+    "fastconvT-dense": (lambda dt, dev: FastConvTranspose2D(6, 3, 5, 2, 0, 1, dtype=dt, rng=0, device=dev,
+                                                            method="dense"), (4, 6, 1, 1)),
 }
 
 
@@ -73,9 +85,10 @@ def test_layers_gpu_match_cpu(name, dtype, tol):
 
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
 @pytest.mark.parametrize("shape", [(3, 64, 64), (3, 60, 80)])
-def test_vae_gpu_matches_cpu(dtype, tol, shape):
-    cpu = VAE(input_shape=shape, dtype=dtype, seed=4, kl_tolerance=0.1)
-    gpu = VAE(input_shape=shape, dtype=dtype, seed=4, kl_tolerance=0.1, device="gpu")
+@pytest.mark.parametrize("fast", [True, False])
+def test_vae_gpu_matches_cpu(dtype, tol, shape, fast):
+    cpu = VAE(input_shape=shape, dtype=dtype, seed=4, kl_tolerance=0.1, fast=fast)
+    gpu = VAE(input_shape=shape, dtype=dtype, seed=4, kl_tolerance=0.1, device="gpu", fast=fast)
     rng = np.random.default_rng(4)
     x = rng.random((6, *shape)).astype(dtype)
     eps = rng.normal(size=(6, 32)).astype(dtype)

@@ -135,6 +135,17 @@ class DenseThenDeconv:
         self.dense, self.deconv = dense, deconv
         self.cache = None
 
+    @property
+    def params(self):
+        """Both layers' parameters (the same arrays), named dense.W, dense.b, deconv.W, deconv.b."""
+        return {f"{name}.{k}": v for name, layer in (("dense", self.dense), ("deconv", self.deconv))
+                for k, v in layer.params.items()}
+
+    @property
+    def grads(self):
+        return {f"{name}.{k}": v for name, layer in (("dense", self.dense), ("deconv", self.deconv))
+                for k, v in layer.grads.items()}
+
     def forward(self, z):
         dense, dc = self.dense, self.deconv
         dense._check(z, 2, f"(N, {dense.in_features})")
