@@ -123,7 +123,7 @@ def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None):
     y = xp.empty((co, oh, ow, n), dtype=x.dtype)                     # (Co, oh, ow, N): every pixel written once
 
     def interleave(chans):                                           # output channels `chans`
-        y[chans, paint_h:] = 0                                           # output_padding's rows and columns
+        y[chans, paint_h:] = 0                                       # output_padding's rows and columns
         y[chans, :, paint_w:] = 0
         for phy in range(sy):
             y0 = (phy - ph) % sy                                     # first output row of phase φ
@@ -135,6 +135,6 @@ def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None):
                 if x0 >= paint_w:
                     continue
                 cols = slice((x0 + pw) // sx - q0, (x0 + pw) // sx - q0 + (paint_w - 1 - x0) // sx + 1)
-                y[chans, y0:paint_h:sy, x0:paint_w:sx] = phases[phy, phx, chans, rows, cols]  # (Co, ⌈oh/sy⌉, ⌈ow/sx⌉, N)
+                y[chans, y0:paint_h:sy, x0:paint_w:sx] = phases[phy, phx, chans, rows, cols]  # (Co, rows, cols, N)
     parallel(interleave, co, y.size, like=x)
     return y.transpose(3, 0, 1, 2)                                   # (N, Co, oh, ow) view

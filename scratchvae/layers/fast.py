@@ -156,7 +156,7 @@ class DenseThenDeconv:
         W1 = dc.params["W"].reshape(dense.out_features, -1)         # (F, Co*kh*kw)
         h = z @ Wd + bd                                             # (N, F)  kept for ∂W₁
         weff = Wd @ W1                                              # (D, Co*kh*kw)  W_d·W₁
-        yt = weff.T @ z.T + (bd @ W1)[:, None]                      # (Co*kh*kw, N)  Yᵀ = (W_d·W₁)ᵀ·zᵀ + (b_d·W₁)ᵀ
+        yt = weff.T @ z.T + (bd @ W1)[:, None]                      # (K, N)  Yᵀ = (W_d·W₁)ᵀzᵀ + (b_d·W₁)ᵀ
         y = dc.xp.zeros((co, oh, ow, n), dtype=z.dtype)             # (Co, oh, ow, N); output_padding rows: bias only
         y[:, :kh, :kw] = yt.reshape(co, kh, kw, n)
         y += dc.params["b"][:, None, None, None]
@@ -171,7 +171,7 @@ class DenseThenDeconv:
         dyt = images_to_matrix(dy[:, :, :dc.kh, :dc.kw]).reshape(-1, z.shape[0])  # (K, N)  dYᵀ, painted pixels
         dc.grads["b"] = dy.sum(axis=(0, 2, 3))                      # (Co,)  db₁ = Σ_{n,y,x} dy
         dc.grads["W"] = (h.T @ dyt.T).reshape(dc.params["W"].shape)  # (F, Co, kh, kw)  ∂W₁ = hᵀ·dY
-        dwd = W1 @ (dyt @ z)                                        # (F, D)  ∂W_dᵀ = W₁·(zᵀ·dY)ᵀ: the small product first
+        dwd = W1 @ (dyt @ z)                                        # (F, D)  ∂W_dᵀ = W₁·(zᵀdY)ᵀ, small first
         self.dense.grads["W"] = dc.xp.ascontiguousarray(dwd.T)      # (D, F)  ∂W_d = (zᵀ·dY)·W₁ᵀ
         self.dense.grads["b"] = W1 @ dyt.sum(axis=1)                # (F,)    ∂b_d = (Σ_n dY)·W₁ᵀ
         return (weff @ dyt).T                                       # (N, D)  ∂z = dY·(W_d·W₁)ᵀ
