@@ -1,4 +1,6 @@
-"""The fast convolutions: Conv2D and ConvTranspose2D with the transposed direction done by parity.
+"""The fast convolutions the VAE runs on: Conv2D and ConvTranspose2D with their transposed
+direction done the fastest way the shapes allow, and a dense layer joined to the transposed
+convolution it feeds (DenseThenDeconv).
 
 Each convolution layer has one direction that im2col turns into a single matrix product
 (Conv2D's forward, ConvTranspose2D's backward to x) and one that paints and adds up
@@ -19,7 +21,8 @@ everything else exactly as the layers they extend:
     col2im   otherwise, as in layers/conv.py
 
 Same parameters, same gradients, same results up to the order of the sums (the tests check
-all three methods against the im2col layers, the loops and finite differences).
+all three methods against the im2col layers, the loops and finite differences). The
+derivations are in docs/backward.md, "The fast path".
 """
 from ..backend import xp_of
 from ..im2col import col2im, from_matrix, images_to_matrix
