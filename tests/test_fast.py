@@ -349,3 +349,17 @@ def test_dense_then_deconv_gradients_finite_differences(device, n, d, f, co, k, 
     errors = check_layer(joined, z, rng=seed)
     assert set(errors) == {"x", "dense.W", "dense.b", "deconv.W", "deconv.b"}
     assert max(errors.values()) <= GRAD_TOL, errors
+
+
+@pytest.mark.parametrize("method", ["parity", "col2im"])
+def test_a_step_keeps_the_forward_columns_buffer(method):
+    """The input gradient's temporaries have names of their own: a step leaves the forward's column
+    buffer in place for the next step instead of trading it for one of another shape."""
+    layer = FastConv2D(3, 4, 4, 2, dtype=np.float64, rng=0, method=method)
+    x = np.random.default_rng(11).normal(size=(2, 3, 9, 9))
+    layer.forward(x)
+    cols = layer.buffers["cols"]
+    layer.backward(np.ones((2, 4, 3, 3)))
+    assert layer.buffers["cols"] is cols
+    layer.forward(x)
+    assert layer.buffers["cols"] is cols

@@ -45,7 +45,8 @@ def transpose_method(ci, co, h, w, kh, kw, sy, sx, ph, pw, opy, opx):
 
 def conv_transpose(x, W, sy, sx, ph, pw, opy, opx, method="auto", buffer=None):
     """The transposed convolution of x (N, Ci, H, W) with W (Ci, Co, kh, kw), no bias: (N, Co, oh, ow),
-    stored (Co, oh, ow, N). buffer(name, shape): where temporaries go (see Layer._buffer)."""
+    stored (Co, oh, ow, N). buffer(name, shape): where temporaries go (see Layer._buffer); its names,
+    "kernels", "col" and "phases", are not the im2col layers' own "cols" and "dcols"."""
     xp = xp_of(x)
     buffer = buffer or new_arrays(x)
     n, ci, h, w = x.shape
@@ -62,7 +63,7 @@ def conv_transpose(x, W, sy, sx, ph, pw, opy, opx, method="auto", buffer=None):
     if method == "parity":
         return conv_transpose_parity(x, W, sy, sx, ph, pw, opy, opx, buffer)  # (N, Co, oh, ow)
     if method == "col2im":
-        cols = buffer("cols", (co * kh * kw, h * w * n))            # (Co*kh*kw, H*W*N)
+        cols = buffer("kernels", (co * kh * kw, h * w * n))         # (Co*kh*kw, H*W*N)
         xp.matmul(W.reshape(ci, -1).T, images_to_matrix(x), out=cols)  # COL = W₂ᵀ·X
         return col2im(from_matrix(cols, (n, co, kh, kw, h, w)), oh, ow, sy, sx, ph, pw)  # (N, Co, oh, ow)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
