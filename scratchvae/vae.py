@@ -166,28 +166,21 @@ class VAE:
             dh = conv.backward(self.relus[name].backward(dh))
 
     def _decode_logits(self, z):
-        if self.joined:                                             # dense and deconv1 as one linear map
-            h, rest = self.joined.forward(z), self.dec[1:]          # (N, C1, H1, W1)
-            if self.dec[0][0] in self.relus:
-                h = self.relus[self.dec[0][0]].forward(h)
-        else:
-            h, rest = self.unflat.forward(self.dense.forward(z)), self.dec  # (N, dense_size, h0, w0)
-        for name, deconv in rest:
-            h = deconv.forward(h)
+        h = None if self.joined else self.unflat.forward(self.dense.forward(z))  # (N, dense_size, h0, w0)
+        for i, (name, deconv) in enumerate(self.dec):
+            h = self.joined.forward(z) if i == 0 and self.joined else deconv.forward(h)  # dense+deconv1 as one
             if name in self.relus:                                  # every one but the last
                 h = self.relus[name].forward(h)
         return self.crop.forward(h) if self.crop else h             # (N, C, H, W) logits
 
     def _decode_backward(self, dlogits):
         dh = self.crop.backward(dlogits) if self.crop else dlogits
-        for name, deconv in reversed(self.dec[1:] if self.joined else self.dec):
+        for i, (name, deconv) in reversed(list(enumerate(self.dec))):
             if name in self.relus:
                 dh = self.relus[name].backward(dh)
+            if i == 0 and self.joined:
+                return self.joined.backward(dh)                     # (N, D)
             dh = deconv.backward(dh)
-        if self.joined:
-            if self.dec[0][0] in self.relus:
-                dh = self.relus[self.dec[0][0]].backward(dh)
-            return self.joined.backward(dh)                         # (N, D)
         return self.dense.backward(self.unflat.backward(dh))        # (N, D)
 
     # ---- public ---------------------------------------------------------------------------------
