@@ -33,7 +33,7 @@ from scratchvae.backend import get_xp, gpu_available  # noqa: E402
 from scratchvae.im2col import batch_last  # noqa: E402
 from scratchvae.layers import Conv2D, ConvTranspose2D, Dense  # noqa: E402
 from scratchvae.layers.conv import weight_grad  # noqa: E402
-from scratchvae.layers.fast import FastConv2D, FastConvTranspose2D, transpose_method  # noqa: E402
+from scratchvae.layers.fast import transpose_method  # noqa: E402
 from scratchvae.optim import Adam  # noqa: E402
 from scratchvae.parity import phase_grid  # noqa: E402
 
@@ -46,7 +46,7 @@ def sync(device):
 
 # ---- what one step multiplies -------------------------------------------------------------------
 def _transpose_products(ci, co, h, w, layer, opy, opx, n):
-    """The matrix product of a C_in → C_out transposed convolution of n h×w images, by the layer's method."""
+    """(method, products) of a C_in → C_out transposed convolution of n h×w images, by the layer's method."""
     kh, kw, sy, sx, ph, pw = layer.kh, layer.kw, layer.sy, layer.sx, layer.ph, layer.pw
     method = getattr(layer, "method", "col2im")
     if method == "auto":
@@ -54,23 +54,25 @@ def _transpose_products(ci, co, h, w, layer, opy, opx, n):
     if method == "parity":
         _, _, ty, _, gy, _ = phase_grid(h, kh, sy, ph, opy)
         _, _, tx, _, gx, _ = phase_grid(w, kw, sx, pw, opx)
-        return [("mm", sy * sx * co, ci * ty * tx, gy * gx * n)]
-    return [("mm", co * kh * kw, ci, h * w * n)]                     # dense and col2im: COL = W₂ᵀ·X
+        return method, [("mm", sy * sx * co, ci * ty * tx, gy * gx * n)]
+    return method, [("mm", co * kh * kw, ci, h * w * n)]             # dense and col2im: COL = W₂ᵀ·X
 
 
 def layer_products(model, n):
     """Every matrix product of one loss + backward, per layer: {name: [(kind, a, b, c), …]} with
     ("mm", M, K, N) an (M, K)·(K, N) product and ("wgrad", A, K, L) weight_grad of an (A, L) and a
-    (K, L) matrix."""
+    (K, L) matrix; and {name: method} of each convolution's transposed direction."""
     c, h, w = model.input_shape
-    out = {}
+    out, methods = {}, {}
     for name, conv in model.enc:
         oh, ow = conv.output_shape(h, w)
         k = conv.in_channels * conv.kh * conv.kw
         out[name] = [("mm", conv.out_channels, k, oh * ow * n), ("wgrad", conv.out_channels, k, oh * ow * n)]
+        methods[name] = "-"                                          # no input gradient
         if conv.input_grad:
             opy, opx = (h + 2 * conv.ph - conv.kh) % conv.sy, (w + 2 * conv.pw - conv.kw) % conv.sx
-            out[name] += _transpose_products(conv.out_channels, conv.in_channels, oh, ow, conv, opy, opx, n)
+            methods[name], dx = _transpose_products(conv.out_channels, conv.in_channels, oh, ow, conv, opy, opx, n)
+            out[name] += dx
         h, w = oh, ow
     for name, dense in (("encoder.mu", model.mu), ("encoder.logvar", model.logvar), ("decoder.dense", model.dense)):
         i, o = dense.in_features, dense.out_features
@@ -81,15 +83,16 @@ def layer_products(model, n):
         d, f, k = model.dense.in_features, model.dense.out_features, dec[0][1].out_channels * dec[0][1].kh * dec[0][1].kw
         out["decoder.dense"] = [("mm", n, d, f), ("mm", d, f, k), ("mm", k, d, n)]          # h, W_d·W₁, Yᵀ
         out[dec[0][0]] = [("mm", f, n, k), ("mm", k, n, d), ("mm", f, k, d), ("mm", d, k, n)]  # ∂W₁, ∂W_d (2), ∂z
+        methods[dec[0][0]] = "joined"
         h, w = dec[0][1].output_shape(h, w)
         dec = dec[1:]
     for name, deconv in dec:
         k = deconv.out_channels * deconv.kh * deconv.kw
-        out[name] = (_transpose_products(deconv.in_channels, deconv.out_channels, h, w, deconv,
-                                         deconv.opy, deconv.opx, n)
-                     + [("wgrad", deconv.in_channels, k, h * w * n), ("mm", deconv.in_channels, k, h * w * n)])
+        methods[name], fwd = _transpose_products(deconv.in_channels, deconv.out_channels, h, w, deconv,
+                                                 deconv.opy, deconv.opx, n)
+        out[name] = fwd + [("wgrad", deconv.in_channels, k, h * w * n), ("mm", deconv.in_channels, k, h * w * n)]
         h, w = deconv.output_shape(h, w)
-    return out
+    return out, methods
 
 
 def gemm_floor(products, xp, device, dtype=np.float32):
@@ -256,7 +259,7 @@ def profile_layers(model, x, device, repeats=3):
 def print_profile(model, x, device, batch):
     spent = profile_layers(model, x, device)
     per_layer = forward_flops(model, batch)
-    products = layer_products(model, batch)
+    products, methods = layer_products(model, batch)
     if model.joined:                                # one entry for the two layers computed as one
         name = model.dec[0][0]
         per_layer[name] += per_layer.pop("decoder.dense")
@@ -270,34 +273,11 @@ def print_profile(model, x, device, batch):
         f, b = spent.get((name, "forward"), 0.0), spent.get((name, "backward"), 0.0)
         flops = 3 * per_layer.get(name, 0)
         rate = f"{flops / (f + b) / 1e9:.1f}" if flops else ""
-        layer = model.layers.get(name)
-        method = _methods(layer, name, model) if isinstance(layer, (FastConv2D, FastConvTranspose2D)) else ""
+        method = methods.get(name, "")
         floor = f"{time_products(products[name], xp, device) * 1e3:.2f}" if name in products else ""
-        if model.joined and name == model.dec[0][0]:
-            name, method = "decoder.dense+deconv1", "joined"
+        if method == "joined":
+            name = "decoder.dense+deconv1"
         print(f"{name:<24}{method:>8}{f * 1e3:>12.2f}{b * 1e3:>13.2f}{floor:>10}{(f + b) / total:>8.1%}{rate:>9}")
-
-
-def _methods(layer, name, model):
-    """The method the layer's transposed direction uses at the model's shapes."""
-    if layer.method != "auto":
-        return layer.method
-    c, h, w = model.input_shape
-    for n, conv in model.enc:
-        oh, ow = conv.output_shape(h, w)
-        if n == name:
-            if not conv.input_grad:
-                return "-"
-            opy, opx = (h + 2 * conv.ph - conv.kh) % conv.sy, (w + 2 * conv.pw - conv.kw) % conv.sx
-            return transpose_method(conv.out_channels, conv.in_channels, oh, ow, conv.kh, conv.kw, conv.sy,
-                                    conv.sx, conv.ph, conv.pw, opy, opx)
-        h, w = oh, ow
-    h, w = model.unflat.shape[1:]
-    for n, d in model.dec:
-        if n == name:
-            return transpose_method(d.in_channels, d.out_channels, h, w, d.kh, d.kw, d.sy, d.sx, d.ph, d.pw,
-                                    d.opy, d.opx)
-        h, w = d.output_shape(h, w)
 
 
 def main():
@@ -326,7 +306,7 @@ def main():
             runs = {"scratchvae": step}
             if have_torch:
                 runs["torch"] = torch_step(device, batch, threads)
-            products = [p for ps in layer_products(model, batch).values() for p in ps]
+            products = [p for ps in layer_products(model, batch)[0].values() for p in ps]
             if not a.no_floor:
                 runs["floor"] = gemm_floor(products, xp, device)
             for run in runs.values():
