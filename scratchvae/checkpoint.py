@@ -10,22 +10,53 @@ Layout (every entry a plain array; no pickles):
 Saving writes a temporary file and renames it. Loading checks every name, shape and
 dtype against the configuration before anything is returned, so a file that does not
 match gives a CheckpointError saying what differs, never a half-loaded model.
+
+A run folder keeps its checkpoints as checkpoints/ckpt_NNNNNNN.npz, NNNNNNN the step
+(``checkpoint_path``, ``checkpoints_in``).
+
+This module builds on the model (vae.py) and the optimizer (optim.py); neither knows about it.
 """
+import glob
 import json
+import os
+import re
 from collections import namedtuple
 
 import numpy as np
 
 from .atomic import atomic_write
 from .backend import to_numpy
+from .optim import Adam
+from .vae import VAE
 
 FORMAT = 1
+CKPT_RE = re.compile(r"ckpt_(\d+)\.npz$")
 
 Checkpoint = namedtuple("Checkpoint", "model optimizer step meta")
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read or does not match what was expected."""
+
+
+def checkpoint_path(run_dir, step):
+    """Where a run folder keeps its checkpoint of a given step."""
+    return os.path.join(run_dir, "checkpoints", f"ckpt_{int(step):07d}.npz")
+
+
+def checkpoints_in(run_dir):
+    """[(step, path)] of the checkpoints in a run folder, oldest first."""
+    found = []
+    for path in glob.glob(os.path.join(run_dir, "checkpoints", "ckpt_*.npz")):
+        m = CKPT_RE.search(path)
+        if m:
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
+def config_json(model):
+    """The model's configuration as the JSON text checkpoints (and latent files) carry."""
+    return json.dumps(model.config, sort_keys=True)
 
 
 def save(path, model, optimizer=None, step=0, meta=None):
@@ -36,7 +67,7 @@ def save(path, model, optimizer=None, step=0, meta=None):
         arrays.update({f"adam/{k}": to_numpy(v) for k, v in moments.items()})
     state = {"format": FORMAT, "step": int(step), "rng": model.rng.bit_generator.state,
              "optimizer": opt_hyper, "meta": meta or {}}
-    arrays["config"] = np.array(model.config_json())
+    arrays["config"] = np.array(config_json(model))
     arrays["state"] = np.array(json.dumps(state))
     with atomic_write(path) as f:
         np.savez(f, **arrays)
@@ -68,9 +99,6 @@ def load(path, device="cpu", expect_config=None):
     expect_config: a dict of VAE arguments the checkpoint must agree with (e.g. from the
     command line); a difference is a CheckpointError naming each differing key.
     """
-    from .optim import Adam
-    from .vae import VAE
-
     arrays = read_arrays(path)
     config, state = _config_and_state(path, arrays)
     if state.get("format") != FORMAT:

@@ -24,8 +24,6 @@ iteration per thread) and checks it against NumPy where there is no GPU.
 """
 import functools
 
-from .im2col import out_size
-
 IM2COL_PARAMS = ("raw T img, int32 nimg, int32 nch, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
                  "int32 sy, int32 sx, int32 ph, int32 pw")
 # docs: im2col-kernel
@@ -84,11 +82,11 @@ def _kernels():
                                    "scratchvae_adam"))
 
 
-def im2col(x, kh, kw, sy, sx, ph, pw, out=None):
-    """(N, C, H, W) → (N, C, kh, kw, oh, ow) stored (C, kh, kw, oh, ow, N), one thread per column element."""
+def im2col(x, kh, kw, sy, sx, ph, pw, oh, ow, out=None):
+    """(N, C, H, W) → (N, C, kh, kw, oh, ow) stored (C, kh, kw, oh, ow, N), one thread per column element;
+    (oh, ow) the output size the caller computed (scratchvae/sizes.py)."""
     import cupy
     n, c, h, w = x.shape
-    oh, ow = out_size(h, kh, sy, ph), out_size(w, kw, sx, pw)
     img = cupy.ascontiguousarray(x.transpose(1, 2, 3, 0))       # (C, H, W, N): free for the layers' outputs
     buf = cupy.empty((c, kh, kw, oh, ow, n), dtype=x.dtype) if out is None else out  # (C, kh, kw, oh, ow, N)
     _kernels()[0](img, n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, buf)

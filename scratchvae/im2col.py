@@ -5,7 +5,7 @@ zero padding (ph, pw), the output has
 
     oh = (H + 2·ph − kh) // sy + 1,    ow = (W + 2·pw − kw) // sx + 1
 
-positions. ``im2col`` copies, for every output position (y, x), the window of
+positions (scratchvae/sizes.py). ``im2col`` copies, for every output position (y, x), the window of
 the padded input it sees into one column:
 
     col[n, c, j, i, y, x] = x_pad[n, c, y·sy + j, x·sx + i]
@@ -47,12 +47,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .backend import is_gpu_array, xp_of
+from .sizes import conv_out_size
 from .threads import parallel
-
-
-def out_size(size, k, s, p):
-    """Number of window positions along one axis: (size + 2p − k) // s + 1."""
-    return (size + 2 * p - k) // s + 1
 
 
 def im2col(x, kh, kw, sy, sx, ph, pw, out=None):
@@ -63,12 +59,12 @@ def im2col(x, kh, kw, sy, sx, ph, pw, out=None):
     (4× for a 4×4 stride-2 convolution); a padded copy of x is made first when ph or pw > 0.
     """
     n, c, h, w = x.shape
-    oh, ow = out_size(h, kh, sy, ph), out_size(w, kw, sx, pw)
+    oh, ow = conv_out_size(h, kh, sy, ph), conv_out_size(w, kw, sx, pw)
     if out is not None and (tuple(out.shape) != (c, kh, kw, oh, ow, n) or out.dtype != x.dtype):
         raise ValueError(f"im2col out must be {x.dtype} {(c, kh, kw, oh, ow, n)}, got {out.dtype} {tuple(out.shape)}")
     if is_gpu_array(x):
         from . import cuda
-        return cuda.im2col(x, kh, kw, sy, sx, ph, pw, out)
+        return cuda.im2col(x, kh, kw, sy, sx, ph, pw, oh, ow, out)
     img = x.transpose(1, 2, 3, 0)                           # (C, H, W, N) view
     if ph or pw:
         img = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)  # (C, H+2ph, W+2pw, N)

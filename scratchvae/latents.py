@@ -20,6 +20,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .backend import to_numpy
+from .checkpoint import config_json
 from .data.dataset import to_model_input
 from .data.episodes import DataError, episode_paths, read_episode
 
@@ -60,7 +61,7 @@ def encode_folder(model, folder, out, batch_size=100, progress=True):
     arrays["dones"] = arrays["dones"].astype(bool)
     arrays["starts"] = np.asarray(starts, np.int64)
     arrays["episodes"] = np.array([os.path.basename(p) for p in paths])
-    arrays["config"] = np.array(model.config_json())
+    arrays["config"] = np.array(config_json(model))
     with atomic_write(out) as f:
         np.savez(f, **arrays)
     return arrays

@@ -14,15 +14,9 @@ free bits: each image's KL is floored at kl_tolerance·D; the loss uses
     and an image at or under the floor gets no KL gradient.
 """
 from .backend import xp_of
-from .layers.activations import sigmoid
+from .elementwise import sigmoid, softplus
 
 RECON_KINDS = ("mse", "bernoulli")
-
-
-def softplus(l):
-    """log(1 + eᴸ) without overflow: max(l, 0) + log1p(e^−|l|)."""
-    xp = xp_of(l)
-    return xp.maximum(l, 0) + xp.log1p(xp.exp(-xp.abs(l)))
 
 
 def mse_recon(y, x):

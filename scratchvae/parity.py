@@ -39,6 +39,7 @@ layers/conv.py), so this one routine is the fast transposed direction of both la
 ``scratchvae.reference.conv_transpose2d_by_parity`` is the loop version, pixel by pixel.
 """
 from .backend import xp_of
+from .sizes import conv_transpose_out_size
 from .threads import parallel
 
 PARITY_MAX_PRODUCTS = 1.5
@@ -57,7 +58,7 @@ def phase_grid(size, k, s, p, op):
     Output rows past the last one any kernel reaches, padded row (size − 1)·s + k − 1, are
     output_padding's: nothing paints them, they are 0 (Conv2D's input gradient has them where its
     forward skipped the input's last rows). The grid covers only the painted rows."""
-    out = (size - 1) * s - 2 * p + k + op
+    out = conv_transpose_out_size(size, k, s, p, op)
     painted = min(out, (size - 1) * s + k - p)
     taps = -(-k // s)                                   # T = ⌈k/s⌉
     r0 = p // s                                         # output row 0 is in grid row p // s

@@ -13,24 +13,22 @@ and Adam's state, so a resumed run is bit-identical to one that never stopped.
 Inside a step nothing is read back from the device: the step's losses go into a small
 device-side buffer, which is read every log_every steps (where a NaN is found and named).
 """
-import glob
 import json
 import math
 import os
-import re
 import signal
 import time
 
 import numpy as np
 
 from . import checkpoint, pictures
+from .checkpoint import checkpoint_path, checkpoints_in
 from .atomic import atomic_write
 from .backend import to_numpy
 from .data.dataset import FrameDataset, to_model_input
 from .optim import Adam
 from .vae import VAE
 
-CKPT_RE = re.compile(r"ckpt_(\d+)\.npz$")
 LOSS_KEYS = ("loss", "recon", "kl", "kl_raw")
 
 
@@ -40,16 +38,6 @@ class TrainingStopped(Exception):
     def __init__(self, message, exit_code):
         super().__init__(message)
         self.exit_code = exit_code
-
-
-def checkpoints_in(run_dir):
-    """[(step, path)] of the checkpoints in a run folder, oldest first."""
-    found = []
-    for path in glob.glob(os.path.join(run_dir, "checkpoints", "ckpt_*.npz")):
-        m = CKPT_RE.search(path)
-        if m:
-            found.append((int(m.group(1)), path))
-    return sorted(found)
 
 
 def epoch_order(seed, epoch, n):
@@ -160,10 +148,9 @@ class Trainer:
             f.writelines(json.dumps(r) + "\n" for r in rows)
 
     def save_checkpoint(self):
-        folder = os.path.join(self.out, "checkpoints")
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, f"ckpt_{self.step:07d}.npz")
-        self.model.save(path, optimizer=self.opt, step=self.step, meta={"settings": self.settings})
+        path = checkpoint_path(self.out, self.step)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        checkpoint.save(path, self.model, optimizer=self.opt, step=self.step, meta={"settings": self.settings})
         for _, old in checkpoints_in(self.out)[:-self.keep]:
             os.unlink(old)
         self.write_pictures()

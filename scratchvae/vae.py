@@ -13,8 +13,6 @@ Other input sizes: the encoder's shapes are computed; the decoder starts from a
 1024×h0×w0 block, h0 and w0 the smallest sizes whose decoded image covers H×W
 (1×1 for 64×64, 1×2 for 60×80), and a centred crop gives back exactly H×W.
 """
-import json
-
 import numpy as np
 
 from . import losses
@@ -23,17 +21,10 @@ from .im2col import batch_last
 from .layers import (Conv2D, ConvTranspose2D, Crop2D, Dense, FastConv2D, FastConvTranspose2D, Flatten, ReLU,
                      Reshape, Sigmoid)
 from .layers.fast import DenseThenDeconv
+from .sizes import conv_out_size, conv_transpose_out_size
 
 DEFAULT_ENCODER = ((32, 4, 2), (64, 4, 2), (128, 4, 2), (256, 4, 2))    # (channels, kernel, stride)
 DEFAULT_DECODER = ((128, 5, 2), (64, 5, 2), (32, 6, 2), (None, 6, 2))  # None: the image's channels
-
-
-def _conv_out(size, k, s):
-    return (size - k) // s + 1
-
-
-def _deconv_out(size, k, s):
-    return (size - 1) * s + k
 
 
 def encoder_min_size(encoder):
@@ -45,7 +36,7 @@ def encoder_min_size(encoder):
             if h < k:
                 ok = False
                 break
-            h = _conv_out(h, k, s)
+            h = conv_out_size(h, k, s)
         if ok:
             return size
         size += 1
@@ -57,7 +48,7 @@ def decoder_start(size, decoder):
     while True:
         h = h0
         for _, k, s in decoder:
-            h = _deconv_out(h, k, s)
+            h = conv_transpose_out_size(h, k, s)
         if h >= size:
             return h0, h
         h0 += 1
@@ -101,8 +92,9 @@ class VAE:
         self.enc = []
         ch, eh, ew = c, h, w
         for i, (co, k, s) in enumerate(encoder, 1):
-            self.enc.append((f"encoder.conv{i}", conv(ch, co, k, s, dtype=self.dtype, rng=init, device=device)))
-            ch, eh, ew = co, _conv_out(eh, k, s), _conv_out(ew, k, s)
+            layer = conv(ch, co, k, s, dtype=self.dtype, rng=init, device=device)
+            self.enc.append((f"encoder.conv{i}", layer))
+            ch, (eh, ew) = co, layer.output_shape(eh, ew)
         self.enc[0][1].input_grad = False                          # nothing needs ∂L/∂x of the images
         self.flat = Flatten(**kw)
         self.mu = Dense(ch * eh * ew, latent_dim, rng=init, **kw)
@@ -245,19 +237,6 @@ class VAE:
         dlogvar = dlogvar + w * glogvar
         self._encode_backward(dmu, dlogvar)
         self.cache = None
-
-    # ---- checkpoints ----------------------------------------------------------------------------
-    def save(self, path, optimizer=None, step=0, meta=None):
-        from .checkpoint import save
-        save(path, self, optimizer=optimizer, step=step, meta=meta)
-
-    @classmethod
-    def load(cls, path, device="cpu"):
-        from .checkpoint import load
-        return load(path, device=device).model
-
-    def config_json(self):
-        return json.dumps(self.config, sort_keys=True)
 
     def __repr__(self):
         c, h, w = self.input_shape

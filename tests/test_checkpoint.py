@@ -26,7 +26,7 @@ def trained(steps=3, seed=0):
 def test_round_trip_restores_everything(tmp_path):
     m, opt, x = trained()
     path = tmp_path / "ckpt.npz"
-    m.save(path, optimizer=opt, step=3, meta={"note": "hi"})
+    checkpoint.save(path, m, optimizer=opt, step=3, meta={"note": "hi"})
     ck = checkpoint.load(path)
     for k in m.params:
         np.testing.assert_array_equal(ck.model.params[k], m.params[k])
@@ -36,14 +36,14 @@ def test_round_trip_restores_everything(tmp_path):
         np.testing.assert_array_equal(ck.optimizer.v[k], opt.v[k])
     # the generator goes on from where it was: the next noise draws are equal
     np.testing.assert_array_equal(ck.model.sample_eps(4), m.sample_eps(4))
-    assert VAE.load(path).config == m.config
+    assert checkpoint.load(path).model.config == m.config
     assert not [f for f in os.listdir(tmp_path) if f != "ckpt.npz"]    # no temporary left behind
 
 
 def test_truncated_file(tmp_path):
     m, opt, _ = trained(1)
     path = tmp_path / "ckpt.npz"
-    m.save(path, optimizer=opt)
+    checkpoint.save(path, m, optimizer=opt)
     data = path.read_bytes()
     (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=r"cut\.npz: not a readable checkpoint \(truncated or corrupt\?\)"):
@@ -53,18 +53,18 @@ def test_truncated_file(tmp_path):
 def test_corrupt_and_foreign_files(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"this is not a zip file at all" * 10)
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
-        VAE.load(tmp_path / "junk.npz")
+        checkpoint.load(tmp_path / "junk.npz")
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
     with pytest.raises(CheckpointError, match="not a scratchvae checkpoint"):
-        VAE.load(tmp_path / "other.npz")
+        checkpoint.load(tmp_path / "other.npz")
     with pytest.raises(CheckpointError, match="no such checkpoint"):
-        VAE.load(tmp_path / "missing.npz")
+        checkpoint.load(tmp_path / "missing.npz")
 
 
 def test_mismatched_parameters_are_named(tmp_path):
     m, _, _ = trained(1)
     path = tmp_path / "ckpt.npz"
-    m.save(path)
+    checkpoint.save(path, m)
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}
     arrays["param/encoder.mu.W"] = arrays["param/encoder.mu.W"][:, :2]
@@ -72,7 +72,7 @@ def test_mismatched_parameters_are_named(tmp_path):
     del arrays["param/encoder.conv1.b"]
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(CheckpointError) as e:
-        VAE.load(tmp_path / "bad.npz")
+        checkpoint.load(tmp_path / "bad.npz")
     msg = str(e.value)
     assert "missing param/encoder.conv1.b" in msg
     assert "param/encoder.mu.W: expected float32 (8, 3), got float32 (8, 2)" in msg
@@ -81,7 +81,7 @@ def test_mismatched_parameters_are_named(tmp_path):
 
 def test_other_configuration_is_refused(tmp_path):
     m, _, _ = trained(1)
-    m.save(tmp_path / "ckpt.npz")
+    checkpoint.save(tmp_path / "ckpt.npz", m)
     with pytest.raises(CheckpointError, match=r"another configuration \(latent_dim: checkpoint has 3, expected 32\)"):
         checkpoint.load(tmp_path / "ckpt.npz", expect_config={"latent_dim": 32})
 
@@ -89,13 +89,28 @@ def test_other_configuration_is_refused(tmp_path):
 def test_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
     m, _, _ = trained(1)
     path = tmp_path / "ckpt.npz"
-    m.save(path, step=1)
+    checkpoint.save(path, m, step=1)
     before = path.read_bytes()
 
     def boom(*a, **k):
         raise OSError("disk full")
     monkeypatch.setattr(np, "savez", boom)
     with pytest.raises(OSError, match="disk full"):
-        m.save(path, step=2)
+        checkpoint.save(path, m, step=2)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["ckpt.npz"]
+
+
+def test_checkpoint_files_of_a_run_folder(tmp_path):
+    m, _, _ = trained(1)
+    assert checkpoint.checkpoints_in(tmp_path) == []
+    for step in (12, 3, 1000000):
+        path = checkpoint.checkpoint_path(tmp_path, step)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        checkpoint.save(path, m, step=step)
+    (tmp_path / "checkpoints" / "ckpt_notanumber.npz").write_bytes(b"")
+    (tmp_path / "checkpoints" / "notes.txt").write_text("")
+    found = checkpoint.checkpoints_in(tmp_path)
+    assert [s for s, _ in found] == [3, 12, 1000000]
+    assert os.path.basename(found[0][1]) == "ckpt_0000003.npz"
+    assert all(checkpoint.load(p).step == s for s, p in found)

@@ -1,20 +1,12 @@
 """Elementwise activations. Neither has parameters.
 
 ReLU:     y = max(x, 0),      ∂L/∂x = dy · [x > 0]
-Sigmoid:  y = 1 / (1 + e^−x), ∂L/∂x = dy · y · (1 − y)
+Sigmoid:  y = 1 / (1 + e^−x), ∂L/∂x = dy · y · (1 − y)   (sigmoid itself: scratchvae/elementwise.py)
 """
 import numpy as np
 
-from ..backend import xp_of
+from ..elementwise import sigmoid
 from .base import Layer
-
-
-def sigmoid(x):
-    """1 / (1 + e^−x) without overflow, as e^min(x, 0) / (1 + e^−|x|): that is 1/(1 + e^−x) for x ≥ 0
-    and e^x/(1 + e^x) below, and no exponent is ever positive. (Elementwise functions only, which keep
-    x's memory layout; an xp.where would copy the layers' batch-last images into NCHW order, slowly.)"""
-    xp = xp_of(x)
-    return xp.exp(xp.minimum(x, 0)) / (1 + xp.exp(-xp.abs(x)))
 
 
 class ReLU(Layer):

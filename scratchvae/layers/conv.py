@@ -34,7 +34,8 @@ import math
 import numpy as np
 
 from ..backend import xp_of
-from ..im2col import as_matrix, col2im, from_matrix, im2col, images_to_matrix, matrix_to_images, out_size
+from ..im2col import as_matrix, col2im, from_matrix, im2col, images_to_matrix, matrix_to_images
+from ..sizes import conv_out_size, conv_transpose_out_size
 from .base import Layer
 
 
@@ -90,7 +91,7 @@ class Conv2D(_ConvBase):
         self._add_param("b", (self.out_channels,), bound, rng)
 
     def output_shape(self, h, w):
-        return out_size(h, self.kh, self.sy, self.ph), out_size(w, self.kw, self.sx, self.pw)
+        return conv_out_size(h, self.kh, self.sy, self.ph), conv_out_size(w, self.kw, self.sx, self.pw)
 
     def forward(self, x):
         self._check_image(x, self.in_channels)
@@ -138,8 +139,8 @@ class ConvTranspose2D(_ConvBase):
         self._add_param("b", (self.out_channels,), bound, rng)
 
     def output_shape(self, h, w):
-        return ((h - 1) * self.sy - 2 * self.ph + self.kh + self.opy,
-                (w - 1) * self.sx - 2 * self.pw + self.kw + self.opx)
+        return (conv_transpose_out_size(h, self.kh, self.sy, self.ph, self.opy),
+                conv_transpose_out_size(w, self.kw, self.sx, self.pw, self.opx))
 
     def forward(self, x):
         self._check_image(x, self.in_channels)

@@ -27,6 +27,7 @@ derivations are in docs/backward.md, "The fast path".
 from ..backend import xp_of
 from ..im2col import col2im, from_matrix, images_to_matrix
 from ..parity import PARITY_MAX_PRODUCTS, conv_transpose_parity, new_arrays, parity_costs
+from ..sizes import conv_transpose_out_size, skipped_rows
 from .conv import Conv2D, ConvTranspose2D, weight_grad
 
 
@@ -51,7 +52,7 @@ def conv_transpose(x, W, sy, sx, ph, pw, opy, opx, method="auto", buffer=None):
     buffer = buffer or new_arrays(x)
     n, ci, h, w = x.shape
     _, co, kh, kw = W.shape
-    oh, ow = (h - 1) * sy - 2 * ph + kh + opy, (w - 1) * sx - 2 * pw + kw + opx
+    oh, ow = conv_transpose_out_size(h, kh, sy, ph, opy), conv_transpose_out_size(w, kw, sx, pw, opx)
     if method == "auto":
         method = transpose_method(ci, co, h, w, kh, kw, sy, sx, ph, pw, opy, opx)
     if method == "dense":                                           # each image paints one kernel: y = x·W₂
@@ -90,7 +91,7 @@ class FastConv2D(_Method, Conv2D):
         self.grads["W"] = weight_grad(dym, cols).reshape(W.shape)   # (Co, C, kh, kw)  dW = dY·COLᵀ
         if not self.input_grad:
             return None
-        opy, opx = (h + 2 * self.ph - self.kh) % self.sy, (w + 2 * self.pw - self.kw) % self.sx
+        opy, opx = skipped_rows(h, self.kh, self.sy, self.ph), skipped_rows(w, self.kw, self.sx, self.pw)
         return conv_transpose(dy, W, self.sy, self.sx, self.ph, self.pw, opy, opx, self.method,
                               self._buffer)                         # (N, C, H, W)  dx = convT(dy, W)
 
