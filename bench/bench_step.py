@@ -74,13 +74,13 @@ def layer_products(model, n):
             methods[name], dx = _transpose_products(conv.out_channels, conv.in_channels, oh, ow, conv, opy, opx, n)
             out[name] += dx
         h, w = oh, ow
-    for name, dense in (("encoder.mu", model.mu), ("encoder.logvar", model.logvar), ("decoder.dense", model.dense)):
+    for name, dense in (("encoder.mu", model.mu_head), ("encoder.logvar", model.logvar_head), ("decoder.dense", model.dec_dense)):
         i, o = dense.in_features, dense.out_features
         out[name] = [("mm", n, i, o), ("mm", i, n, o), ("mm", n, o, i)]   # y = x·W, dW = xᵀ·dy, dx = dy·Wᵀ
     h, w = model.unflat.shape[1:]
     dec = model.dec
     if model.joined:                                # decoder.dense and deconv1 as one map (DenseThenDeconv)
-        d, f, k = model.dense.in_features, model.dense.out_features, dec[0][1].out_channels * dec[0][1].kh * dec[0][1].kw
+        d, f, k = model.dec_dense.in_features, model.dec_dense.out_features, dec[0][1].out_channels * dec[0][1].kh * dec[0][1].kw
         out["decoder.dense"] = [("mm", n, d, f), ("mm", d, f, k), ("mm", k, d, n)]          # h, W_d·W₁, Yᵀ
         out[dec[0][0]] = [("mm", f, n, k), ("mm", k, n, d), ("mm", f, k, d), ("mm", d, k, n)]  # ∂W₁, ∂W_d (2), ∂z
         methods[dec[0][0]] = "joined"
@@ -243,7 +243,7 @@ def profile_layers(model, x, device, repeats=3):
         named.pop("decoder.dense")
         named[model.dec[0][0]] = model.joined
     named.update({f"{k}.relu": r for k, r in model.relus.items()})
-    named["decoder.sigmoid"] = model.out
+    named["decoder.sigmoid"] = model.sigmoid
     for name, layer in named.items():
         for method in ("forward", "backward"):
             wrap(name, layer, method)

@@ -29,6 +29,9 @@ last: images as (C, H, W, N), col as (C, kh, kw, oh, ow, N). Then
   would be one output row (14 numbers for the VAE's conv2, each a stride apart); this
   way the copies run about three times faster on the CPU.
 
+Names in the layers: ``col`` is always the 6-d array, ``col_mat`` its matrix COL, and
+``x_mat``, ``dy_mat`` the images' (C, H·W·N) matrices.
+
 Any input layout works (im2col reads x through its strides); the layers' outputs are
 NCHW-shaped views of (C, H, W, N) buffers.
 
@@ -115,7 +118,7 @@ def col2im(col, h, w, sy, sx, ph, pw):
         return cuda.col2im(col, h, w, sy, sx, ph, pw)
     n, c, kh, kw, oh, ow = col.shape
     img = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=col.dtype)  # (C, h+2ph, w+2pw, N)
-    cols = col.transpose(1, 2, 3, 4, 5, 0)                  # (C, kh, kw, oh, ow, N): im2col's storage order
+    stored = col.transpose(1, 2, 3, 4, 5, 0)                # (C, kh, kw, oh, ow, N): im2col's storage order
 
     def add(phases, chans=slice(None)):                     # kernel offsets (j, i) of these phases
         for p in range(phases.start, phases.stop):
@@ -123,7 +126,7 @@ def col2im(col, h, w, sy, sx, ph, pw):
                 jlim = j + sy * (oh - 1) + 1
                 for i in range(p % sx, kw, sx):
                     ilim = i + sx * (ow - 1) + 1
-                    img[chans, j:jlim:sy, i:ilim:sx] += cols[chans, j, i]  # (C, oh, ow, N)
+                    img[chans, j:jlim:sy, i:ilim:sx] += stored[chans, j, i]  # (C, oh, ow, N)
     # the kernel offsets of one phase (j mod sy, i mod sx) paint their own rows and columns, so the
     # threads take phases; a stride of 1 has one phase, and they take channels instead
     if sy * sx > 1:

@@ -92,7 +92,7 @@ def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None):
     """y = the transposed convolution of x (N, C_in, H, W) with W (C_in, C_out, kh, kw), no bias,
     by output parity. Returns (N, C_out, oh, ow), stored (C_out, oh, ow, N) like im2col's outputs.
 
-    buffer(name, shape): where to put the temporaries "col" and "phases" (a layer's Layer._buffer,
+    buffer(name, shape): where to put the temporaries "windows" and "phases" (a layer's Layer._buffer,
     kept from call to call); new arrays when None."""
     xp = xp_of(x)
     buffer = buffer or new_arrays(x)
@@ -100,7 +100,7 @@ def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None):
     _, co, kh, kw = W.shape
     oh, paint_h, ty, r0, gy, fy = phase_grid(h, kh, sy, ph, opy)    # paint_h, paint_w: rows, columns painted
     ow, paint_w, tx, q0, gx, fx = phase_grid(w, kw, sx, pw, opx)
-    col = buffer("col", (ci, ty, tx, gy, gx, n))                     # (Ci, Ty, Tx, Gy, Gx, N)
+    col = buffer("windows", (ci, ty, tx, gy, gx, n))                     # (Ci, Ty, Tx, Gy, Gx, N)
     xt = x.transpose(1, 2, 3, 0)                                     # (Ci, H, W, N) view
 
     def gather(chans):                                               # input channels `chans`
@@ -130,12 +130,12 @@ def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None):
             y0 = (phy - ph) % sy                                     # first output row of phase φ
             if y0 >= paint_h:
                 continue
-            rows = slice((y0 + ph) // sy - r0, (y0 + ph) // sy - r0 + (paint_h - 1 - y0) // sy + 1)
+            grid_rows = slice((y0 + ph) // sy - r0, (y0 + ph) // sy - r0 + (paint_h - 1 - y0) // sy + 1)
             for phx in range(sx):
                 x0 = (phx - pw) % sx
                 if x0 >= paint_w:
                     continue
-                cols = slice((x0 + pw) // sx - q0, (x0 + pw) // sx - q0 + (paint_w - 1 - x0) // sx + 1)
-                y[chans, y0:paint_h:sy, x0:paint_w:sx] = phases[phy, phx, chans, rows, cols]  # (Co, rows, cols, N)
+                grid_cols = slice((x0 + pw) // sx - q0, (x0 + pw) // sx - q0 + (paint_w - 1 - x0) // sx + 1)
+                y[chans, y0:paint_h:sy, x0:paint_w:sx] = phases[phy, phx, chans, grid_rows, grid_cols]  # (Co, R, Q, N)
     parallel(interleave, co, y.size, like=x)
     return y.transpose(3, 0, 1, 2)                                   # (N, Co, oh, ow) view

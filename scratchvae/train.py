@@ -18,13 +18,15 @@ import math
 import os
 import signal
 import time
+from dataclasses import asdict, dataclass
+from typing import Optional
 
 import numpy as np
 
 from . import checkpoint, pictures
-from .checkpoint import checkpoint_path, checkpoints_in
 from .atomic import atomic_write
 from .backend import to_numpy
+from .checkpoint import checkpoint_path, checkpoints_in
 from .data.dataset import FrameDataset, to_model_input
 from .optim import Adam
 from .vae import VAE
@@ -45,49 +47,79 @@ def epoch_order(seed, epoch, n):
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-class Trainer:
-    def __init__(self, data, out, steps=None, batch_size=100, lr=1e-3, latent=32, kl_tolerance=0.5, beta=1.0,
-                 seed=0, device="cpu", dtype=np.float32, resume=False, heldout=0.1, log_every=10,
-                 eval_every=100, checkpoint_every=250, keep=3, eval_frames=500, progress=True, epochs=None):
-        """Train until `steps` steps in all, or `epochs` passes over the training frames."""
-        if (steps is None) == (epochs is None):
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a run is given, once: the command line builds it, the Trainer reads it, and it is
+    written to run.json and into every checkpoint. The length is `steps` or `epochs`, one of them."""
+    data: str                           # folder of episode files
+    out: str                            # run folder
+    steps: Optional[int] = None         # optimizer steps in all …
+    epochs: Optional[int] = None        # … or passes over the training frames
+    batch_size: int = 100
+    lr: float = 1e-3
+    latent_dim: int = 32
+    kl_tolerance: float = 0.5           # free bits: each image's KL floored at this × latent_dim
+    beta: float = 1.0
+    seed: int = 0                       # weights, noise, batch order and the held-out split
+    device: str = "cpu"
+    dtype: str = "float32"
+    heldout: float = 0.1                # fraction of episodes held out
+    log_every: int = 10
+    eval_every: int = 100
+    checkpoint_every: int = 250
+    keep: int = 3                       # checkpoints kept
+    eval_frames: int = 500              # held-out frames the MSE is measured on
+
+    def __post_init__(self):
+        if (self.steps is None) == (self.epochs is None):
             raise ValueError("give the length of the run as steps or as epochs (one of them)")
-        self.data_dir, self.out, self.batch_size = data, out, int(batch_size)
-        self.seed, self.device, self.log_every, self.eval_every = seed, device, log_every, eval_every
-        self.checkpoint_every, self.keep, self.progress = checkpoint_every, keep, progress
+        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
+
+    @classmethod
+    def default(cls, name):
+        """The default of one setting (the command line's help shows it)."""
+        return cls.__dataclass_fields__[name].default
+
+    def model_config(self, h, w):
+        """The VAE arguments these settings fix for h×w frames (what a checkpoint must agree with)."""
+        return dict(input_shape=[3, h, w], latent_dim=int(self.latent_dim), kl_tolerance=float(self.kl_tolerance),
+                    beta=float(self.beta), dtype=self.dtype)
+
+
+class Trainer:
+    def __init__(self, settings, resume=False, progress=True):
+        """Train as `settings` (a RunSettings) say; resume: go on from the newest checkpoint in settings.out."""
+        s = self.settings = settings
+        self.progress = progress
         # Everything is checked before anything is written into the run folder.
-        self.data = FrameDataset(data, heldout=heldout, seed=seed)
+        self.data = FrameDataset(s.data, heldout=s.heldout, seed=s.seed)
         h, w = self.data.size
-        existing = checkpoints_in(out)
-        config = dict(input_shape=[3, h, w], latent_dim=latent, kl_tolerance=float(kl_tolerance),
-                      beta=float(beta), dtype=np.dtype(dtype).name)
+        existing = checkpoints_in(s.out)
+        config = s.model_config(h, w)
         if resume:
             if not existing:
-                raise FileNotFoundError(f"--resume: no checkpoint in {out}/checkpoints to continue from")
-            ck = checkpoint.load(existing[-1][1], device=device, expect_config=config)
+                raise FileNotFoundError(f"--resume: no checkpoint in {s.out}/checkpoints to continue from")
+            ck = checkpoint.load(existing[-1][1], device=s.device, expect_config=config)
             self.model, self.opt, self.step = ck.model, ck.optimizer, ck.step
             if self.opt is None:
                 raise checkpoint.CheckpointError(f"{existing[-1][1]}: holds no optimizer state to resume with")
         else:
-            if existing or os.path.exists(os.path.join(out, "log.jsonl")):
-                raise FileExistsError(f"{out} already holds a run; continue it with --resume, or choose another --out")
-            self.model = VAE(input_shape=(3, h, w), latent_dim=latent, kl_tolerance=kl_tolerance, beta=beta,
-                             dtype=dtype, seed=seed, device=device)
-            self.opt = Adam(self.model.params, lr=lr)
+            if existing or os.path.exists(os.path.join(s.out, "log.jsonl")):
+                raise FileExistsError(f"{s.out} already holds a run; continue it with --resume, or choose another --out")
+            self.model = VAE(**{**config, "input_shape": (3, h, w)}, seed=s.seed, device=s.device)
+            self.opt = Adam(self.model.params, lr=s.lr)
             self.step = 0
         self.n_train = self.data.num_frames("train")
         if self.n_train == 0:
-            raise ValueError(f"{data}: no training frames")
-        self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
-        self.steps = int(steps) if steps is not None else int(epochs) * self.steps_per_epoch
+            raise ValueError(f"{s.data}: no training frames")
+        self.steps_per_epoch = math.ceil(self.n_train / s.batch_size)
+        self.steps = int(s.steps) if s.steps is not None else int(s.epochs) * self.steps_per_epoch
         if self.step > self.steps:
             raise ValueError(f"the newest checkpoint is at step {self.step}, past the {self.steps} steps asked for")
-        self.eval_frames = eval_frames
-        self.settings = dict(data=os.path.abspath(data), steps=self.steps, epochs=epochs,
-                             batch_size=self.batch_size, lr=self.opt.lr, latent=latent,
-                             kl_tolerance=kl_tolerance, beta=beta, seed=seed, device=device,
-                             dtype=np.dtype(dtype).name, heldout=heldout, train_frames=self.n_train,
-                             heldout_frames=self.data.num_frames("heldout"))
+        # run.json: the settings as given, with the data folder made absolute, the length in steps, the
+        # learning rate the optimizer has, and the split's sizes
+        self.run_json = {**asdict(s), "data": os.path.abspath(s.data), "steps": self.steps, "lr": self.opt.lr,
+                         "train_frames": self.n_train, "heldout_frames": self.data.num_frames("heldout")}
         self._stop = None
         self._order_epoch, self._order_cache = None, None
 
@@ -96,29 +128,30 @@ class Trainer:
         """The training batch of a given step: a function of (seed, step) alone."""
         epoch, i = divmod(step, self.steps_per_epoch)
         order = self._order(epoch)
-        pick = order[i * self.batch_size:(i + 1) * self.batch_size]
-        eps, frames = self._train_eps[pick], self._train_frames[pick]
-        return to_model_input(self.data.gather(eps, frames), self.device, self.model.dtype)
+        pick = order[i * self.settings.batch_size:(i + 1) * self.settings.batch_size]
+        ep_idx, frame_idx = self.data.locate(pick, "train")
+        return to_model_input(self.data.gather(ep_idx, frame_idx), self.settings.device, self.model.dtype)
 
     def _order(self, epoch):
         if self._order_epoch != epoch:
-            self._order_cache, self._order_epoch = epoch_order(self.seed, epoch, self.n_train), epoch
+            self._order_cache, self._order_epoch = epoch_order(self.settings.seed, epoch, self.n_train), epoch
         return self._order_cache
 
     def heldout_images(self, n):
         """n held-out frames spread evenly over the held-out set (the training set, when nothing is
         held out), as model input."""
         split = "heldout" if self.data.num_frames("heldout") else "train"
-        eps, frames = self.data.frames_of(self.data.episodes(split))
-        pick = np.linspace(0, len(eps) - 1, min(n, len(eps))).astype(int)
-        return to_model_input(self.data.gather(eps[pick], frames[pick]), self.device, self.model.dtype)
+        total = self.data.num_frames(split)
+        pick = np.linspace(0, total - 1, min(n, total)).astype(int)
+        ep_idx, frame_idx = self.data.locate(pick, split)
+        return to_model_input(self.data.gather(ep_idx, frame_idx), self.settings.device, self.model.dtype)
 
     def heldout_mse(self):
         """Per-pixel mean squared error of reconstructions (from mu) over up to eval_frames held-out frames."""
-        x_all = self.heldout_images(self.eval_frames)
+        x_all = self.heldout_images(self.settings.eval_frames)
         total, count = 0.0, 0
-        for i in range(0, len(x_all), self.batch_size):
-            x = x_all[i:i + self.batch_size]
+        for i in range(0, len(x_all), self.settings.batch_size):
+            x = x_all[i:i + self.settings.batch_size]
             d = self.model.reconstruct(x) - x
             total += float((d * d).sum())
             count += d.size
@@ -126,7 +159,7 @@ class Trainer:
 
     # ---- files --------------------------------------------------------------------------------------
     def _log_path(self):
-        return os.path.join(self.out, "log.jsonl")
+        return os.path.join(self.settings.out, "log.jsonl")
 
     def read_log(self):
         """The log's rows. A last line cut short (the process killed mid-append) is left out."""
@@ -148,32 +181,33 @@ class Trainer:
             f.writelines(json.dumps(r) + "\n" for r in rows)
 
     def save_checkpoint(self):
-        path = checkpoint_path(self.out, self.step)
+        out = self.settings.out
+        path = checkpoint_path(out, self.step)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        checkpoint.save(path, self.model, optimizer=self.opt, step=self.step, meta={"settings": self.settings})
-        for _, old in checkpoints_in(self.out)[:-self.keep]:
+        checkpoint.save(path, self.model, optimizer=self.opt, step=self.step, meta={"settings": self.run_json})
+        for _, old in checkpoints_in(out)[:-self.settings.keep]:
             os.unlink(old)
         self.write_pictures()
         return path
 
     def write_pictures(self):
+        out = self.settings.out
         x = self.heldout_images(64)
-        pictures.reconstructions(self.model, x, os.path.join(self.out, "reconstructions.png"))
-        pictures.prior_samples(self.model, os.path.join(self.out, "samples.png"), seed=self.seed)
-        pictures.latent_traversal(self.model, x, os.path.join(self.out, "traversal.png"))
+        pictures.reconstructions(self.model, x, os.path.join(out, "reconstructions.png"))
+        pictures.prior_samples(self.model, os.path.join(out, "samples.png"), seed=self.settings.seed)
+        pictures.latent_traversal(self.model, x, os.path.join(out, "traversal.png"))
         rows = self.read_log()
         if rows:
-            pictures.loss_curves(rows, os.path.join(self.out, "loss.png"))
+            pictures.loss_curves(rows, os.path.join(out, "loss.png"))
 
     # ---- the loop -----------------------------------------------------------------------------------
     def _on_signal(self, signum, frame):
         self._stop = signum
 
     def run(self):
-        os.makedirs(self.out, exist_ok=True)
-        with atomic_write(os.path.join(self.out, "run.json"), "w") as f:
-            json.dump(self.settings, f, indent=2)
-        self._train_eps, self._train_frames = self.data.frames_of(self.data.train_episodes)
+        os.makedirs(self.settings.out, exist_ok=True)
+        with atomic_write(os.path.join(self.settings.out, "run.json"), "w") as f:
+            json.dump(self.run_json, f, indent=2)
         rows = [r for r in self.read_log() if r["step"] <= self.step]   # drop rows past the checkpoint
         self._write_log(rows)
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -186,59 +220,67 @@ class Trainer:
 
     def _loop(self, rows):
         from tqdm import tqdm
-        xp, model = self.model.xp, self.model
-        hist = xp.zeros((self.log_every, len(LOSS_KEYS)), dtype=np.float64)   # device-side loss buffer
+        s = self.settings
+        self._losses = self.model.xp.zeros((s.log_every, len(LOSS_KEYS)), dtype=np.float64)  # on the device
+        self._pending = 0                                           # steps in _losses since the last row
+        self._t_log, self._last_ckpt = time.perf_counter(), self.step
         bar = tqdm(total=self.steps, initial=self.step, unit="step", disable=not self.progress, desc="training",
                    dynamic_ncols=True)
-        t_log, start_step = time.perf_counter(), self.step
-        last_ckpt = self.step
-        k = 0                                                       # steps in hist since the last row
         try:
             while self.step < self.steps:
-                x = self.batch_for(self.step)
-                out = model.loss(x)
-                model.backward()
-                self.opt.step(model.grads)
-                hist[k] = xp.stack([out[key] for key in LOSS_KEYS])
-                k += 1
-                self.step += 1
+                self._step()
                 bar.update(1)
-                due_log = self.step % self.log_every == 0 or self.step == self.steps or self._stop
-                if due_log:
-                    n, k = k, 0
-                    values = to_numpy(hist[:n])                     # the one read from the device
-                    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
-                    if len(bad):
-                        first = self.step - n + int(bad[0]) + 1
-                        good = checkpoints_in(self.out)
-                        keep = good[-1][1] if good else "none written yet"
-                        raise TrainingStopped(
-                            f"the loss became {values[bad[0], 0]} at step {first}; stopping. "
-                            f"Last good checkpoint: {keep}. Try a lower --lr.", 3)
-                    now = time.perf_counter()
-                    row = {"step": self.step, "time": round(time.time(), 3),
-                           **{k: float(v) for k, v in zip(LOSS_KEYS, values.mean(axis=0))},
-                           "images_per_s": n * self.batch_size / max(now - t_log, 1e-9)}
-                    t_log = now
-                    if self.step % self.eval_every == 0 or self.step == self.steps:
-                        row["heldout_mse"] = self.heldout_mse()
+                if self.step % s.log_every == 0 or self.step == self.steps or self._stop:
+                    row = self._log_row()
                     rows.append(row)
-                    with open(self._log_path(), "a") as f:
-                        f.write(json.dumps(row) + "\n")
                     bar.set_postfix(loss=f"{row['loss']:.1f}", recon=f"{row['recon']:.1f}", kl=f"{row['kl']:.2f}",
                                     img_s=f"{row['images_per_s']:.0f}", refresh=False)
-                if self.step % self.checkpoint_every == 0 and self.step != last_ckpt:
-                    self.save_checkpoint()
-                    last_ckpt = self.step
-                if self._stop:
-                    path = self.save_checkpoint() if self.step != last_ckpt else checkpoints_in(self.out)[-1][1]
-                    name = signal.Signals(self._stop).name
-                    raise TrainingStopped(f"stopped by {name} after step {self.step}; checkpoint {path}. "
-                                          f"Resume with: bin/train-scratch --resume --out {self.out} "
-                                          f"--data {self.data_dir} --steps {self.steps}", 130)
-            if self.step != last_ckpt or not checkpoints_in(self.out):
+                self._checkpoint_or_stop()
+            if self.step != self._last_ckpt or not checkpoints_in(s.out):
                 self.save_checkpoint()
         finally:
             bar.close()
-        done = self.step - start_step
-        return done
+
+    def _step(self):
+        """One optimizer step. Its losses go into the device-side buffer; nothing is read back."""
+        out = self.model.loss(self.batch_for(self.step))
+        self.model.backward()
+        self.opt.step(self.model.grads)
+        self._losses[self._pending] = self.model.xp.stack([out[key] for key in LOSS_KEYS])
+        self._pending += 1
+        self.step += 1
+
+    def _log_row(self):
+        """Read the buffered losses (the one read from the device), stop at a NaN, append a log row."""
+        n, self._pending = self._pending, 0
+        values = to_numpy(self._losses[:n])                         # (n, len(LOSS_KEYS))
+        bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+        if len(bad):
+            first = self.step - n + int(bad[0]) + 1
+            good = checkpoints_in(self.settings.out)
+            keep = good[-1][1] if good else "none written yet"
+            raise TrainingStopped(f"the loss became {values[bad[0], 0]} at step {first}; stopping. "
+                                  f"Last good checkpoint: {keep}. Try a lower --lr.", 3)
+        now = time.perf_counter()
+        row = {"step": self.step, "time": round(time.time(), 3),
+               **{k: float(v) for k, v in zip(LOSS_KEYS, values.mean(axis=0))},
+               "images_per_s": n * self.settings.batch_size / max(now - self._t_log, 1e-9)}
+        self._t_log = now
+        if self.step % self.settings.eval_every == 0 or self.step == self.steps:
+            row["heldout_mse"] = self.heldout_mse()
+        with open(self._log_path(), "a") as f:
+            f.write(json.dumps(row) + "\n")
+        return row
+
+    def _checkpoint_or_stop(self):
+        """A checkpoint when one is due; after a signal, a checkpoint and TrainingStopped."""
+        s = self.settings
+        if self.step % s.checkpoint_every == 0 and self.step != self._last_ckpt:
+            self.save_checkpoint()
+            self._last_ckpt = self.step
+        if self._stop:
+            path = self.save_checkpoint() if self.step != self._last_ckpt else checkpoints_in(s.out)[-1][1]
+            name = signal.Signals(self._stop).name
+            raise TrainingStopped(f"stopped by {name} after step {self.step}; checkpoint {path}. "
+                                  f"Resume with: bin/train-scratch --resume --out {s.out} "
+                                  f"--data {s.data} --steps {self.steps}", 130)

@@ -97,12 +97,12 @@ class VAE:
             ch, (eh, ew) = co, layer.output_shape(eh, ew)
         self.enc[0][1].input_grad = False                          # nothing needs ∂L/∂x of the images
         self.flat = Flatten(**kw)
-        self.mu = Dense(ch * eh * ew, latent_dim, rng=init, **kw)
-        self.logvar = Dense(ch * eh * ew, latent_dim, rng=init, **kw)
+        self.mu_head = Dense(ch * eh * ew, latent_dim, rng=init, **kw)
+        self.logvar_head = Dense(ch * eh * ew, latent_dim, rng=init, **kw)
 
         # decoder: dense → (dense_size, h0, w0), transposed convolutions, crop, sigmoid
         (h0, dh), (w0, dw) = decoder_start(h, decoder), decoder_start(w, decoder)
-        self.dense = Dense(latent_dim, dense_size * h0 * w0, rng=init, **kw)
+        self.dec_dense = Dense(latent_dim, dense_size * h0 * w0, rng=init, **kw)
         self.unflat = Reshape((dense_size, h0, w0), **kw)
         self.dec = []
         ch = dense_size
@@ -111,13 +111,13 @@ class VAE:
             ch = co
         self.crop = Crop2D(h, w, **kw) if (dh, dw) != (h, w) else None
         # decoder.dense and a deconv1 reading a 1×1 image are two linear maps in a row: one, computed as one
-        self.joined = DenseThenDeconv(self.dense, self.dec[0][1]) if fast and (h0, w0) == (1, 1) else None
-        self.out = Sigmoid(**kw)
+        self.joined = DenseThenDeconv(self.dec_dense, self.dec[0][1]) if fast and (h0, w0) == (1, 1) else None
+        self.sigmoid = Sigmoid(**kw)
         # in place: each ReLU reads a convolution's new output and, going back, the next layer's new dx
         self.relus = {name: ReLU(inplace=True, **kw) for name, _ in self.enc + self.dec[:-1]}
 
         self.layers = dict(self.enc)
-        self.layers.update({"encoder.mu": self.mu, "encoder.logvar": self.logvar, "decoder.dense": self.dense})
+        self.layers.update({"encoder.mu": self.mu_head, "encoder.logvar": self.logvar_head, "decoder.dense": self.dec_dense})
         self.layers.update(self.dec)
         self.params = {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.params.items()}
         self.cache = None
@@ -149,16 +149,16 @@ class VAE:
         for name, conv in self.enc:
             h = self.relus[name].forward(conv.forward(h))           # (N, Ci, Hi, Wi)
         h = self.flat.forward(h)                                    # (N, F)
-        return self.mu.forward(h), self.logvar.forward(h)           # (N, D), (N, D)
+        return self.mu_head.forward(h), self.logvar_head.forward(h)           # (N, D), (N, D)
 
     def _encode_backward(self, dmu, dlogvar):
-        dh = self.mu.backward(dmu) + self.logvar.backward(dlogvar)  # (N, F)  both heads read h
+        dh = self.mu_head.backward(dmu) + self.logvar_head.backward(dlogvar)  # (N, F)  both heads read h
         dh = self.flat.backward(dh)                                 # (N, C4, H4, W4)
         for name, conv in reversed(self.enc):
             dh = conv.backward(self.relus[name].backward(dh))
 
     def _decode_logits(self, z):
-        h = None if self.joined else self.unflat.forward(self.dense.forward(z))  # (N, dense_size, h0, w0)
+        h = None if self.joined else self.unflat.forward(self.dec_dense.forward(z))  # (N, dense_size, h0, w0)
         for i, (name, deconv) in enumerate(self.dec):
             h = self.joined.forward(z) if i == 0 and self.joined else deconv.forward(h)  # dense+deconv1 as one
             if name in self.relus:                                  # every one but the last
@@ -173,7 +173,7 @@ class VAE:
             if i == 0 and self.joined:
                 return self.joined.backward(dh)                     # (N, D)
             dh = deconv.backward(dh)
-        return self.dense.backward(self.unflat.backward(dh))        # (N, D)
+        return self.dec_dense.backward(self.unflat.backward(dh))        # (N, D)
 
     # ---- public ---------------------------------------------------------------------------------
     def encode(self, x):
@@ -183,7 +183,7 @@ class VAE:
 
     def decode(self, z):
         """Latents (N, latent_dim) → images (N, C, H, W) in (0, 1), C-contiguous."""
-        return self.xp.ascontiguousarray(self.out.forward(self._decode_logits(z)))
+        return self.xp.ascontiguousarray(self.sigmoid.forward(self._decode_logits(z)))
 
     def reconstruct(self, x):
         """Decode each image's mean latent."""
@@ -210,7 +210,7 @@ class VAE:
         z = mu + std * eps                                          # (N, D)  reparameterization
         # end docs: reparameterize
         logits = self._decode_logits(z)                             # (N, C, H, W)
-        y = self.out.forward(logits)                                # (N, C, H, W)
+        y = self.sigmoid.forward(logits)                                # (N, C, H, W)
         if self.recon == "mse":
             recon, dy = losses.mse_recon(y, x)
         else:
@@ -225,7 +225,7 @@ class VAE:
         if self.cache is None:
             raise RuntimeError("VAE.backward called before loss")
         n, mu, logvar, std, eps, dy, active = self.cache
-        dlogits = self.out.backward(dy) if self.recon == "mse" else dy   # through σ for the Gaussian loss
+        dlogits = self.sigmoid.backward(dy) if self.recon == "mse" else dy   # through σ for the Gaussian loss
         dz = self._decode_backward(dlogits)                         # (N, D)
         # docs: reparameterize-backward
         dmu = dz                                                    # ∂z/∂mu = 1

@@ -1,4 +1,5 @@
 """CarRacing data: preprocessing on real frames, rollouts, resume, the loader and its errors."""
+import importlib.util
 import os
 import warnings
 
@@ -12,7 +13,9 @@ from scratchvae.data.episodes import episode_name, frame_table
 from scratchvae.data.preprocess import parse_size
 from scratchvae.data.rollouts import collect, make_env, run_episode
 
-pytest.importorskip("gymnasium")
+# Only the tests that run CarRacing need gymnasium; the loader's and the files' tests run without it.
+needs_env = pytest.mark.skipif(importlib.util.find_spec("gymnasium") is None,
+                               reason="needs gymnasium[box2d] to run CarRacing")
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +30,7 @@ def real_frames():
     return np.stack(frames)
 
 
+@needs_env
 def test_preprocess_real_frames(real_frames):
     assert real_frames.shape[1:] == (96, 96, 3) and real_frames.dtype == np.uint8
     out = preprocess(real_frames[-1])
@@ -47,6 +51,7 @@ def test_preprocess_bad_input():
         parse_size("64")
 
 
+@needs_env
 @pytest.mark.parametrize("policy", ["brownian", "random"])
 def test_rollout_is_repeatable_per_seed(policy):
     a = run_episode(5, 30, policy)
@@ -64,6 +69,7 @@ def test_rollout_is_repeatable_per_seed(policy):
         assert np.abs(np.diff(a["actions"], axis=0)).mean() < 0.2
 
 
+@needs_env
 def test_resume_collects_only_what_is_missing(tmp_path):
     out = str(tmp_path / "eps")
     s = collect(out, 3, 15, workers=2, seed=100, progress=False)
@@ -81,6 +87,7 @@ def test_resume_collects_only_what_is_missing(tmp_path):
     assert int(ep["seed"]) == 104 and str(ep["policy"]) == "brownian"
 
 
+@needs_env
 def test_stale_temporary_is_removed(tmp_path):
     out = tmp_path / "eps"
     out.mkdir()
@@ -118,12 +125,12 @@ def test_batches_cover_every_training_frame_once(tmp_path):
     held = [tuple(c) for x in ds.batches(5, "heldout") for c in np.rint(x[:, :2, 0, 0] * 255).astype(int)]
     assert {e for e, _ in held} == set(ds.heldout_episodes.tolist())
     # shuffled across episodes: a batch mixes episodes, and another seed gives another order
-    eps3, frames3 = next(ds.index_batches(20, rng=3))
-    eps4, frames4 = next(ds.index_batches(20, rng=4))
-    assert len(set(eps3.tolist())) > 1
-    assert not (np.array_equal(eps3, eps4) and np.array_equal(frames3, frames4))
-    eps_plain, _ = next(ds.index_batches(20))                          # no rng: file order
-    assert np.all(np.diff(eps_plain) >= 0)
+    ep3, frame3 = next(ds.index_batches(20, rng=3))
+    ep4, frame4 = next(ds.index_batches(20, rng=4))
+    assert len(set(ep3.tolist())) > 1
+    assert not (np.array_equal(ep3, ep4) and np.array_equal(frame3, frame4))
+    ep_plain, _ = next(ds.index_batches(20))                          # no rng: file order
+    assert np.all(np.diff(ep_plain) >= 0)
 
 
 def test_pixels_match_the_files(tmp_path):
@@ -179,3 +186,17 @@ def test_all_files_bad(tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(DataError, match=r"holds no readable episodes \(1 skipped\)"):
             FrameDataset(str(tmp_path / "d"))
+
+
+def test_locate_numbers_a_split_in_episode_order(tmp_path):
+    ds = FrameDataset(make_folder(tmp_path / "d", [4, 1, 6, 3, 5]), heldout=0.4, seed=2)
+    for split in ("train", "heldout"):
+        ep_idx, frame_idx = ds.frames_of(ds.episodes(split))
+        n = ds.num_frames(split)
+        got_ep, got_frame = ds.locate(np.arange(n), split)
+        np.testing.assert_array_equal(got_ep, ep_idx)
+        np.testing.assert_array_equal(got_frame, frame_idx)
+        pick = np.random.default_rng(0).permutation(n)[:7]
+        np.testing.assert_array_equal(ds.locate(pick, split)[1], frame_idx[pick])
+        with pytest.raises(IndexError, match=rf"\[0, {n}\) for the {split} split, got .* {n}"):
+            ds.locate([0, n], split)

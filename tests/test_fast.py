@@ -211,11 +211,11 @@ def test_buffers_are_reused_and_follow_the_shape():
     rng = np.random.default_rng(8)
     x1, x2 = rng.normal(size=(4, 3, 5, 5)), rng.normal(size=(2, 3, 7, 5))
     y1 = layer.forward(x1)
-    col = layer.buffers["col"]
+    col = layer.buffers["windows"]
     assert layer.forward(x1) is not y1                                   # outputs are new arrays,
-    assert layer.buffers["col"] is col                                   # temporaries are not
+    assert layer.buffers["windows"] is col                               # temporaries are not
     y2 = layer.forward(x2)                                               # another shape: new buffers
-    assert layer.buffers["col"].shape != col.shape
+    assert layer.buffers["windows"].shape != col.shape
     assert rel_error(y2, reference.conv_transpose2d(x2, layer.params["W"], layer.params["b"], 2)) <= 1e-13
     np.testing.assert_array_equal(y1, layer.forward(x1))
 
@@ -358,8 +358,8 @@ def test_a_step_keeps_the_forward_columns_buffer(method):
     layer = FastConv2D(3, 4, 4, 2, dtype=np.float64, rng=0, method=method)
     x = np.random.default_rng(11).normal(size=(2, 3, 9, 9))
     layer.forward(x)
-    cols = layer.buffers["cols"]
+    cols = layer.buffers["col"]
     layer.backward(np.ones((2, 4, 3, 3)))
-    assert layer.buffers["cols"] is cols
+    assert layer.buffers["col"] is cols
     layer.forward(x)
-    assert layer.buffers["cols"] is cols
+    assert layer.buffers["col"] is cols

@@ -14,11 +14,12 @@ from scratchvae.cli.encode import main as encode_main
 from scratchvae.cli.train import main as train_main
 from scratchvae.data.episodes import episode_name, write_episode
 from scratchvae.latents import episode_rows
-from scratchvae.train import Trainer, TrainingStopped, checkpoints_in
+from scratchvae.checkpoint import checkpoints_in
+from scratchvae.train import RunSettings, Trainer, TrainingStopped
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--batch-size", "8", "--log-every", "2", "--eval-every", "2", "--checkpoint-every", "3", "--quiet",
-        "--latent", "8"]
+        "--latent-dim", "8"]
 
 
 def tiny_data(folder, episodes=4, frames=12, size=(64, 64), seed=0):
@@ -53,7 +54,7 @@ def test_train_writes_every_output(tmp_path, data, capsys):
     assert [s for s, _ in checkpoints_in(out)] == [3, 6, 7]
     rows = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
     assert [r["step"] for r in rows] == [2, 4, 6, 7]
-    assert all(np.isfinite(r["loss"]) and r["images_per_s"] > 0 for r in rows)
+    assert all(np.isfinite(r["loss"]) for r in rows)
     assert all("heldout_mse" in r for r in rows)
     settings = json.load(open(os.path.join(out, "run.json")))
     assert settings["steps"] == 7 and settings["batch_size"] == 8
@@ -63,6 +64,41 @@ def test_train_writes_every_output(tmp_path, data, capsys):
             assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 50
     said = capsys.readouterr().out
     assert "done at step 7" in said and out in said
+
+
+def test_images_per_second_is_images_over_the_time_between_rows(tmp_path, data, monkeypatch):
+    """A clock that moves 0.5 s each time it is read: the loop reads it once at the start and once per
+    row, so each row saw log_every · batch_size images in 0.5 s."""
+    import itertools
+    import scratchvae.train
+    ticks = itertools.count()
+    monkeypatch.setattr(scratchvae.train.time, "perf_counter", lambda: 0.5 * next(ticks))
+    t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=4, batch_size=8, latent_dim=8, log_every=2,
+                            eval_every=100, checkpoint_every=100), progress=False)
+    t.run()
+    assert [(r["step"], r["images_per_s"]) for r in t.read_log()] == [(2, 32.0), (4, 32.0)]
+
+
+def test_settings_come_from_one_object(tmp_path, data):
+    """The command line fills RunSettings field by field: each option lands in the run's settings."""
+    from scratchvae.cli.train import parser
+    args = ["--data", data, "--steps", "3", "--batch-size", "5", "--lr", "0.002", "--latent", "4",
+            "--kl-tolerance", "0.25", "--beta", "2", "--seed", "7", "--dtype", "float64", "--heldout", "0.3",
+            "--log-every", "3", "--eval-every", "6", "--checkpoint-every", "9", "--keep", "2"]
+    ns = vars(parser().parse_args(args))
+    assert ns["latent_dim"] == 4                                   # --latent is --latent-dim's old name
+    out = str(tmp_path / "run")
+    assert train_main([*args, "--out", out, "--quiet"]) == 0
+    got = json.load(open(os.path.join(out, "run.json")))
+    want = dict(steps=3, epochs=None, batch_size=5, lr=0.002, latent_dim=4, kl_tolerance=0.25, beta=2.0, seed=7,
+                dtype="float64", heldout=0.3, log_every=3, eval_every=6, checkpoint_every=9, keep=2,
+                device="cpu", data=os.path.abspath(data), out=out)
+    assert {k: got[k] for k in want} == want
+    ck = load(checkpoints_in(out)[-1][1])
+    assert ck.meta["settings"] == got
+    assert (ck.model.latent_dim, ck.model.kl_tolerance, ck.model.beta, ck.model.dtype) == (4, 0.25, 2.0, np.float64)
+    with pytest.raises(ValueError, match="steps or as epochs"):
+        RunSettings(data, out)
 
 
 def test_resume_is_bit_identical(tmp_path, data):
@@ -129,8 +165,8 @@ def test_signal_checkpoints_and_says_how_to_resume(tmp_path, data, sig):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data):
     out = str(tmp_path / "run")
-    t = Trainer(data, out, steps=20, batch_size=8, latent=8, log_every=2, eval_every=2, checkpoint_every=3,
-                progress=False)
+    t = Trainer(RunSettings(data, out, steps=20, batch_size=8, latent_dim=8, log_every=2, eval_every=2,
+                            checkpoint_every=3), progress=False)
     real_step = t.opt.step
 
     def poisoned(grads):

@@ -2,11 +2,11 @@
 import os
 import sys
 
-import numpy as np
-
 from . import OneLineParser, fraction, non_negative_float, positive_float, positive_int, run
 from ..backend import resolve_device
-from ..train import Trainer, TrainingStopped
+from ..train import RunSettings, Trainer, TrainingStopped
+
+D = RunSettings.default
 
 DEFAULT_DATA = os.path.join("data", "carracing-default")
 DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, DEFAULT_TRAIN_STEPS = 16, 300, 150
@@ -25,23 +25,29 @@ def parser():
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=positive_int, help=f"total optimizer steps (default {DEFAULT_TRAIN_STEPS})")
     g.add_argument("--epochs", type=positive_int, help="total passes over the training frames (instead of --steps)")
-    p.add_argument("--batch-size", type=positive_int, default=100, help="images per step (default 100)")
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate (default 1e-3)")
-    p.add_argument("--latent", type=positive_int, default=32, help="latent dimensions (default 32)")
-    p.add_argument("--kl-tolerance", type=non_negative_float, default=0.5,
-                   help="free bits: each image's KL is floored at this × latent (default 0.5)")
-    p.add_argument("--beta", type=non_negative_float, default=1.0, help="weight of the KL term (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed for weights, noise and batch order (default 0)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default float32")
-    p.add_argument("--heldout", type=fraction, default=0.1, help="fraction of episodes held out (default 0.1)")
+    p.add_argument("--batch-size", type=positive_int, default=D("batch_size"),
+                   help=f"images per step (default {D('batch_size')})")
+    p.add_argument("--lr", type=positive_float, default=D("lr"), help=f"Adam's learning rate (default {D('lr')})")
+    p.add_argument("--latent-dim", "--latent", dest="latent_dim", type=positive_int, default=D("latent_dim"),
+                   help=f"latent dimensions (default {D('latent_dim')})")
+    p.add_argument("--kl-tolerance", type=non_negative_float, default=D("kl_tolerance"),
+                   help=f"free bits: each image's KL is floored at this × latent-dim (default {D('kl_tolerance')})")
+    p.add_argument("--beta", type=non_negative_float, default=D("beta"),
+                   help=f"weight of the KL term (default {D('beta')})")
+    p.add_argument("--seed", type=int, default=D("seed"),
+                   help=f"seed for weights, noise, batch order and the held-out split (default {D('seed')})")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=D("dtype"), help=f"default {D('dtype')}")
+    p.add_argument("--heldout", type=fraction, default=D("heldout"),
+                   help=f"fraction of episodes held out (default {D('heldout')})")
     p.add_argument("--out", default=os.path.join("runs", "default"), help="run folder (default runs/default)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--log-every", type=positive_int, default=10, help="steps between log rows (default 10)")
-    p.add_argument("--eval-every", type=positive_int, default=100,
-                   help="steps between held-out evaluations (default 100)")
-    p.add_argument("--checkpoint-every", type=positive_int, default=250,
-                   help="steps between checkpoints and pictures (default 250)")
-    p.add_argument("--keep", type=positive_int, default=3, help="checkpoints to keep (default 3)")
+    p.add_argument("--log-every", type=positive_int, default=D("log_every"),
+                   help=f"steps between log rows (default {D('log_every')})")
+    p.add_argument("--eval-every", type=positive_int, default=D("eval_every"),
+                   help=f"steps between held-out evaluations (default {D('eval_every')})")
+    p.add_argument("--checkpoint-every", type=positive_int, default=D("checkpoint_every"),
+                   help=f"steps between checkpoints and pictures (default {D('checkpoint_every')})")
+    p.add_argument("--keep", type=positive_int, default=D("keep"), help=f"checkpoints to keep (default {D('keep')})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -62,13 +68,11 @@ def main(argv=None):
                     progress=not args.quiet)
     if args.steps is None and args.epochs is None:
         args.steps = DEFAULT_TRAIN_STEPS
-    trainer = Trainer(data, args.out, args.steps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      latent=args.latent, kl_tolerance=args.kl_tolerance, beta=args.beta, seed=args.seed, device=device,
-                      dtype=np.dtype(args.dtype), resume=args.resume, heldout=args.heldout,
-                      log_every=args.log_every, eval_every=args.eval_every,
-                      checkpoint_every=args.checkpoint_every, keep=args.keep, progress=not args.quiet)
+    given = {**vars(args), "data": data, "device": device}
+    settings = RunSettings(**{k: given[k] for k in RunSettings.__dataclass_fields__ if k in given})
+    trainer = Trainer(settings, resume=args.resume, progress=not args.quiet)
     print(f"train-scratch: {trainer.model} on {trainer.n_train} training frames "
-          f"({trainer.settings['heldout_frames']} held out) from {data}; steps {trainer.step} → {trainer.steps}")
+          f"({trainer.run_json['heldout_frames']} held out) from {data}; steps {trainer.step} → {trainer.steps}")
     try:
         trainer.run()
     except TrainingStopped as e:

@@ -1,8 +1,12 @@
 """A folder of episode files as shuffled minibatches, read from disk as they are needed.
 
 Only a table of where each episode's frames lie is kept in memory (a few numbers per
-episode, and one permutation of frame numbers per epoch); every batch reads its frames
-straight from their places in the files. Memory stays flat as the folder grows.
+episode); every batch reads its frames straight from their places in the files. A frame is
+named by two indices, its episode (ep_idx) and its place in that episode (frame_idx); a
+split's frames are also numbered 0, 1, … in episode order, and ``locate`` turns those
+numbers into (ep_idx, frame_idx) from the episode lengths alone. So what a training run
+keeps per frame is one shuffled order of those numbers per epoch, 8 bytes a frame (a
+64×64 frame's pixels are 12,288 bytes, read and dropped batch by batch).
 """
 import os
 import warnings
@@ -81,10 +85,22 @@ class FrameDataset:
         return out
 
     def frames_of(self, episodes):
-        """Global frame numbers (episode, frame) of the given episodes, as two arrays."""
-        eps = np.repeat(episodes, self.lengths[episodes])
-        frames = np.concatenate([np.arange(self.lengths[e]) for e in episodes]) if len(episodes) else eps
-        return eps, frames
+        """(ep_idx, frame_idx) of every frame of the given episodes, in order: two arrays."""
+        ep_idx = np.repeat(episodes, self.lengths[episodes])
+        frame_idx = np.concatenate([np.arange(self.lengths[e]) for e in episodes]) if len(episodes) else ep_idx
+        return ep_idx, frame_idx
+
+    def locate(self, numbers, split="train"):
+        """(ep_idx, frame_idx) of the split's frames numbered `numbers` (0 … num_frames(split) − 1, in the
+        order frames_of gives), found from the episodes' lengths: nothing is kept per frame."""
+        episodes = self.episodes(split)
+        ends = np.cumsum(self.lengths[episodes])                  # frame number past each episode's last
+        numbers = np.asarray(numbers, np.int64)
+        if numbers.size and (numbers.min() < 0 or numbers.max() >= (ends[-1] if len(ends) else 0)):
+            raise IndexError(f"frame numbers must lie in [0, {int(ends[-1]) if len(ends) else 0}) for the "
+                             f"{split} split, got {int(numbers.min())} … {int(numbers.max())}")
+        which = np.searchsorted(ends, numbers, side="right")      # the episode each number falls in
+        return episodes[which], numbers - (ends[which] - self.lengths[episodes[which]])
 
     def num_frames(self, split="train"):
         return int(self.lengths[self.episodes(split)].sum())
@@ -109,26 +125,25 @@ class FrameDataset:
     def batches(self, batch_size, split="train", rng=None, device="cpu", dtype=np.float32):
         """One epoch: every frame of the split exactly once, in batches of `batch_size` (the last may
         be smaller), shuffled across episodes when rng is given, as float (N, 3, H, W) in [0, 1]."""
-        for eps, frames in self.index_batches(batch_size, split, rng):
-            yield to_model_input(self.gather(eps, frames), device, dtype)
+        for ep_idx, frame_idx in self.index_batches(batch_size, split, rng):
+            yield to_model_input(self.gather(ep_idx, frame_idx), device, dtype)
 
     def index_batches(self, batch_size, split="train", rng=None):
-        """(episode, frame) arrays per batch for one epoch."""
+        """(ep_idx, frame_idx) arrays per batch for one epoch."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        eps, frames = self.frames_of(self.episodes(split))
-        order = np.random.default_rng(rng).permutation(len(eps)) if rng is not None else np.arange(len(eps))
-        for i in range(0, len(order), batch_size):
-            pick = order[i:i + batch_size]
-            yield eps[pick], frames[pick]
+        n = self.num_frames(split)
+        order = np.random.default_rng(rng).permutation(n) if rng is not None else np.arange(n)
+        for i in range(0, n, batch_size):
+            yield self.locate(order[i:i + batch_size], split)
 
-    def gather(self, eps, frames):
-        """uint8 (N, H, W, 3) for the given (episode, frame) pairs, read episode by episode."""
+    def gather(self, ep_idx, frame_idx):
+        """uint8 (N, H, W, 3) for the given (episode, frame) index pairs, read episode by episode."""
         h, w = self.size
-        out = np.empty((len(eps), h, w, 3), np.uint8)
-        for ep in np.unique(eps):
-            where = np.flatnonzero(eps == ep)
-            out[where] = self.read_frames(int(ep), frames[where])
+        out = np.empty((len(ep_idx), h, w, 3), np.uint8)
+        for ep in np.unique(ep_idx):
+            where = np.flatnonzero(ep_idx == ep)
+            out[where] = self.read_frames(int(ep), frame_idx[where])
         return out
 
 

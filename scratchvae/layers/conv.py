@@ -46,17 +46,17 @@ def _pair(v, name):
     return int(p[0]), int(p[1])
 
 
-def weight_grad(a, cols):
-    """a · colsᵀ for a (A, N·L) and cols (K, N·L) → (A, K): a sum over every image and position.
+def weight_grad(a, col_mat):
+    """a · COLᵀ for a (A, N·L) and COL (K, N·L) → (A, K): a sum over every image and position.
 
-    Conv2D: a = dY, cols = COL of x.  ConvTranspose2D: a = X, cols = COL of dy.
+    Conv2D: a = dY, COL = the columns of x.  ConvTranspose2D: a = X, COL = the columns of dy.
     When the sum is long (N·L well above A and K) OpenBLAS runs the same product about 10%
-    faster as (cols·aᵀ)ᵀ; the copy that makes it C-contiguous, like the parameter it is the
+    faster as (COL·aᵀ)ᵀ; the copy that makes it C-contiguous, like the parameter it is the
     gradient of, is small then.
     """
-    if a.shape[1] >= 8 * max(a.shape[0], cols.shape[0]):
-        return xp_of(a).ascontiguousarray((cols @ a.T).T)           # (A, K)
-    return a @ cols.T                                               # (A, K)
+    if a.shape[1] >= 8 * max(a.shape[0], col_mat.shape[0]):
+        return xp_of(a).ascontiguousarray((col_mat @ a.T).T)        # (A, K)
+    return a @ col_mat.T                                            # (A, K)
 
 
 class _ConvBase(Layer):
@@ -101,26 +101,26 @@ class Conv2D(_ConvBase):
                              f"{h + 2 * self.ph}×{w + 2 * self.pw} (input {h}×{w}, padding {self.ph}, {self.pw})")
         W, b = self.params["W"], self.params["b"]                   # (Co, C, kh, kw), (Co,)
         oh, ow = self.output_shape(h, w)
-        buf = self._buffer("cols", (c, self.kh, self.kw, oh, ow, n))  # kept from step to step
+        buf = self._buffer("col", (c, self.kh, self.kw, oh, ow, n))  # kept from step to step
         col = im2col(x, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out=buf)  # (N, C, kh, kw, oh, ow)
-        cols = as_matrix(col)                                       # (C*kh*kw, oh*ow*N)
-        y = W.reshape(self.out_channels, -1) @ cols                 # (Co, oh*ow*N)  Y = W·COL
-        y = matrix_to_images(y, n, oh, ow)                          # (N, Co, oh, ow)
+        col_mat = as_matrix(col)                                    # (C*kh*kw, oh*ow*N)
+        y_mat = W.reshape(self.out_channels, -1) @ col_mat          # (Co, oh*ow*N)  Y = W·COL
+        y = matrix_to_images(y_mat, n, oh, ow)                      # (N, Co, oh, ow)
         y += b[:, None, None]                                       # (N, Co, oh, ow)
-        self.cache = (x.shape, cols)
+        self.cache = (x.shape, col_mat)
         return y
 
     def backward(self, dy):
-        (n, c, h, w), cols = self._need_cache()                     # cols (C*kh*kw, oh*ow*N)
+        (n, c, h, w), col_mat = self._need_cache()                  # col_mat (C*kh*kw, oh*ow*N)
         W = self.params["W"]                                        # (Co, C, kh, kw)
         oh, ow = dy.shape[2:]
-        dy = images_to_matrix(dy)                                   # (Co, oh*ow*N)
-        self.grads["b"] = dy.sum(axis=1)                            # (Co,)  db = Σ_{n,p} dy
-        self.grads["W"] = weight_grad(dy, cols).reshape(W.shape)    # (Co, C, kh, kw)  dW = dY·COLᵀ
+        dy_mat = images_to_matrix(dy)                               # (Co, oh*ow*N)
+        self.grads["b"] = dy_mat.sum(axis=1)                        # (Co,)  db = Σ_{n,p} dy
+        self.grads["W"] = weight_grad(dy_mat, col_mat).reshape(W.shape)  # (Co, C, kh, kw)  dW = dY·COLᵀ
         if not self.input_grad:
             return None
-        dcols = W.reshape(self.out_channels, -1).T @ dy             # (C*kh*kw, oh*ow*N)  dCOL = Wᵀ·dY
-        dcol = from_matrix(dcols, (n, c, self.kh, self.kw, oh, ow))  # (N, C, kh, kw, oh, ow)
+        dcol_mat = W.reshape(self.out_channels, -1).T @ dy_mat      # (C*kh*kw, oh*ow*N)  dCOL = Wᵀ·dY
+        dcol = from_matrix(dcol_mat, (n, c, self.kh, self.kw, oh, ow))  # (N, C, kh, kw, oh, ow)
         return col2im(dcol, h, w, self.sy, self.sx, self.ph, self.pw)  # (N, C, H, W)  dx = col2im(dcol)
 
 
@@ -150,23 +150,23 @@ class ConvTranspose2D(_ConvBase):
             raise ValueError(f"ConvTranspose2D input {h}×{w} gives an empty output {oh}×{ow}: "
                              f"padding {self.ph, self.pw} is too large for kernel {self.kh}×{self.kw}")
         W, b = self.params["W"], self.params["b"]                   # (Ci, Co, kh, kw), (Co,)
-        x2 = images_to_matrix(x)                                    # (Ci, H*W*N)
-        cols = W.reshape(ci, -1).T @ x2                             # (Co*kh*kw, H*W*N)  COL = Wᵀ·X
-        col = from_matrix(cols, (n, self.out_channels, self.kh, self.kw, h, w))  # (N, Co, kh, kw, H, W)
+        x_mat = images_to_matrix(x)                                 # (Ci, H*W*N)
+        col_mat = W.reshape(ci, -1).T @ x_mat                       # (Co*kh*kw, H*W*N)  COL = Wᵀ·X
+        col = from_matrix(col_mat, (n, self.out_channels, self.kh, self.kw, h, w))  # (N, Co, kh, kw, H, W)
         y = col2im(col, oh, ow, self.sy, self.sx, self.ph, self.pw)  # (N, Co, oh, ow)
         y += b[:, None, None]                                       # (N, Co, oh, ow)
-        self.cache = (x.shape, x2)
+        self.cache = (x.shape, x_mat)
         return y
 
     def backward(self, dy):
-        (n, ci, h, w), x2 = self._need_cache()                      # x2 (Ci, H*W*N)
+        (n, ci, h, w), x_mat = self._need_cache()                   # x_mat (Ci, H*W*N)
         W = self.params["W"]                                        # (Ci, Co, kh, kw)
-        buf = self._buffer("dcols", (self.out_channels, self.kh, self.kw, h, w, n))  # kept from step to step
-        col = im2col(dy, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out=buf)  # (N, Co, kh, kw, H, W)
-        cols = as_matrix(col)                                       # (Co*kh*kw, H*W*N)  dCOL = im2col(dy)
+        buf = self._buffer("dcol", (self.out_channels, self.kh, self.kw, h, w, n))  # kept from step to step
+        dcol = im2col(dy, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out=buf)  # (N, Co, kh, kw, H, W)
+        dcol_mat = as_matrix(dcol)                                  # (Co*kh*kw, H*W*N)  dCOL = im2col(dy)
         self.grads["b"] = dy.sum(axis=(0, 2, 3))                    # (Co,)  db = Σ_{n,y,x} dy
-        self.grads["W"] = weight_grad(x2, cols).reshape(W.shape)    # (Ci, Co, kh, kw)  dW = X·dCOLᵀ
+        self.grads["W"] = weight_grad(x_mat, dcol_mat).reshape(W.shape)  # (Ci, Co, kh, kw)  dW = X·dCOLᵀ
         if not self.input_grad:
             return None
-        dx = W.reshape(ci, -1) @ cols                               # (Ci, H*W*N)  dX = W·dCOL
-        return matrix_to_images(dx, n, h, w)                        # (N, Ci, H, W)
+        dx_mat = W.reshape(ci, -1) @ dcol_mat                       # (Ci, H*W*N)  dX = W·dCOL
+        return matrix_to_images(dx_mat, n, h, w)                    # (N, Ci, H, W)

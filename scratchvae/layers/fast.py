@@ -47,7 +47,7 @@ def transpose_method(ci, co, h, w, kh, kw, sy, sx, ph, pw, opy, opx):
 def conv_transpose(x, W, sy, sx, ph, pw, opy, opx, method="auto", buffer=None):
     """The transposed convolution of x (N, Ci, H, W) with W (Ci, Co, kh, kw), no bias: (N, Co, oh, ow),
     stored (Co, oh, ow, N). buffer(name, shape): where temporaries go (see Layer._buffer); its names,
-    "kernels", "col" and "phases", are not the im2col layers' own "cols" and "dcols"."""
+    "kernels", "windows" and "phases", are not the im2col layers' own "col" and "dcol"."""
     xp = xp_of(x)
     buffer = buffer or new_arrays(x)
     n, ci, h, w = x.shape
@@ -64,9 +64,9 @@ def conv_transpose(x, W, sy, sx, ph, pw, opy, opx, method="auto", buffer=None):
     if method == "parity":
         return conv_transpose_parity(x, W, sy, sx, ph, pw, opy, opx, buffer)  # (N, Co, oh, ow)
     if method == "col2im":
-        cols = buffer("kernels", (co * kh * kw, h * w * n))         # (Co*kh*kw, H*W*N)
-        xp.matmul(W.reshape(ci, -1).T, images_to_matrix(x), out=cols)  # COL = W₂ᵀ·X
-        return col2im(from_matrix(cols, (n, co, kh, kw, h, w)), oh, ow, sy, sx, ph, pw)  # (N, Co, oh, ow)
+        col_mat = buffer("kernels", (co * kh * kw, h * w * n))      # (Co*kh*kw, H*W*N)
+        xp.matmul(W.reshape(ci, -1).T, images_to_matrix(x), out=col_mat)  # COL = W₂ᵀ·X
+        return col2im(from_matrix(col_mat, (n, co, kh, kw, h, w)), oh, ow, sy, sx, ph, pw)  # (N, Co, oh, ow)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
@@ -84,11 +84,11 @@ class FastConv2D(_Method, Conv2D):
     """Conv2D with its input gradient, a transposed convolution of dy, done the fastest way."""
 
     def backward(self, dy):
-        (n, c, h, w), cols = self._need_cache()                     # cols (C*kh*kw, oh*ow*N)
+        (n, c, h, w), col_mat = self._need_cache()                  # col_mat (C*kh*kw, oh*ow*N)
         W = self.params["W"]                                        # (Co, C, kh, kw)
-        dym = images_to_matrix(dy)                                  # (Co, oh*ow*N)
-        self.grads["b"] = dym.sum(axis=1)                           # (Co,)  db = Σ_{n,p} dy
-        self.grads["W"] = weight_grad(dym, cols).reshape(W.shape)   # (Co, C, kh, kw)  dW = dY·COLᵀ
+        dy_mat = images_to_matrix(dy)                               # (Co, oh*ow*N)
+        self.grads["b"] = dy_mat.sum(axis=1)                        # (Co,)  db = Σ_{n,p} dy
+        self.grads["W"] = weight_grad(dy_mat, col_mat).reshape(W.shape)  # (Co, C, kh, kw)  dW = dY·COLᵀ
         if not self.input_grad:
             return None
         opy, opx = skipped_rows(h, self.kh, self.sy, self.ph), skipped_rows(w, self.kw, self.sx, self.pw)
