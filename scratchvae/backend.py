@@ -2,7 +2,8 @@
 
 Every layer, the model and the optimizer take their array module from here
 (by device name) or from the arrays they are given (``xp_of``), so one line of
-code serves both devices. Nothing else in the package imports CuPy.
+code serves both devices. CuPy is imported in two places only: here, and in
+scratchvae/cuda.py (the hand-written kernels), which runs only for CuPy arrays.
 """
 import numpy as np
 

@@ -4,7 +4,9 @@ The contract:
     layer.params   dict name → array (on the layer's device, in its dtype)
     layer.grads    dict with the same names and shapes, filled by backward
     y  = layer.forward(x)    keeps what backward needs
-    dx = layer.backward(dy)  returns ∂loss/∂x and fills layer.grads
+    dx = layer.backward(dy)  fills layer.grads and returns ∂loss/∂x, except that a convolution
+                             with input_grad = False (the VAE's first layer: nothing needs ∂L/∂x
+                             of the images) skips that product and returns None
 """
 import numpy as np
 
