@@ -34,3 +34,13 @@ def test_gpu_without_cupy_says_how_to_install(monkeypatch):
 def test_make_rng_from_seed_is_repeatable():
     a, b = backend.make_rng(3), backend.make_rng(3)
     assert a.integers(1 << 30) == b.integers(1 << 30)
+
+
+def test_make_rng_uses_a_given_generator_itself():
+    g = np.random.default_rng(7)
+    assert backend.make_rng(g) is g                   # not a copy: drawing moves the caller's generator on
+    first = backend.make_rng(g).random()
+    fresh = np.random.default_rng(7)
+    assert first == fresh.random() and g.random() == fresh.random()
+    a, b = backend.make_rng(None), backend.make_rng(None)   # None: fresh entropy each time
+    assert isinstance(a, np.random.Generator) and a.integers(1 << 62) != b.integers(1 << 62)

@@ -112,6 +112,7 @@ def test_adam_kernel_matches_cpu():
         a.step({"w": g})
         b.step({"w": cp().asarray(g)})
     assert rel_error(p_gpu["w"], p_cpu["w"]) <= 1e-12
+    assert rel_error(b.m["w"], a.m["w"]) <= 1e-12
     assert rel_error(b.v["w"], a.v["w"]) <= 1e-12
 
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scratchvae import VAE
+from scratchvae import VAE, reference
 from scratchvae.backend import get_xp, to_numpy
 from scratchvae.gradcheck import check_model, check_model_directions
 from scratchvae.optim import Adam
@@ -31,7 +31,12 @@ def test_default_architecture():
     assert list(m.params) == [f"encoder.conv{i}.{p}" for i in range(1, 5) for p in "Wb"] + [
         "encoder.mu.W", "encoder.mu.b", "encoder.logvar.W", "encoder.logvar.b", "decoder.dense.W",
         "decoder.dense.b"] + [f"decoder.deconv{i}.{p}" for i in range(1, 5) for p in "Wb"]
-    assert m.grads.keys() == m.params.keys()
+    m.loss(images(2, 3, 64, 64, dtype=np.float32))
+    m.backward()
+    for k, p in m.params.items():                   # every parameter gets a gradient of its own, and it moved
+        g = m.grads[k]
+        assert g.shape == p.shape and g.dtype == p.dtype and not np.shares_memory(g, p), k
+        assert np.isfinite(g).all() and np.any(g != 0), k
 
 
 @pytest.mark.parametrize("h, w", [(64, 64), (60, 80), (47, 51)])
@@ -119,18 +124,40 @@ def test_free_bits_floor_gates_the_kl_gradient():
                                    (0.5 * (np.exp(logvar[active]) - 1)).sum(0) / n, rtol=1e-10, atol=1e-13)
 
 
-def test_loss_values_match_numpy_formulas():
-    m = small_model(kl_tolerance=0.1)
+def _loss_by_the_loops(P, x, eps, recon, floor, beta):
+    """The small model's loss from its parameters P alone: the reference loops for the convolutions,
+    NumPy for the rest, the textbook formulas; no line of the model's own code."""
+    n = len(x)
+    h = x
+    for i in (1, 2):                                            # two 3×3 stride-2 convolutions, ReLU
+        h = np.maximum(reference.conv2d(h, P[f"encoder.conv{i}.W"], P[f"encoder.conv{i}.b"], stride=2), 0)
+    f = h.reshape(n, -1)                                        # (N, 4·2·2)
+    mu = f @ P["encoder.mu.W"] + P["encoder.mu.b"]
+    logvar = f @ P["encoder.logvar.W"] + P["encoder.logvar.b"]
+    z = mu + np.sqrt(np.exp(logvar)) * eps                      # σ = √variance
+    # 12×10 images: a 2×2 seed decodes to (2·2 + 1)·2 + 2 = 12 in both directions; crop 12×12 → 12×10
+    d = (z @ P["decoder.dense.W"] + P["decoder.dense.b"]).reshape(n, 5, 2, 2)
+    d = np.maximum(reference.conv_transpose2d(d, P["decoder.deconv1.W"], P["decoder.deconv1.b"], stride=2), 0)
+    logits = reference.conv_transpose2d(d, P["decoder.deconv2.W"], P["decoder.deconv2.b"], stride=2)[:, :, :, 1:11]
+    y = 1 / (1 + np.exp(-logits))
+    if recon == "mse":
+        rec = ((y - x) ** 2).sum() / n
+    else:
+        rec = -(x * np.log(y) + (1 - x) * np.log(1 - y)).sum() / n
+    kl_n = -0.5 * (1 + logvar - mu ** 2 - np.exp(logvar)).sum(axis=1)
+    kl = np.maximum(kl_n, floor).mean()
+    return dict(loss=rec + beta * kl, recon=rec, kl=kl, kl_raw=kl_n.mean())
+
+
+@pytest.mark.parametrize("recon, beta", [("mse", 1.0), ("bernoulli", 2.5)])
+def test_loss_values_match_the_loops_and_the_formulas(recon, beta):
+    m = small_model(kl_tolerance=0.1, recon=recon, beta=beta)
     x = images(3, 2, 12, 10, seed=6)
     eps = np.random.default_rng(6).normal(size=(3, 3))
     out = m.loss(x, eps)
-    mu, logvar = m.encode(x)
-    y = m.decode(mu + np.exp(logvar / 2) * eps)
-    recon = ((y - x) ** 2).sum(axis=(1, 2, 3)).mean()
-    kl_n = -0.5 * (1 + logvar - mu ** 2 - np.exp(logvar)).sum(axis=1)
-    kl = np.maximum(kl_n, 0.1 * 3).mean()
-    np.testing.assert_allclose([out["recon"], out["kl"], out["loss"], out["kl_raw"]],
-                               [recon, kl, recon + kl, kl_n.mean()], rtol=1e-12)
+    want = _loss_by_the_loops({k: to_numpy(v) for k, v in m.params.items()}, x, eps, recon, 0.1 * 3, beta)
+    for k in want:
+        np.testing.assert_allclose(float(out[k]), want[k], rtol=1e-12, err_msg=k)
 
 
 def _train(steps, seed=0):
