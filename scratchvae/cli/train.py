@@ -12,6 +12,15 @@ DEFAULT_DATA = os.path.join("data", "carracing-default")
 DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, DEFAULT_TRAIN_STEPS = 16, 300, 150
 
 
+def _setting_adder(p):
+    """add(name, type, what, *old_flags): an option --name-with-dashes for RunSettings.name, its default
+    and the default shown in --help both read from RunSettings."""
+    def add(name, type, what, *old_flags):
+        p.add_argument("--" + name.replace("_", "-"), *old_flags, dest=name, type=type, default=D(name),
+                       help=f"{what} (default {D(name)})")
+    return add
+
+
 def parser():
     p = OneLineParser(
         prog="train-scratch",
@@ -25,29 +34,21 @@ def parser():
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=positive_int, help=f"total optimizer steps (default {DEFAULT_TRAIN_STEPS})")
     g.add_argument("--epochs", type=positive_int, help="total passes over the training frames (instead of --steps)")
-    p.add_argument("--batch-size", type=positive_int, default=D("batch_size"),
-                   help=f"images per step (default {D('batch_size')})")
-    p.add_argument("--lr", type=positive_float, default=D("lr"), help=f"Adam's learning rate (default {D('lr')})")
-    p.add_argument("--latent-dim", "--latent", dest="latent_dim", type=positive_int, default=D("latent_dim"),
-                   help=f"latent dimensions (default {D('latent_dim')})")
-    p.add_argument("--kl-tolerance", type=non_negative_float, default=D("kl_tolerance"),
-                   help=f"free bits: each image's KL is floored at this × latent-dim (default {D('kl_tolerance')})")
-    p.add_argument("--beta", type=non_negative_float, default=D("beta"),
-                   help=f"weight of the KL term (default {D('beta')})")
-    p.add_argument("--seed", type=int, default=D("seed"),
-                   help=f"seed for weights, noise, batch order and the held-out split (default {D('seed')})")
+    setting = _setting_adder(p)
+    setting("batch_size", positive_int, "images per step")
+    setting("lr", positive_float, "Adam's learning rate")
+    setting("latent_dim", positive_int, "latent dimensions", "--latent")
+    setting("kl_tolerance", non_negative_float, "free bits: each image's KL is floored at this × latent-dim")
+    setting("beta", non_negative_float, "weight of the KL term")
+    setting("seed", int, "seed for weights, noise, batch order and the held-out split")
     p.add_argument("--dtype", choices=("float32", "float64"), default=D("dtype"), help=f"default {D('dtype')}")
-    p.add_argument("--heldout", type=fraction, default=D("heldout"),
-                   help=f"fraction of episodes held out (default {D('heldout')})")
+    setting("heldout", fraction, "fraction of episodes held out")
     p.add_argument("--out", default=os.path.join("runs", "default"), help="run folder (default runs/default)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--log-every", type=positive_int, default=D("log_every"),
-                   help=f"steps between log rows (default {D('log_every')})")
-    p.add_argument("--eval-every", type=positive_int, default=D("eval_every"),
-                   help=f"steps between held-out evaluations (default {D('eval_every')})")
-    p.add_argument("--checkpoint-every", type=positive_int, default=D("checkpoint_every"),
-                   help=f"steps between checkpoints and pictures (default {D('checkpoint_every')})")
-    p.add_argument("--keep", type=positive_int, default=D("keep"), help=f"checkpoints to keep (default {D('keep')})")
+    setting("log_every", positive_int, "steps between log rows")
+    setting("eval_every", positive_int, "steps between held-out evaluations")
+    setting("checkpoint_every", positive_int, "steps between checkpoints and pictures")
+    setting("keep", positive_int, "checkpoints to keep")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
