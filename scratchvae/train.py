@@ -105,8 +105,9 @@ class Trainer:
                 raise checkpoint.CheckpointError(f"{existing[-1][1]}: holds no optimizer state to resume with")
         else:
             if existing or os.path.exists(os.path.join(s.out, "log.jsonl")):
-                raise FileExistsError(f"{s.out} already holds a run; continue it with --resume, or choose another --out")
-            self.model = VAE(**{**config, "input_shape": (3, h, w)}, seed=s.seed, device=s.device)
+                raise FileExistsError(f"{s.out} already holds a run; continue it with --resume, "
+                                      "or choose another --out")
+            self.model = VAE(**config, seed=s.seed, device=s.device)
             self.opt = Adam(self.model.params, lr=s.lr)
             self.step = 0
         self.n_train = self.data.num_frames("train")

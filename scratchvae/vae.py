@@ -117,7 +117,8 @@ class VAE:
         self.relus = {name: ReLU(inplace=True, **kw) for name, _ in self.enc + self.dec[:-1]}
 
         self.layers = dict(self.enc)
-        self.layers.update({"encoder.mu": self.mu_head, "encoder.logvar": self.logvar_head, "decoder.dense": self.dec_dense})
+        self.layers.update({"encoder.mu": self.mu_head, "encoder.logvar": self.logvar_head,
+                            "decoder.dense": self.dec_dense})
         self.layers.update(self.dec)
         self.params = {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.params.items()}
         self.cache = None
@@ -149,7 +150,7 @@ class VAE:
         for name, conv in self.enc:
             h = self.relus[name].forward(conv.forward(h))           # (N, Ci, Hi, Wi)
         h = self.flat.forward(h)                                    # (N, F)
-        return self.mu_head.forward(h), self.logvar_head.forward(h)           # (N, D), (N, D)
+        return self.mu_head.forward(h), self.logvar_head.forward(h)  # (N, D), (N, D)
 
     def _encode_backward(self, dmu, dlogvar):
         dh = self.mu_head.backward(dmu) + self.logvar_head.backward(dlogvar)  # (N, F)  both heads read h
@@ -173,7 +174,7 @@ class VAE:
             if i == 0 and self.joined:
                 return self.joined.backward(dh)                     # (N, D)
             dh = deconv.backward(dh)
-        return self.dec_dense.backward(self.unflat.backward(dh))        # (N, D)
+        return self.dec_dense.backward(self.unflat.backward(dh))    # (N, D)
 
     # ---- public ---------------------------------------------------------------------------------
     def encode(self, x):
@@ -210,7 +211,7 @@ class VAE:
         z = mu + std * eps                                          # (N, D)  reparameterization
         # end docs: reparameterize
         logits = self._decode_logits(z)                             # (N, C, H, W)
-        y = self.sigmoid.forward(logits)                                # (N, C, H, W)
+        y = self.sigmoid.forward(logits)                            # (N, C, H, W)
         if self.recon == "mse":
             recon, dy = losses.mse_recon(y, x)
         else:
@@ -225,7 +226,7 @@ class VAE:
         if self.cache is None:
             raise RuntimeError("VAE.backward called before loss")
         n, mu, logvar, std, eps, dy, active = self.cache
-        dlogits = self.sigmoid.backward(dy) if self.recon == "mse" else dy   # through σ for the Gaussian loss
+        dlogits = self.sigmoid.backward(dy) if self.recon == "mse" else dy  # through σ for the Gaussian loss
         dz = self._decode_backward(dlogits)                         # (N, D)
         # docs: reparameterize-backward
         dmu = dz                                                    # ∂z/∂mu = 1

@@ -1,6 +1,7 @@
 """bin/train-scratch: train the World Models vision VAE, from nothing to pictures and checkpoints."""
 import os
 import sys
+from dataclasses import fields
 
 from . import OneLineParser, fraction, non_negative_float, positive_float, positive_int, run
 from ..backend import resolve_device
@@ -70,7 +71,7 @@ def main(argv=None):
     if args.steps is None and args.epochs is None:
         args.steps = DEFAULT_TRAIN_STEPS
     given = {**vars(args), "data": data, "device": device}
-    settings = RunSettings(**{k: given[k] for k in RunSettings.__dataclass_fields__ if k in given})
+    settings = RunSettings(**{f.name: given[f.name] for f in fields(RunSettings) if f.name in given})
     trainer = Trainer(settings, resume=args.resume, progress=not args.quiet)
     print(f"train-scratch: {trainer.model} on {trainer.n_train} training frames "
           f"({trainer.run_json['heldout_frames']} held out) from {data}; steps {trainer.step} → {trainer.steps}")

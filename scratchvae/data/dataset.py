@@ -58,6 +58,8 @@ class FrameDataset:
         n_held = 0 if heldout <= 0 or n < 2 else min(n - 1, max(1, int(round(heldout * n))))
         self.heldout_episodes = np.sort(order[:n_held])
         self.train_episodes = np.sort(order[n_held:])
+        # frame number past each episode's last, per split: what locate searches (a number per episode)
+        self._ends = {split: np.cumsum(self.lengths[self.episodes(split)]) for split in ("train", "heldout")}
         self._files = OrderedDict()
         self._open_files = open_files
 
@@ -93,12 +95,12 @@ class FrameDataset:
     def locate(self, numbers, split="train"):
         """(ep_idx, frame_idx) of the split's frames numbered `numbers` (0 … num_frames(split) − 1, in the
         order frames_of gives), found from the episodes' lengths: nothing is kept per frame."""
-        episodes = self.episodes(split)
-        ends = np.cumsum(self.lengths[episodes])                  # frame number past each episode's last
+        episodes, ends = self.episodes(split), self._ends[split]
+        total = int(ends[-1]) if len(ends) else 0
         numbers = np.asarray(numbers, np.int64)
-        if numbers.size and (numbers.min() < 0 or numbers.max() >= (ends[-1] if len(ends) else 0)):
-            raise IndexError(f"frame numbers must lie in [0, {int(ends[-1]) if len(ends) else 0}) for the "
-                             f"{split} split, got {int(numbers.min())} … {int(numbers.max())}")
+        if numbers.size and (numbers.min() < 0 or numbers.max() >= total):
+            raise IndexError(f"frame numbers must lie in [0, {total}) for the {split} split, "
+                             f"got {int(numbers.min())} … {int(numbers.max())}")
         which = np.searchsorted(ends, numbers, side="right")      # the episode each number falls in
         return episodes[which], numbers - (ends[which] - self.lengths[episodes[which]])
 
