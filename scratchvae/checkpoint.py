@@ -12,7 +12,8 @@ dtype against the configuration before anything is returned, so a file that does
 match gives a CheckpointError saying what differs, never a half-loaded model.
 
 A run folder keeps its checkpoints as checkpoints/ckpt_NNNNNNN.npz, NNNNNNN the step
-(``checkpoint_path``, ``checkpoints_in``).
+(``checkpoint_path``, ``checkpoints_in``); ``newest_readable`` passes over a newest file that is
+damaged. A checkpoint never holds NaN or infinite numbers: ``save`` refuses them.
 
 This module builds on the model (vae.py) and the optimizer (optim.py); neither knows about it.
 """
@@ -39,6 +40,10 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be read or does not match what was expected."""
 
 
+class CheckpointUnreadable(CheckpointError):
+    """A file that is not a readable checkpoint at all: truncated, corrupt, or something else."""
+
+
 def checkpoint_path(run_dir, step):
     """Where a run folder keeps its checkpoint of a given step."""
     return os.path.join(run_dir, "checkpoints", f"ckpt_{int(step):07d}.npz")
@@ -54,6 +59,23 @@ def checkpoints_in(run_dir):
     return sorted(found)
 
 
+def newest_readable(run_dir, device="cpu", expect_config=None):
+    """Load the newest checkpoint of a run folder that can be read: (Checkpoint, path, unreadable),
+    unreadable the [(path, message)] of newer files that were truncated or corrupt and passed over.
+    A checkpoint that reads but does not match expect_config is an error, not passed over."""
+    found = checkpoints_in(run_dir)
+    if not found:
+        raise FileNotFoundError(f"no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
+    unreadable = []
+    for _, path in reversed(found):
+        try:
+            return load(path, device, expect_config), path, unreadable
+        except CheckpointUnreadable as e:
+            unreadable.append((path, str(e)))
+    raise CheckpointUnreadable(f"none of the {len(found)} checkpoints in {run_dir} is readable; "
+                               f"newest: {unreadable[0][1]}")
+
+
 def config_json(model):
     """The model's configuration as the JSON text checkpoints (and latent files) carry."""
     return json.dumps(model.config, sort_keys=True)
@@ -67,6 +89,9 @@ def save(path, model, optimizer=None, step=0, meta=None):
         arrays.update({f"adam/{k}": to_numpy(v) for k, v in moments.items()})
     state = {"format": FORMAT, "step": int(step), "rng": model.rng.bit_generator.state,
              "optimizer": opt_hyper, "meta": meta or {}}
+    bad = next((k for k, a in arrays.items() if not np.isfinite(a).all()), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: not written: {bad} holds NaN or infinite values")
     arrays["config"] = np.array(config_json(model))
     arrays["state"] = np.array(json.dumps(state))
     with atomic_write(path) as f:
@@ -80,8 +105,10 @@ def read_arrays(path):
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file") from None
     except Exception as e:   # BadZipFile, EOFError, ValueError, zlib.error, …: a truncated or corrupt file
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): "
+        raise CheckpointUnreadable(f"{path}: not a readable checkpoint (truncated or corrupt?): "
                               f"{type(e).__name__}: {e}") from None
 
 
@@ -90,7 +117,7 @@ def _config_and_state(path, arrays):
     try:
         return json.loads(str(arrays["config"])), json.loads(str(arrays["state"]))
     except (KeyError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a scratchvae checkpoint (no readable config/state: {e})") from None
+        raise CheckpointUnreadable(f"{path}: not a scratchvae checkpoint (no readable config/state: {e})") from None
 
 
 def load(path, device="cpu", expect_config=None):

@@ -4,12 +4,15 @@ NumPy lets go of the GIL inside a copy or an add, so threads run them in paralle
 matrix products already use every core (OpenBLAS); the window copies of im2col, the adds
 of col2im and the interleaving of the parity split are single loops in NumPy, and on
 short rows they are limited by the loop, not by memory, so two cores do them in less
-time. The caller says how to cut its job (into channels, say): one slice per core.
+time. The caller says how to cut its job (into channels, say): one slice per core. Each worker
+does its slice under the caller's np.errstate (which NumPy keeps per thread).
 
 On the GPU, or for small jobs, the function is simply called once, on the whole range.
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 from .backend import is_gpu_array
 
@@ -44,5 +47,10 @@ def parallel(fn, n, numbers, like=None):
         fn(slice(0, n))
         return
     bounds = [n * i // parts for i in range(parts + 1)]
-    for f in [_executor().submit(fn, slice(a, b)) for a, b in zip(bounds, bounds[1:])]:
+    errors = np.geterr()                                    # np.errstate is per thread: the caller's, in each
+
+    def call(part):
+        with np.errstate(**errors):
+            fn(part)
+    for f in [_executor().submit(call, slice(a, b)) for a, b in zip(bounds, bounds[1:])]:
         f.result()                                          # re-raises a worker's exception here

@@ -53,9 +53,9 @@ def test_train_writes_every_output(tmp_path, data, capsys):
     assert not [f for f in files if f.endswith(".tmp")]
     assert [s for s, _ in checkpoints_in(out)] == [3, 6, 7]
     rows = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
-    assert [r["step"] for r in rows] == [2, 4, 6, 7]
+    assert [r["step"] for r in rows] == [2, 3, 4, 6, 7]      # every 2 steps, at each checkpoint, at the end
     assert all(np.isfinite(r["loss"]) for r in rows)
-    assert all("heldout_mse" in r for r in rows)
+    assert [r["step"] for r in rows if "heldout_mse" in r] == [2, 4, 6, 7]   # every --eval-every 2, at the end
     settings = json.load(open(os.path.join(out, "run.json")))
     assert settings["steps"] == 7 and settings["batch_size"] == 8
     from PIL import Image
@@ -154,13 +154,15 @@ def test_signal_checkpoints_and_says_how_to_resume(tmp_path, data, sig):
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert f"stopped by {sig.name}" in stderr and "--resume" in stderr
+    assert proc.returncode == 128 + sig, stderr                     # 130 for SIGINT, 143 for SIGTERM
+    assert f"{sig.name} received: stopping after this step" in stderr
+    assert f"stopped by {sig.name}" in stderr and f"Resume with: train-scratch --resume --out {out}\n" in stderr
     assert "Traceback" not in stderr
     (step, path), = checkpoints_in(out)
     assert load(path).step == step >= 2
     assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
-    assert train_main(["--data", data, "--steps", str(step + 2), "--out", out, "--resume", *FAST]) == 0
+    assert train_main(["--steps", str(step + 2), "--out", out, "--resume"]) == 0
+    assert checkpoints_in(out)[-1][0] == step + 2
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data):
@@ -189,7 +191,7 @@ def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, data):
         f.write('{"step": 5, "lo')                      # what a kill in mid-append leaves
     assert train_main(["--data", data, "--steps", "6", "--out", out, "--resume", *FAST]) == 0
     rows = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
-    assert [r["step"] for r in rows] == [2, 4, 6]
+    assert [r["step"] for r in rows] == [2, 3, 4, 6]
 
 
 def run_cli(*args, env=None):
@@ -233,25 +235,34 @@ def test_bad_inputs_in_process(tmp_path, data, monkeypatch):
     assert r.returncode == 2 and "already holds a run" in r.stderr
     assert {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)} == before
 
-    # data of another image size than the checkpoint's model
+    # another data folder, or another configuration, on resuming: refused, naming each
     other = tiny_data(tmp_path / "other", episodes=2, size=(60, 80))
     r = run_cli("--data", other, "--steps", "6", "--out", out, "--resume", *FAST)
-    assert r.returncode == 2 and "another configuration" in r.stderr and "input_shape" in r.stderr
-    # another configuration on the command line
-    r = run_cli("--data", data, "--steps", "6", "--out", out, "--resume", *FAST[:-2], "--latent", "16")
-    assert r.returncode == 2 and "latent_dim: checkpoint has 8, expected 16" in r.stderr
+    assert r.returncode == 2 and f"--data ({os.path.abspath(data)} → {os.path.abspath(other)})" in r.stderr
+    r = run_cli("--steps", "6", "--out", out, "--resume", "--latent", "16", "--seed", "2")
+    assert r.returncode == 2 and "cannot change: --latent-dim (8 → 16), --seed (0 → 2)" in r.stderr
+    # a checkpoint of another configuration than the run's own settings
+    settings = json.load(open(os.path.join(out, "run.json")))
+    with open(os.path.join(out, "run.json"), "w") as f:
+        json.dump({**settings, "latent_dim": 4}, f)
+    r = run_cli("--out", out, "--resume")
+    assert r.returncode == 2 and "latent_dim: checkpoint has 8, expected 4" in r.stderr
+    with open(os.path.join(out, "run.json"), "w") as f:
+        json.dump(settings, f)
+    before = {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
 
-    # a corrupt newest checkpoint
+    # the only checkpoint corrupt: nothing to fall back to
     (_, newest), = checkpoints_in(out)[-1:]
     with open(newest, "r+b") as f:
         f.truncate(1000)
-    r = run_cli("--data", data, "--steps", "6", "--out", out, "--resume", *FAST)
-    assert r.returncode == 2 and "truncated or corrupt" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("--steps", "6", "--out", out, "--resume")
+    assert r.returncode == 2 and "none of the 1 checkpoints" in r.stderr and "truncated or corrupt" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1
     assert {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)} == before
 
     # --resume with nothing to resume
     r = run_cli("--data", data, "--steps", "6", "--out", str(tmp_path / "fresh"), "--resume", *FAST)
-    assert r.returncode == 2 and "no checkpoint" in r.stderr
+    assert r.returncode == 2 and "holds no run" in r.stderr
 
 
 def test_gpu_without_cupy_is_a_clear_error(tmp_path, data):
@@ -283,3 +294,178 @@ def test_encode_latents(tmp_path, data):
     np.testing.assert_array_equal(rows["actions"], ep["actions"])
     np.testing.assert_array_equal(rows["dones"], ep["dones"])
     assert list(lat["episodes"]) == [episode_name(i) for i in range(4)]
+
+
+# ---- resuming and runs, as a user meets them ---------------------------------------------------------
+
+OWN = ["--batch-size", "5", "--seed", "3", "--latent", "4", "--lr", "0.002", "--heldout", "0.3", "--steps", "6",
+       "--log-every", "2", "--eval-every", "2", "--checkpoint-every", "3", "--quiet"]
+
+
+def params_equal(a, b):
+    return all(np.array_equal(a.model.params[k], b.model.params[k]) for k in a.model.params)
+
+
+def test_resume_continues_with_the_runs_own_settings(tmp_path, data, capsys):
+    """A run of batch 5, seed 3, latent 4, lr 0.002 and 6 steps, stopped at step 3: `--resume --out` alone
+    continues it to step 6 as it was, bit for bit."""
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    assert train_main(["--data", data, "--out", one, *OWN]) == 0
+    assert train_main(["--data", data, "--out", two, *OWN]) == 0
+    os.unlink(checkpoints_in(two)[-1][1])                           # as if stopped after step 3
+    capsys.readouterr()
+    assert train_main(["--out", two, "--resume", "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "resuming with" not in said and "steps 3 → 6" in said
+    a, b = load(checkpoints_in(one)[-1][1]), load(checkpoints_in(two)[-1][1])
+    assert a.step == b.step == 6 and params_equal(a, b)
+    assert json.load(open(os.path.join(one, "run.json"))) == {**json.load(open(os.path.join(two, "run.json"))),
+                                                              "out": one}
+
+
+def test_resume_overrides_are_said_and_kept(tmp_path, data, capsys):
+    out = str(tmp_path / "run")
+    assert train_main(["--data", data, "--out", out, *OWN]) == 0
+    capsys.readouterr()
+    assert train_main(["--out", out, "--resume", "--steps", "8", "--lr", "0.0005", "--batch-size", "5",
+                       "--data", os.path.relpath(data)]) == 0     # the same values given again: no change
+    said = capsys.readouterr().out
+    assert "resuming with --steps 8 (was 6), --lr 0.0005 (was 0.002)\n" in said
+    ck = load(checkpoints_in(out)[-1][1])
+    assert ck.step == 8 and ck.optimizer.lr == 0.0005
+    assert ck.meta["settings"]["lr"] == 0.0005 and ck.meta["settings"]["batch_size"] == 5
+    # a finished run asked to go on without a longer length: nothing to do, and it says so
+    assert train_main(["--out", out, "--resume", "--quiet"]) == 0
+    assert "steps 8 → 8" in capsys.readouterr().out
+
+
+def test_default_run_goes_on_when_trained_again(tmp_path, data, monkeypatch, capsys):
+    """`make train` twice: the second continues runs/default a default length further."""
+    import scratchvae.cli.train as cli
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "DEFAULT_TRAIN_STEPS", 2)
+    assert train_main(["--data", data, *FAST]) == 0
+    assert checkpoints_in(os.path.join("runs", "default"))[-1][0] == 2
+    assert train_main(["--data", data, *FAST]) == 0
+    assert "runs/default holds a run at step 2; continuing it" in capsys.readouterr().out
+    assert checkpoints_in(os.path.join("runs", "default"))[-1][0] == 4
+    os.unlink(checkpoints_in(os.path.join("runs", "default"))[-1][1])   # stopped short of its length (4)
+    assert train_main(["--quiet"]) == 0
+    assert checkpoints_in(os.path.join("runs", "default"))[-1][0] == 4
+
+
+def test_default_data_is_finished_before_training(tmp_path, data, monkeypatch):
+    """An interrupted first collection left 2 of the default episodes: the next run collects the rest."""
+    import scratchvae.cli.train as cli
+    import scratchvae.data.rollouts as rollouts
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "DEFAULT_TRAIN_STEPS", 2)
+    monkeypatch.setattr(cli, "DEFAULT_EPISODES", 4)
+    tiny_data(cli.DEFAULT_DATA, episodes=2)
+    calls = []
+
+    def fake_collect(out, episodes, steps, **kw):                   # CarRacing's part, without CarRacing
+        calls.append(rollouts.missing_episodes(out, episodes))
+        tiny_data(os.path.join(tmp_path, "more"), episodes=episodes)
+        for i in calls[-1]:
+            os.replace(os.path.join(tmp_path, "more", episode_name(i)), os.path.join(out, episode_name(i)))
+    monkeypatch.setattr(rollouts, "collect", fake_collect)
+    assert train_main([*FAST, "--out", "first"]) == 0
+    assert calls == [[2, 3]]
+    assert json.load(open(os.path.join("first", "run.json")))["train_frames"] + \
+        json.load(open(os.path.join("first", "run.json")))["heldout_frames"] == 48
+    assert train_main([*FAST, "--out", "second"]) == 0
+    assert calls == [[2, 3]]                                        # nothing missing: no collection
+
+
+def test_a_nan_is_never_checkpointed(tmp_path, data):
+    """--checkpoint-every 5 --log-every 10: the losses of steps 1–5 are checked before checkpoint 5 is written."""
+    out = str(tmp_path / "run")
+    t = Trainer(RunSettings(data, out, steps=20, batch_size=8, latent_dim=8, log_every=10, eval_every=10,
+                            checkpoint_every=5), progress=False)
+    real_step = t.opt.step
+
+    def poisoned(grads):
+        real_step(grads)
+        if t.opt.t == 4:
+            t.model.params["decoder.dense.b"][0] = np.nan
+    t.opt.step = poisoned
+    with pytest.raises(TrainingStopped, match=r"the loss became nan at step 5; stopping\. No checkpoint") as e:
+        t.run()
+    assert e.value.exit_code == 3 and checkpoints_in(out) == []
+
+
+def test_parameters_that_turn_nan_are_never_checkpointed(tmp_path, data):
+    """The update of step 6 makes a parameter NaN: its loss was finite, but checkpoint 6 is not written."""
+    out = str(tmp_path / "run")
+    t = Trainer(RunSettings(data, out, steps=20, batch_size=8, latent_dim=8, log_every=10, eval_every=10,
+                            checkpoint_every=3), progress=False)
+    real_step = t.opt.step
+
+    def poisoned(grads):
+        real_step(grads)
+        if t.opt.t == 6:
+            t.model.params["encoder.mu.W"][0, 0] = np.inf
+    t.opt.step = poisoned
+    with pytest.raises(TrainingStopped, match=r"param/encoder\.mu\.W holds NaN or infinite values at step 6; "
+                                              r"stopping\. Last good checkpoint: .*ckpt_0000003\.npz \(step 3\)"):
+        t.run()
+    assert [s for s, _ in checkpoints_in(out)] == [3]
+
+
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path, data):
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    assert train_main(["--data", data, "--out", one, *OWN, "--steps", "9"]) == 0
+    assert train_main(["--data", data, "--out", two, *OWN]) == 0
+    newest = checkpoints_in(two)[-1][1]
+    with open(newest, "r+b") as f:
+        f.truncate(2000)
+    r = run_cli("--out", two, "--resume", "--steps", "9", "--quiet")
+    assert r.returncode == 0, r.stderr
+    warning, = r.stderr.strip().splitlines()
+    assert warning.startswith("train-scratch: warning: ") and "truncated or corrupt" in warning
+    assert "resuming from" in warning and "ckpt_0000003.npz (step 3) instead" in warning
+    assert os.path.exists(newest + ".corrupt")
+    a, b = load(checkpoints_in(one)[-1][1]), load(checkpoints_in(two)[-1][1])
+    assert a.step == b.step == 9 and params_equal(a, b)
+
+
+def test_batch_larger_than_the_data_and_images_counted(tmp_path, data, monkeypatch):
+    with pytest.raises(ValueError, match="batch size 50 is more than the 36 training frames"):
+        Trainer(RunSettings(data, str(tmp_path / "big"), steps=2, batch_size=50), progress=False)
+    # 36 frames in batches of 8: an epoch is 8, 8, 8, 8 and 4 images; a row of those 5 steps counts 36
+    import itertools
+    import scratchvae.train
+    ticks = itertools.count()
+    monkeypatch.setattr(scratchvae.train.time, "perf_counter", lambda: 0.5 * next(ticks))
+    t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=5, batch_size=8, latent_dim=8, log_every=5,
+                            eval_every=100, checkpoint_every=100), progress=False)
+    t.run()
+    assert [(r["step"], r["images_per_s"]) for r in t.read_log()] == [(5, 72.0)]
+
+
+def test_nothing_held_out_is_not_called_held_out(tmp_path, data, capsys):
+    out = str(tmp_path / "run")
+    assert train_main(["--data", data, "--out", out, "--steps", "2", "--heldout", "0", *FAST]) == 0
+    rows = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
+    assert "train_mse" in rows[-1] and not any("heldout_mse" in r for r in rows)
+    said = capsys.readouterr().out
+    assert "MSE per pixel on training frames (nothing held out)" in said and "held-out MSE" not in said
+
+
+def test_a_diverging_run_says_one_line(tmp_path, data):
+    """lr 100 overflows within two steps: no NumPy warnings, one line naming the step, exit 3."""
+    r = run_cli("--data", data, "--out", str(tmp_path / "run"), "--lr", "100", "--steps", "30", "--log-every", "10",
+                "--batch-size", "8", "--latent", "8", "--quiet")
+    assert r.returncode == 3
+    line, = r.stderr.strip().splitlines()
+    assert "the loss became" in line and "at step 2;" in line and "warning" not in line
+
+
+def test_a_second_signal_stops_at_once(tmp_path, data):
+    heard = []
+    t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=2, batch_size=8), progress=False, say=heard.append)
+    t._on_signal(signal.SIGINT, None)
+    assert heard == ["SIGINT received: stopping after this step, with a checkpoint (send it again to stop at once)"]
+    with pytest.raises(KeyboardInterrupt):
+        t._on_signal(signal.SIGINT, None)

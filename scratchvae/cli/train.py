@@ -1,11 +1,14 @@
 """bin/train-scratch: train the World Models vision VAE, from nothing to pictures and checkpoints."""
+import argparse
+import json
 import os
 import sys
 from dataclasses import fields
 
-from . import OneLineParser, fraction, non_negative_float, positive_float, positive_int, run
+from . import OneLineParser, fraction, non_negative_float, non_negative_int, positive_float, positive_int, run
 from ..backend import resolve_device
-from ..train import RunSettings, Trainer, TrainingStopped
+from ..checkpoint import checkpoints_in
+from ..train import RunSettings, Trainer, TrainingStopped, say_on_stderr
 
 D = RunSettings.default
 
@@ -41,11 +44,14 @@ def parser():
     setting("latent_dim", positive_int, "latent dimensions", "--latent")
     setting("kl_tolerance", non_negative_float, "free bits: each image's KL is floored at this × latent-dim")
     setting("beta", non_negative_float, "weight of the KL term")
-    setting("seed", int, "seed for weights, noise, batch order and the held-out split")
+    setting("seed", non_negative_int, "seed for weights, noise, batch order and the held-out split")
     p.add_argument("--dtype", choices=("float32", "float64"), default=D("dtype"), help=f"default {D('dtype')}")
     setting("heldout", fraction, "fraction of episodes held out")
     p.add_argument("--out", default=os.path.join("runs", "default"), help="run folder (default runs/default)")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its newest readable checkpoint, with the settings it was "
+                        "started with: options given again either change what may change (--steps, --epochs, "
+                        "--lr, --device, the intervals, --keep), said so, or are refused")
     setting("log_every", positive_int, "steps between log rows")
     setting("eval_every", positive_int, "steps between held-out evaluations")
     setting("checkpoint_every", positive_int, "steps between checkpoints and pictures")
@@ -54,39 +60,87 @@ def parser():
     return p
 
 
-def main(argv=None):
-    args = parser().parse_args(argv)
-    device = resolve_device(args.device)
-    if args.device == "auto":
-        print(f"train-scratch: --device auto chose {device}")
-    data = args.data
-    if data is None:
-        data = DEFAULT_DATA
-        if not (os.path.isdir(data) and any(f.endswith(".npz") for f in os.listdir(data))):
-            from ..data.rollouts import collect
-            print(f"train-scratch: no data given; collecting {DEFAULT_EPISODES} CarRacing episodes of "
-                  f"{DEFAULT_STEPS_PER_EPISODE} steps into {data}")
-            collect(data, DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, workers=os.cpu_count() or 1,
-                    progress=not args.quiet)
+def explicit_options(argv):
+    """The options given on the command line, as {dest: value}, without the defaults."""
+    p = parser()
+    for action in p._actions:               # (set_defaults cannot do this: it would put SUPPRESS in the result)
+        action.default = argparse.SUPPRESS
+    return vars(p.parse_args(argv))
+
+
+def default_data(quiet):
+    """The default dataset, collected (or finished: collection is resumable) first when incomplete."""
+    from ..data.rollouts import collect, missing_episodes
+    missing = missing_episodes(DEFAULT_DATA, DEFAULT_EPISODES)
+    if missing:
+        print(f"train-scratch: collecting {len(missing)} of the {DEFAULT_EPISODES} default CarRacing episodes "
+              f"({DEFAULT_STEPS_PER_EPISODE} steps each) into {DEFAULT_DATA}")
+        collect(DEFAULT_DATA, DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, workers=os.cpu_count() or 1,
+                progress=not quiet)
+    return DEFAULT_DATA
+
+
+def holds_run(out):
+    return os.path.exists(os.path.join(out, "run.json")) or bool(checkpoints_in(out))
+
+
+def settings_for(args, given):
+    """(RunSettings, resume): a new run from the options, or a run folder's own settings with the options
+    given again as overrides. With no --out, a run already in the default folder goes on: to its own
+    length if it stopped early, else DEFAULT_TRAIN_STEPS further."""
+    resume = args.resume
+    if not resume and "out" not in given and holds_run(args.out):
+        resume = True
+        RunSettings.saved(args.out)                                 # a readable run.json, or a clear error
+        with open(os.path.join(args.out, "run.json")) as f:
+            length = json.load(f).get("steps")                      # in steps, also for a run given in epochs
+        step = checkpoints_in(args.out)[-1][0] if checkpoints_in(args.out) else 0
+        if not {"steps", "epochs"} & given.keys():
+            given["steps"] = length if isinstance(length, int) and step < length else step + DEFAULT_TRAIN_STEPS
+        print(f"train-scratch: {args.out} holds a run at step {step}; continuing it (give --out for a new run)")
+    if resume:
+        saved = RunSettings.saved(args.out)
+        settings, changes = saved.resumed({k: v for k, v in given.items() if k != "resume"})
+        if changes:
+            print("train-scratch: resuming with " + ", ".join(
+                f"--{k.replace('_', '-')} {new} (was {old})" for k, (old, new) in changes.items()))
+        return settings, True
+    data = args.data if args.data is not None else default_data(args.quiet)
     if args.steps is None and args.epochs is None:
         args.steps = DEFAULT_TRAIN_STEPS
-    given = {**vars(args), "data": data, "device": device}
-    settings = RunSettings(**{f.name: given[f.name] for f in fields(RunSettings) if f.name in given})
-    trainer = Trainer(settings, resume=args.resume, progress=not args.quiet)
+    values = {**vars(args), "data": data}
+    return RunSettings(**{f.name: values[f.name] for f in fields(RunSettings) if f.name in values}), False
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    given = explicit_options(argv)
+    args.device = resolve_device(args.device)
+    if "device" in given:
+        if given["device"] == "auto":
+            print(f"train-scratch: --device auto chose {args.device}")
+        given["device"] = args.device
+    settings, resume = settings_for(args, given)
+    trainer = Trainer(settings, resume=resume, progress=not args.quiet,
+                      say=lambda message: say_on_stderr(message, "train-scratch"))
     print(f"train-scratch: {trainer.model} on {trainer.n_train} training frames "
-          f"({trainer.run_json['heldout_frames']} held out) from {data}; steps {trainer.step} → {trainer.steps}")
+          f"({trainer.run_json['heldout_frames']} held out) from {settings.data}; steps {trainer.step} → {trainer.steps}")
     try:
         trainer.run()
     except TrainingStopped as e:
-        print(f"train-scratch: {e}", file=sys.stderr)
+        again = "" if e.resume_with is None else (f" Resume with: train-scratch --resume --out {settings.out}"
+                                                  + (f" {e.resume_with}" if e.resume_with else ""))
+        print(f"train-scratch: {e}{again}", file=sys.stderr)
         return e.exit_code
     rows = trainer.read_log()
     last = rows[-1] if rows else {}
-    mse = last.get("heldout_mse")
+    mse = last.get(trainer.eval_key)
+    on = "held-out MSE per pixel" if trainer.eval_split == "heldout" else \
+        "MSE per pixel on training frames (nothing held out)"
     print(f"train-scratch: done at step {trainer.step}: loss {last.get('loss', float('nan')):.2f}, "
           f"recon {last.get('recon', float('nan')):.2f}, KL {last.get('kl', float('nan')):.2f}"
-          + (f", held-out MSE per pixel {mse:.5f}" if mse is not None else ""))
-    print(f"train-scratch: wrote {args.out}/: checkpoints/, log.jsonl, reconstructions.png, samples.png, "
+          + (f", {on} {mse:.5f}" if mse is not None else ""))
+    print(f"train-scratch: wrote {settings.out}/: checkpoints/, log.jsonl, reconstructions.png, samples.png, "
           "traversal.png, loss.png")
     return 0
 

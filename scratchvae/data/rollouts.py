@@ -96,20 +96,32 @@ def remove_stale_temporaries(out):
         os.unlink(path)
 
 
+def missing_episodes(out, episodes):
+    """The episode numbers among 0..episodes−1 that have no file in `out` yet."""
+    return [i for i in range(episodes) if not os.path.exists(os.path.join(out, episode_name(i)))]
+
+
 def collect(out, episodes, steps, workers=1, policy="brownian", seed=0, size=(64, 64), progress=True):
-    """Collect the episodes 0..episodes−1 that are not in `out` yet. Returns a summary dict."""
+    """Collect the episodes 0..episodes−1 that are not in `out` yet. Returns a summary dict
+    (collected 0 when every one is there already: nothing to do)."""
     from tqdm import tqdm
 
     if episodes < 1 or steps < 1 or workers < 1:
         raise ValueError(f"episodes, steps and workers must be at least 1, got {episodes}, {steps}, {workers}")
+    if seed < 0:
+        raise ValueError(f"seed must be at least 0, got {seed}")
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise NotADirectoryError(f"--out {out} is a file; expected a folder for episode files")
     os.makedirs(out, exist_ok=True)
     remove_stale_temporaries(out)
-    todo = [i for i in range(episodes) if not os.path.exists(os.path.join(out, episode_name(i)))]
+    todo = missing_episodes(out, episodes)
     jobs = [(i, seed + i, steps, policy, tuple(size), out) for i in todo]
     summary = dict(requested=episodes, skipped=episodes - len(todo), collected=0, frames=0, bytes=0, seconds=0.0)
     t0 = time.perf_counter()
+    if not jobs:
+        return summary
     bar = tqdm(total=len(jobs), unit="ep", disable=not progress or not jobs, desc="collecting")
     pool = None
     try:
