@@ -11,7 +11,10 @@ import tempfile
 def atomic_write(path, mode="wb"):
     """with atomic_write(path) as f: ... — the file appears at `path` only if the block finishes."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    except OSError as e:                                # name the file meant, not the temporary one
+        raise OSError(e.errno, e.strerror, path) from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)                       # as an ordinary new file would be
@@ -21,7 +24,9 @@ def atomic_write(path, mode="wb"):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp):
+            raise OSError(e.errno, e.strerror, path) from None     # e.g. a full disk, said of `path`
         raise

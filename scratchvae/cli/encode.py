@@ -1,9 +1,12 @@
 """bin/encode-latents: mu and logvar of every frame of every episode, with actions, in one file."""
 
+import os
+import warnings
+
 from . import OneLineParser, positive_int, run
 from ..backend import resolve_device
-from ..checkpoint import load
-from ..latents import encode_folder
+from ..checkpoint import load, newest_readable
+from ..latents import check_writable, encode_folder
 
 
 def parser():
@@ -11,9 +14,10 @@ def parser():
         prog="encode-latents",
         description="Encode every frame of every episode in DATA with a trained checkpoint and write mu, logvar, "
                     "actions, rewards and done flags to one .npz for the memory model (layout: scratchvae/latents.py).")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint file (RUN_DIR/checkpoints/ckpt_*.npz)")
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint file (RUN_DIR/checkpoints/ckpt_*.npz), or a run folder: its newest readable one")
     p.add_argument("--data", required=True, help="folder of episode files")
-    p.add_argument("--out", required=True, help="output .npz file")
+    p.add_argument("--out", required=True, help="output .npz file (its folder is made if need be)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu", help="default cpu")
     p.add_argument("--batch-size", type=positive_int, default=200, help="frames per batch (default 200)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -23,8 +27,15 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     device = resolve_device(args.device)
-    model = load(args.checkpoint, device=device).model
-    arrays = encode_folder(model, args.data, args.out, args.batch_size, progress=not args.quiet)
+    check_writable(args.out)                                        # before the work, not after it
+    if os.path.isdir(args.checkpoint):
+        ck, path, unreadable = newest_readable(args.checkpoint, device=device)
+        for bad, why in unreadable:
+            warnings.warn(f"{why}; using {path} (step {ck.step}) instead")
+        print(f"encode-latents: using {path} (step {ck.step})")
+    else:
+        ck, path = load(args.checkpoint, device=device), args.checkpoint
+    arrays = encode_folder(ck.model, args.data, args.out, args.batch_size, progress=not args.quiet, checkpoint=path)
     print(f"encode-latents: {len(arrays['episodes'])} episodes, {len(arrays['mu'])} frames, "
           f"latent {arrays['mu'].shape[1]} → {args.out}")
     return 0

@@ -9,13 +9,12 @@ keeps per frame is one shuffled order of those numbers per epoch, 8 bytes a fram
 64×64 frame's pixels are 12,288 bytes, read and dropped batch by batch).
 """
 import os
-import warnings
 from collections import OrderedDict
 
 import numpy as np
 
 from ..backend import get_xp
-from .episodes import DataError, episode_paths, frame_table
+from .episodes import DataError, episode_paths, frame_table, warn_skipped
 
 
 class FrameDataset:
@@ -43,9 +42,7 @@ class FrameDataset:
             self.paths.append(path)
             self.offsets.append(offset)
             self.lengths.append(t)
-        if self.skipped:
-            warnings.warn(f"skipped {len(self.skipped)} unreadable episode file(s) of {len(paths)} in {folder}; "
-                          f"first: {self.skipped[0]}", stacklevel=2)
+        warn_skipped(self.skipped, len(paths), folder)
         if not self.paths:
             raise DataError(f"data folder {folder} holds no readable episodes ({len(self.skipped)} skipped)")
         self.size = tuple(size)

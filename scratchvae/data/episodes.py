@@ -14,6 +14,7 @@ reading the rest; ``frame_table`` finds that place.
 import glob
 import os
 import struct
+import warnings
 import zipfile
 
 import numpy as np
@@ -29,12 +30,31 @@ class DataError(ValueError):
 
 def episode_paths(folder):
     """The episode files (*.npz) of a data folder, sorted; a missing or empty folder is a DataError."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise DataError(f"data folder {folder} is a file; expected a folder of episode files (*.npz)")
     if not os.path.isdir(folder):
-        raise DataError(f"data folder {folder} does not exist (collect one with bin/collect-rollouts)")
+        raise DataError(f"data folder {folder} does not exist (collect one with collect-rollouts)")
     paths = sorted(glob.glob(os.path.join(folder, "*.npz")))
     if not paths:
         raise DataError(f"data folder {folder} holds no episode files (*.npz)")
     return paths
+
+
+def warn_skipped(skipped, total, folder):
+    """One warning for the unreadable episode files passed over (their DataError messages)."""
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable episode file(s) of {total} in {folder}; "
+                      f"first: {skipped[0]}", stacklevel=3)
+
+
+def frame_size(folder):
+    """(H, W) of the frames in a folder's first readable episode file; None when it holds none."""
+    for path in sorted(glob.glob(os.path.join(folder, "*.npz"))):
+        try:
+            return frame_table(path)[2:]
+        except DataError:
+            continue
+    return None
 
 
 def episode_name(index):

@@ -1,0 +1,145 @@
+"""The three tools as a user meets them: nothing to do, bad options, a file system that refuses, and
+encode-latents' checks. (Training itself: tests/test_train.py.)"""
+import errno
+import os
+
+import numpy as np
+import pytest
+
+from scratchvae.checkpoint import checkpoints_in, load
+from scratchvae.cli import run
+from scratchvae.cli.collect import main as collect_main
+from scratchvae.cli.encode import main as encode_main
+from scratchvae.cli.train import main as train_main
+from scratchvae.data.rollouts import collect
+
+from test_train import FAST, tiny_data
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_data(tmp_path_factory.mktemp("data") / "eps")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, data):
+    out = str(tmp_path_factory.mktemp("run") / "run")
+    assert train_main(["--data", data, "--steps", "3", "--out", out, *FAST]) == 0
+    return out
+
+
+def one_line(capsys):
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def leftovers(folder):
+    return [os.path.join(d, f) for d, _, files in os.walk(folder) for f in files if f.endswith(".tmp")]
+
+
+# ---- collect-rollouts --------------------------------------------------------------------------------
+
+def test_nothing_to_collect(tmp_path, capsys):
+    folder = tiny_data(tmp_path / "eps", episodes=3)
+    s = collect(folder, 3, 10, workers=2)                           # every episode there: no pool of 0
+    assert (s["collected"], s["skipped"]) == (0, 3)
+    assert collect_main(["--episodes", "3", "--out", folder, "--workers", "2", "--quiet"]) == 0
+    assert f"nothing to collect: all 3 episodes are already in {folder}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--size", "64"], "argument --size: expected HEIGHTxWIDTH, e.g. 64x64, got '64'"),
+    (["--size", "axb"], "argument --size: expected HEIGHTxWIDTH, e.g. 64x64, got 'axb'"),
+    (["--size", "32x64"], "argument --size: expected each side at least 46"),
+    (["--seed", "-1"], "argument --seed: expected a whole number of at least 0, got -1"),
+])
+def test_collect_options_say_what_they_expect(tmp_path, capsys, args, said):
+    with pytest.raises(SystemExit) as e:
+        collect_main([*args, "--out", str(tmp_path / "eps")])
+    assert e.value.code == 2 and said in one_line(capsys)
+
+
+def test_collect_refuses_a_file_and_another_size(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert run("collect-rollouts", collect_main, ["--out", str(tmp_path / "file"), "--quiet"]) == 2
+    assert f"--out {tmp_path / 'file'} is a file; expected a folder" in one_line(capsys)
+    folder = tiny_data(tmp_path / "eps", episodes=1)
+    assert run("collect-rollouts", collect_main, ["--out", folder, "--size", "96x96", "--quiet"]) == 2
+    assert "holds 64x64 frames; --size 96x96 would mix sizes" in one_line(capsys)
+
+
+# ---- errors from the file system: one line, exit 2, nothing half-written ---------------------------------
+
+def refuse(monkeypatch, module, name, code):
+    def fail(*a, **k):
+        raise OSError(code, os.strerror(code))
+    monkeypatch.setattr(module, name, fail)
+
+
+def test_a_full_disk_while_training(tmp_path, data, monkeypatch, capsys):
+    import scratchvae.atomic
+    refuse(monkeypatch, scratchvae.atomic.os, "fsync", errno.ENOSPC)
+    out = tmp_path / "run"
+    assert run("train-scratch", train_main, ["--data", data, "--steps", "2", "--out", str(out), *FAST]) == 2
+    assert one_line(capsys) == f"train-scratch: error: {out / 'run.json'}: No space left on device"
+    assert leftovers(out) == [] and not (out / "run.json").exists()
+
+
+def test_a_read_only_folder(tmp_path, data, run_dir, monkeypatch, capsys):
+    import scratchvae.atomic
+    import scratchvae.latents
+    refuse(monkeypatch, scratchvae.atomic.tempfile, "mkstemp", errno.EROFS)
+    out = tmp_path / "run"
+    assert run("train-scratch", train_main, ["--data", data, "--steps", "2", "--out", str(out), *FAST]) == 2
+    assert one_line(capsys) == f"train-scratch: error: {out / 'run.json'}: Read-only file system"
+    refuse(monkeypatch, scratchvae.latents.tempfile, "mkstemp", errno.EROFS)
+    target = tmp_path / "lat" / "latents.npz"
+    assert run("encode-latents", encode_main, ["--checkpoint", run_dir, "--data", data, "--out", str(target),
+                                               "--quiet"]) == 2
+    assert one_line(capsys) == f"encode-latents: error: {target}: cannot write here: Read-only file system"
+
+
+def test_a_refused_folder_when_collecting(tmp_path, monkeypatch, capsys):
+    import scratchvae.data.rollouts
+    refuse(monkeypatch, scratchvae.data.rollouts.os, "makedirs", errno.ENOSPC)
+    assert run("collect-rollouts", collect_main, ["--out", str(tmp_path / "eps"), "--quiet"]) == 2
+    assert one_line(capsys) == "collect-rollouts: error: [Errno 28] No space left on device"
+
+
+def test_data_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "frames.npz").write_bytes(b"x")
+    assert run("train-scratch", train_main, ["--data", str(tmp_path / "frames.npz"), "--out", str(tmp_path / "r")]) == 2
+    assert f"data folder {tmp_path / 'frames.npz'} is a file; expected a folder of episode files" in one_line(capsys)
+
+
+# ---- encode-latents ----------------------------------------------------------------------------------
+
+def test_encode_checks_its_output_before_the_work(tmp_path, data, run_dir, monkeypatch, capsys):
+    import scratchvae.latents
+    monkeypatch.setattr(scratchvae.latents, "read_episode", lambda *a: pytest.fail("encoded before checking"))
+    (tmp_path / "folder.npz").mkdir()
+    assert run("encode-latents", encode_main, ["--checkpoint", run_dir, "--data", data,
+                                               "--out", str(tmp_path / "folder.npz"), "--quiet"]) == 2
+    assert f"--out {tmp_path / 'folder.npz'} is a folder; expected the name of a .npz file" in one_line(capsys)
+
+
+def test_encode_a_run_folder_into_a_new_folder_past_a_bad_file(tmp_path, data, run_dir, capsys):
+    """A run folder as --checkpoint (its newest), an --out whose folder does not exist yet, an unreadable
+    episode passed over with training's warning; the file says where its latents came from."""
+    folder = tiny_data(tmp_path / "eps", episodes=2)
+    with open(os.path.join(folder, "episode_000009.npz"), "wb") as f:
+        f.write(b"garbage")
+    target = tmp_path / "new" / "deeper" / "latents.npz"
+    with pytest.warns(UserWarning, match=r"^skipped 1 unreadable episode file\(s\) of 3 in .*episode_000009"):
+        assert run("encode-latents", encode_main, ["--checkpoint", run_dir, "--data", folder,
+                                                   "--out", str(target), "--quiet"]) == 0
+    (_, newest), = checkpoints_in(run_dir)[-1:]
+    assert f"using {newest} (step 3)" in capsys.readouterr().out
+    with np.load(target) as z:
+        assert str(z["checkpoint"]) == os.path.abspath(newest) and str(z["data"]) == os.path.abspath(folder)
+        assert list(z["episodes"]) == ["episode_000000.npz", "episode_000001.npz"]
+        assert list(z["starts"]) == [0, 12, 24]
+        assert str(z["config"]) == __import__("json").dumps(load(newest).model.config, sort_keys=True)
+    assert leftovers(tmp_path) == []
