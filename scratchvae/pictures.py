@@ -1,14 +1,18 @@
-"""The pictures a run writes, drawn with Pillow alone: image grids and loss curves.
+"""The pictures a run writes: image grids and loss curves, each saying the step it shows.
 
-Every picture is written atomically (temporary name, then rename), as PNG.
+Drawn with matplotlib's object interface (a Figure, never pyplot), so nothing needs a display
+and nothing global changes for a program that imports this. Each ``*_figure`` function builds a
+Figure (what the tests look at); the function without the suffix writes it as a PNG, atomically
+(temporary name, then rename).
 """
-import math
-
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from .atomic import atomic_write
 from .backend import to_numpy
+
+PAD = 2                                                             # white pixels between tiles
 
 
 def to_uint8(x):
@@ -17,96 +21,152 @@ def to_uint8(x):
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
-def grid(images, cols, scale=2, pad=2, labels=None, label_width=0):
-    """uint8 (N, H, W, 3) → one picture, `cols` images a row; optional text at the start of each row."""
-    n, h, w, _ = images.shape
-    rows = math.ceil(n / cols)
-    cell_h, cell_w = h * scale + pad, w * scale + pad
-    canvas = Image.new("RGB", (label_width + cols * cell_w + pad, rows * cell_h + pad), (255, 255, 255))
+def tile(images, cols):
+    """uint8 (N, H, W, 3) → one uint8 image, `cols` tiles a row, PAD white pixels around each."""
+    n, h, w, c = images.shape
+    rows = -(-n // cols)
+    out = np.full((rows * (h + PAD) + PAD, cols * (w + PAD) + PAD, c), 255, np.uint8)
     for i in range(n):
-        r, c = divmod(i, cols)
-        tile = Image.fromarray(images[i]).resize((w * scale, h * scale), Image.NEAREST)
-        canvas.paste(tile, (label_width + pad + c * cell_w, pad + r * cell_h))
-    if labels:
-        draw = ImageDraw.Draw(canvas)
-        font = ImageFont.load_default()
-        for r, text in enumerate(labels):
-            draw.text((4, pad + r * cell_h + cell_h // 2 - 6), text, fill=(0, 0, 0), font=font)
-    return canvas
+        r, k = divmod(i, cols)
+        out[PAD + r * (h + PAD):PAD + r * (h + PAD) + h, PAD + k * (w + PAD):PAD + k * (w + PAD) + w] = images[i]
+    return out
 
 
-def save_png(picture, path):
+def centres(count, size):
+    """Pixel centres of `count` tiles of `size` pixels along one side of a tile() image."""
+    return [PAD + i * (size + PAD) + (size - 1) / 2 for i in range(count)]
+
+
+def _grid_figure(images, cols, title, scale=2.0, left=0.2):
+    """A Figure showing tile(images, cols) at `scale` screen pixels per image pixel, with a title;
+    `left` inches to the left of the images for row labels."""
+    picture = tile(images, cols)
+    dpi = 100
+    width, height = picture.shape[1] * scale / dpi, picture.shape[0] * scale / dpi
+    fig = Figure(figsize=(width + left + 0.3, height + 0.9), dpi=dpi)
+    ax = fig.add_axes([left / (width + left + 0.3), 0.3 / (height + 0.9), width / (width + left + 0.3),
+                       height / (height + 0.9)])
+    ax.imshow(picture, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    fig.suptitle(title, y=1 - 0.12 / (height + 0.9), va="top", fontsize=9)
+    return fig, ax
+
+
+def save(fig, path):
     with atomic_write(path) as f:
-        picture.save(f, format="PNG")
+        fig.savefig(f, format="png")
 
 
-def reconstructions(model, x, path, cols=8):
-    """Top row: held-out frames (spread over x); the row under each: their reconstructions (from mu)."""
+def reconstructions_figure(model, x, step, cols=8, source="held-out frames"):
+    """Top row: frames spread over x; the row under them: their reconstructions (decoded from mu)."""
     x = x[::max(1, len(x) // cols)][:cols]
     originals, recons = to_uint8(x), to_uint8(model.reconstruct(x))
-    rows = np.concatenate([originals, recons])
-    save_png(grid(rows, len(x), labels=["frame", "recon"], label_width=48), path)
+    fig, ax = _grid_figure(np.concatenate([originals, recons]), len(x),
+                           f"{source} (top) and their reconstructions from μ (bottom), step {step}", left=0.8)
+    ax.set_yticks(centres(2, originals.shape[1]), ["frame", "recon"])
+    ax.tick_params(left=False)
+    return fig
 
 
-def prior_samples(model, path, n=32, cols=8, seed=0):
-    """Images decoded from z ~ N(0, I)."""
+def samples_figure(model, step, n=32, cols=8, seed=0):
+    """Images decoded from z ~ N(0, I): the decoder's mean image for each z, not a sample of x."""
     z = np.random.default_rng(seed).standard_normal((n, model.latent_dim)).astype(model.dtype)
-    save_png(grid(to_uint8(model.decode(model.xp.asarray(z))), cols), path)
+    fig, _ = _grid_figure(to_uint8(model.decode(model.xp.asarray(z))), cols,
+                          f"decoded from z ~ N(0, I) (the decoder's mean for each z), step {step}")
+    return fig
 
 
-def latent_traversal(model, x, path, dims=None, n_dims=6, steps=9, span=3.0):
+def traversal_figure(model, x, step, dims=None, n_dims=6, steps=9, span=3.0):
     """One frame's mu (the middle one of x), with each of a few latent dimensions swept over
-    [−span, span] in turn.
+    [−span, span] in turn. Columns are labelled with the swept value; a red mark on each row
+    shows where the frame's own mu[d] lies on the sweep.
 
-    By default the dimensions are those with the largest mean KL on x: the ones the model uses.
-    """
+    By default the dimensions are those with the largest mean KL on x: the ones the model uses."""
     mu, logvar = (to_numpy(a) for a in model.encode(x))
     if dims is None:
         kl = (-0.5 * (1 + logvar - mu ** 2 - np.exp(logvar))).mean(axis=0)
         dims = np.argsort(kl)[::-1][:n_dims]
     base = mu[len(mu) // 2]
-    zs = np.repeat(base[None], len(dims) * steps, axis=0)
     values = np.linspace(-span, span, steps)
+    zs = np.repeat(base[None], len(dims) * steps, axis=0)
     for r, d in enumerate(dims):
         zs[r * steps:(r + 1) * steps, d] = values
     images = to_uint8(model.decode(model.xp.asarray(zs.astype(model.dtype))))
-    save_png(grid(images, steps, labels=[f"z[{d}]" for d in dims], label_width=48), path)
+    h, w = images.shape[1:3]
+    fig, ax = _grid_figure(images, steps, f"one frame's μ, each row one latent swept {-span:g} … {span:g} "
+                                          f"(red: the frame's own μ), step {step}", left=1.0)
+    ax.set_xticks(centres(steps, w), [f"{v:+.2g}" for v in values], fontsize=7)
+    ax.set_yticks(centres(len(dims), h), [f"z[{d}]\nμ = {base[d]:+.2f}" for d in dims], fontsize=7)
+    ax.tick_params(length=0)
+    xs, ys = centres(steps, w), centres(len(dims), h)
+    for r, d in enumerate(dims):                    # where mu[d] falls between the columns' values
+        at = np.interp(np.clip(base[d], -span, span), values, xs)
+        ax.plot([at, at], [ys[r] - h / 2 - 0.5, ys[r] + h / 2 + 0.5], linestyle="none", color="red",
+                marker="v", markersize=5, markevery=[0], clip_on=False)
+        ax.plot([at], [ys[r] + h / 2 + 0.5], color="red", marker="^", markersize=5, clip_on=False)
+    return fig
 
 
-def loss_curves(rows, path, series=(("recon", "reconstruction (sum over pixels)"), ("kl", "KL (floored)"),
-                                    ("kl_raw", "KL (raw)"), ("heldout_mse", "held-out MSE per pixel"))):
-    """One panel per series: value against step, from the log rows (dicts with 'step')."""
+LOSS_SERIES = (("recon", "reconstruction (sum over pixels)"), ("kl", "KL, floored (what the loss uses)"),
+               ("kl_raw", "KL, raw"), ("heldout_mse", "held-out MSE per pixel"),
+               ("train_mse", "MSE per pixel, training frames (nothing held out)"))
+
+
+def log_ticks(lo, hi):
+    """Ticks for a log axis over [lo, hi]: the powers of ten when they give three or more, else
+    1, 2, 5 × 10^k, else every 1 … 9 × 10^k (a short range still gets numbers on it)."""
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    for subs in ((1,), (1, 2, 5), range(1, 10)):
+        ticks = [float(f"{m}e{k}") for k in decades for m in subs if lo <= float(f"{m}e{k}") <= hi]
+        if len(ticks) >= 3:
+            break
+    return ticks
+
+
+def loss_figure(rows, series=LOSS_SERIES):
+    """One panel per series that the log rows hold: value against step, each panel its own y axis,
+    on a log scale where every value is positive."""
     panels = [(key, title, [(r["step"], r[key]) for r in rows if r.get(key) is not None]) for key, title in series]
     panels = [p for p in panels if p[2]]
-    pw, ph, margin = 420, 260, 56
-    canvas = Image.new("RGB", (pw * max(1, len(panels)), ph), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
+    fig = Figure(figsize=(3.6 * max(1, len(panels)), 3.2), dpi=100, layout="constrained")
+    last = max((r["step"] for r in rows), default=0)
+    first = min((r["step"] for r in rows), default=0)
+    fig.suptitle(f"training log, step {last}", fontsize=10)
     for i, (key, title, pts) in enumerate(panels):
-        x0, y0, x1, y1 = i * pw + margin, 24, (i + 1) * pw - 12, ph - 30
-        steps = np.array([p[0] for p in pts], float)
-        vals = np.array([p[1] for p in pts], float)
-        lo, hi = float(np.nanmin(vals)), float(np.nanmax(vals))
-        if hi - lo < 1e-12:
-            lo, hi = lo - 1, hi + 1
-        smin, smax = float(steps.min()), float(max(steps.max(), steps.min() + 1))
-        draw.rectangle([x0, y0, x1, y1], outline=(0, 0, 0))
-        draw.text((x0, 6), title, fill=(0, 0, 0), font=font)
-        for frac in (0, 0.5, 1):
-            v = lo + frac * (hi - lo)
-            y = y1 - frac * (y1 - y0)
-            draw.line([x0 - 4, y, x0, y], fill=(0, 0, 0))
-            draw.text((i * pw + 2, y - 6), f"{v:.4g}", fill=(0, 0, 0), font=font)
-        for frac in (0, 0.5, 1):
-            s = smin + frac * (smax - smin)
-            x = x0 + frac * (x1 - x0)
-            draw.line([x, y1, x, y1 + 4], fill=(0, 0, 0))
-            draw.text((x - 12, y1 + 8), f"{s:.0f}", fill=(0, 0, 0), font=font)
-        draw.text(((x0 + x1) // 2 - 12, ph - 14), "step", fill=(0, 0, 0), font=font)
-        xy = [(x0 + (s - smin) / (smax - smin) * (x1 - x0), y1 - (v - lo) / (hi - lo) * (y1 - y0))
-              for s, v in zip(steps, vals)]
-        if len(xy) > 1:
-            draw.line(xy, fill=(31, 119, 180), width=2)
-        for x, y in xy[-1:]:
-            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(31, 119, 180))
-    save_png(canvas, path)
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        steps, vals = np.array(pts, float).T
+        ax.plot(steps, vals, marker="o" if len(pts) < 20 else None, markersize=3, color="tab:blue")
+        if np.all(vals > 0):
+            lo, hi = vals.min() / 1.3, vals.max() * 1.3
+            if len(log_ticks(lo, hi)) < 2:            # a flat series (the floored KL): room for two numbers
+                lo, hi = vals.min() / 2, vals.max() * 2
+            ax.set_yscale("log")
+            ax.set_ylim(lo, hi)
+            ax.set_yticks(log_ticks(lo, hi), [f"{v:g}" for v in log_ticks(lo, hi)])
+            ax.yaxis.set_minor_locator(NullLocator())
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_xlim(first - 0.02 * (last - first) - 0.5, last + 0.02 * (last - first) + 0.5)  # one range for all
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True, min_n_ticks=1))
+        ax.tick_params(labelsize=8)
+        ax.grid(True, which="major", alpha=0.3)
+    return fig
+
+
+def reconstructions(model, x, path, step, source="held-out frames"):
+    save(reconstructions_figure(model, x, step, source=source), path)
+
+
+def prior_samples(model, path, step, seed=0):
+    save(samples_figure(model, step, seed=seed), path)
+
+
+def latent_traversal(model, x, path, step):
+    save(traversal_figure(model, x, step), path)
+
+
+def loss_curves(rows, path):
+    save(loss_figure(rows), path)

@@ -266,9 +266,10 @@ class Trainer:
     def write_pictures(self):
         out = self.settings.out
         x = self.eval_images(64)
-        pictures.reconstructions(self.model, x, os.path.join(out, "reconstructions.png"))
-        pictures.prior_samples(self.model, os.path.join(out, "samples.png"), seed=self.settings.seed)
-        pictures.latent_traversal(self.model, x, os.path.join(out, "traversal.png"))
+        source = "held-out frames" if self.eval_split == "heldout" else "training frames (nothing held out)"
+        pictures.reconstructions(self.model, x, os.path.join(out, "reconstructions.png"), self.step, source)
+        pictures.prior_samples(self.model, os.path.join(out, "samples.png"), self.step, seed=self.settings.seed)
+        pictures.latent_traversal(self.model, x, os.path.join(out, "traversal.png"), self.step)
         rows = self.read_log()
         if rows:
             pictures.loss_curves(rows, os.path.join(out, "loss.png"))
