@@ -122,10 +122,14 @@ class VAE:
         self.layers.update(self.dec)
         self.params = {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.params.items()}
         self.cache = None
+        self._backward_done = False                                 # grads hold nothing until a backward
 
     @property
     def grads(self):
         """Gradients named like params, as the last backward left them in the layers."""
+        if not self._backward_done:
+            raise RuntimeError("VAE.grads: no backward() has run yet, so there are no gradients; "
+                               "call loss(x) and backward() first")
         return {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.grads.items()}
 
     def num_params(self):
@@ -138,12 +142,22 @@ class VAE:
         if shape is None or tuple(shape[1:]) != (c, h, w) or len(shape) != 4:
             raise ValueError(f"VAE expects images of shape (N, {c}, {h}, {w}), got "
                              f"{tuple(shape) if shape is not None else type(x).__name__}")
+        if shape[0] == 0:
+            raise ValueError(f"VAE expects at least one image, got an empty batch of shape {tuple(shape)}")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise ValueError(f"VAE expects {self.dtype} images in [0, 1], got {x.dtype}: convert them, e.g. "
+                             f"x.astype(np.{self.dtype}) / 255")
         if x.dtype != self.dtype:
             raise ValueError(f"VAE expects dtype {self.dtype}, got {x.dtype}")
         if device_of(x) != self.device:
             raise ValueError(f"VAE lives on {self.device}, got an array on {device_of(x)}")
-        if self.device == "cpu" and not np.all(np.isfinite(x)):   # on the GPU this would wait for the device
-            raise ValueError("VAE input holds NaN or infinite values")
+        if self.device == "cpu":                                    # on the GPU these would wait for the device
+            lo, hi = x.min(), x.max()                               # NaN or ±inf anywhere reaches one of them
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise ValueError("VAE input holds NaN or infinite values")
+            if lo < 0 or hi > 1:
+                raise ValueError(f"VAE expects images in [0, 1], got values from {lo:g} to {hi:g}"
+                                 + (": divide by 255" if hi > 1 and hi <= 255 and lo >= 0 else ""))
 
     def _encode(self, x):
         h = x                                                       # (N, C, H, W)
@@ -184,6 +198,13 @@ class VAE:
 
     def decode(self, z):
         """Latents (N, latent_dim) → images (N, C, H, W) in (0, 1), C-contiguous."""
+        shape, dtype = tuple(getattr(z, "shape", ())), getattr(z, "dtype", None)
+        if len(shape) != 2 or shape[1] != self.latent_dim or shape[0] == 0:
+            raise ValueError(f"VAE.decode expects latents of shape (N ≥ 1, {self.latent_dim}), got "
+                             f"{shape if dtype is not None else type(z).__name__}")
+        if dtype != self.dtype or device_of(z) != self.device:
+            raise ValueError(f"VAE.decode expects {self.dtype} latents on {self.device} (the model's), got "
+                             f"{dtype} on {device_of(z)}")
         return self.xp.ascontiguousarray(self.sigmoid.forward(self._decode_logits(z)))
 
     def reconstruct(self, x):
@@ -224,7 +245,8 @@ class VAE:
     def backward(self):
         """Fill model.grads with ∂loss/∂θ for the last loss() call."""
         if self.cache is None:
-            raise RuntimeError("VAE.backward called before loss")
+            raise RuntimeError("VAE.backward: the last loss() was already used by a backward(); call loss() again"
+                               if self._backward_done else "VAE.backward called before any loss(); call loss() first")
         n, mu, logvar, std, eps, dy, active = self.cache
         dlogits = self.sigmoid.backward(dy) if self.recon == "mse" else dy  # through σ for the Gaussian loss
         dz = self._decode_backward(dlogits)                         # (N, D)
@@ -237,7 +259,7 @@ class VAE:
         dmu = dmu + w * gmu
         dlogvar = dlogvar + w * glogvar
         self._encode_backward(dmu, dlogvar)
-        self.cache = None
+        self.cache, self._backward_done = None, True
 
     def __repr__(self):
         c, h, w = self.input_shape

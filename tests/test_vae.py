@@ -61,10 +61,42 @@ def test_too_small_input_is_a_clear_error():
     (np.zeros((2, 3, 64, 60), np.float32), r"expects images of shape \(N, 3, 64, 64\), got \(2, 3, 64, 60\)"),
     (np.zeros((2, 3, 64, 64), np.float64), "expects dtype float32, got float64"),
     (np.full((2, 3, 64, 64), np.nan, np.float32), "NaN"),
+    (np.zeros((0, 3, 64, 64), np.float32), r"at least one image, got an empty batch of shape \(0, 3, 64, 64\)"),
+    (np.zeros((2, 3, 64, 64), np.uint8), r"expects float32 images in \[0, 1\], got uint8: convert them, e\.g\. "
+                                          r"x\.astype\(np\.float32\) / 255"),
+    (np.full((2, 3, 64, 64), 255, np.float32), r"images in \[0, 1\], got values from 255 to 255: divide by 255"),
+    (np.full((2, 3, 64, 64), -0.5, np.float32), r"images in \[0, 1\], got values from -0.5 to -0.5$"),
 ])
 def test_bad_images(x, match):
+    for use in (VAE().loss, VAE().encode, VAE().reconstruct):
+        with pytest.raises(ValueError, match=match):
+            use(x)
+
+
+@pytest.mark.parametrize("z, match", [
+    (np.zeros((2, 32), np.float64), r"expects float32 latents on cpu \(the model's\), got float64 on cpu"),
+    (np.zeros((2, 8), np.float32), r"latents of shape \(N ≥ 1, 32\), got \(2, 8\)"),
+    (np.zeros((0, 32), np.float32), r"latents of shape \(N ≥ 1, 32\), got \(0, 32\)"),
+    ([[0.0] * 32], r"latents of shape \(N ≥ 1, 32\), got list"),
+])
+def test_bad_latents(z, match):
     with pytest.raises(ValueError, match=match):
-        VAE().loss(x)
+        VAE().decode(z)
+
+
+def test_misused_steps_say_what_to_do():
+    from scratchvae.optim import Adam
+    m = small_model()
+    opt = Adam(m.params)
+    with pytest.raises(RuntimeError, match=r"no backward\(\) has run yet"):
+        opt.step(m.grads)                                   # the optimizer before any backward
+    with pytest.raises(RuntimeError, match=r"before any loss\(\)"):
+        m.backward()
+    m.loss(images(3, 2, 12, 10))
+    m.backward()
+    with pytest.raises(RuntimeError, match=r"already used by a backward\(\); call loss\(\) again"):
+        m.backward()
+    opt.step(m.grads)                                       # after a backward it goes
 
 
 def test_bad_eps():
