@@ -29,12 +29,12 @@ def parser():
     p = OneLineParser(
         prog="train-scratch",
         description="Train the World Models vision VAE on CarRacing frames. With no arguments: collect a small "
-                    f"dataset into {DEFAULT_DATA} (if it is not there yet), train {DEFAULT_TRAIN_STEPS} steps on "
-                    "the CPU, and say where everything went.")
+                    f"dataset into {DEFAULT_DATA} (what is not there yet), train {DEFAULT_TRAIN_STEPS} steps on "
+                    "the CPU into runs/default, and say where everything went; run again, it continues that run.")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu",
                    help="cpu (NumPy), gpu (CuPy), or auto: the GPU when CuPy and a GPU are there (default cpu)")
     p.add_argument("--data", help=f"folder of episode files from collect-rollouts (default: {DEFAULT_DATA}, "
-                                  "collected first if missing)")
+                                  "collected first, or finished, if incomplete)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=positive_int, help=f"total optimizer steps (default {DEFAULT_TRAIN_STEPS})")
     g.add_argument("--epochs", type=positive_int, help="total passes over the training frames (instead of --steps)")
