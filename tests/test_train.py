@@ -165,17 +165,23 @@ def test_signal_checkpoints_and_says_how_to_resume(tmp_path, data, sig):
     assert checkpoints_in(out)[-1][0] == step + 2
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data):
-    out = str(tmp_path / "run")
-    t = Trainer(RunSettings(data, out, steps=20, batch_size=8, latent_dim=8, log_every=2, eval_every=2,
-                            checkpoint_every=3), progress=False)
+def poisoned_trainer(data, out, log_every, checkpoint_every, after_step, name, value):
+    """A 20-step Trainer whose update `after_step` writes `value` into the first entry of parameter `name`."""
+    t = Trainer(RunSettings(data, out, steps=20, batch_size=8, latent_dim=8, log_every=log_every,
+                            eval_every=log_every, checkpoint_every=checkpoint_every), progress=False)
     real_step = t.opt.step
 
     def poisoned(grads):
         real_step(grads)
-        if t.opt.t == 4:                                  # after step 4 the weights hold a NaN
-            t.model.params["decoder.dense.b"][0] = np.nan
+        if t.opt.t == after_step:
+            t.model.params[name].reshape(-1)[0] = value
     t.opt.step = poisoned
+    return t
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data):
+    out = str(tmp_path / "run")
+    t = poisoned_trainer(data, out, 2, 3, 4, "decoder.dense.b", np.nan)   # after step 4 the weights hold a NaN
     with pytest.raises(TrainingStopped, match=r"the loss became nan at step 5; stopping\. Last good checkpoint: "
                                               r".*ckpt_0000003\.npz") as e:
         t.run()
@@ -381,32 +387,16 @@ def test_default_data_is_finished_before_training(tmp_path, data, monkeypatch):
 def test_a_nan_is_never_checkpointed(tmp_path, data):
     """--checkpoint-every 5 --log-every 10: the losses of steps 1–5 are checked before checkpoint 5 is written."""
     out = str(tmp_path / "run")
-    t = Trainer(RunSettings(data, out, steps=20, batch_size=8, latent_dim=8, log_every=10, eval_every=10,
-                            checkpoint_every=5), progress=False)
-    real_step = t.opt.step
-
-    def poisoned(grads):
-        real_step(grads)
-        if t.opt.t == 4:
-            t.model.params["decoder.dense.b"][0] = np.nan
-    t.opt.step = poisoned
+    t = poisoned_trainer(data, out, 10, 5, 4, "decoder.dense.b", np.nan)
     with pytest.raises(TrainingStopped, match=r"the loss became nan at step 5; stopping\. No checkpoint") as e:
         t.run()
     assert e.value.exit_code == 3 and checkpoints_in(out) == []
 
 
 def test_parameters_that_turn_nan_are_never_checkpointed(tmp_path, data):
-    """The update of step 6 makes a parameter NaN: its loss was finite, but checkpoint 6 is not written."""
+    """The update of step 6 makes a parameter infinite: its loss was finite, but checkpoint 6 is not written."""
     out = str(tmp_path / "run")
-    t = Trainer(RunSettings(data, out, steps=20, batch_size=8, latent_dim=8, log_every=10, eval_every=10,
-                            checkpoint_every=3), progress=False)
-    real_step = t.opt.step
-
-    def poisoned(grads):
-        real_step(grads)
-        if t.opt.t == 6:
-            t.model.params["encoder.mu.W"][0, 0] = np.inf
-    t.opt.step = poisoned
+    t = poisoned_trainer(data, out, 10, 3, 6, "encoder.mu.W", np.inf)
     with pytest.raises(TrainingStopped, match=r"param/encoder\.mu\.W holds NaN or infinite values at step 6; "
                                               r"stopping\. Last good checkpoint: .*ckpt_0000003\.npz \(step 3\)"):
         t.run()
