@@ -104,9 +104,8 @@ def traversal_figure(model, x, step, dims=None, n_dims=6, steps=9, span=3.0):
     xs, ys = centres(steps, w), centres(len(dims), h)
     for r, d in enumerate(dims):                    # where mu[d] falls between the columns' values
         at = np.interp(np.clip(base[d], -span, span), values, xs)
-        ax.plot([at, at], [ys[r] - h / 2 - 0.5, ys[r] + h / 2 + 0.5], linestyle="none", color="red",
-                marker="v", markersize=5, markevery=[0], clip_on=False)
-        ax.plot([at], [ys[r] + h / 2 + 0.5], color="red", marker="^", markersize=5, clip_on=False)
+        top = ys[r] - (h - 1) / 2                   # a short tick from the row's top edge, inside the row
+        ax.plot([at, at], [top, top + h / 5], color="red", linewidth=2, solid_capstyle="butt")
     return fig
 
 
