@@ -276,11 +276,14 @@ class Trainer:
 
     # ---- the loop -----------------------------------------------------------------------------------
     def _on_signal(self, signum, frame):
-        if self._stop:                                              # the second: stop now
-            raise KeyboardInterrupt
+        name = signal.Signals(signum).name
+        if self._stop:                          # the second: stop now (files are written atomically)
+            good = checkpoints_in(self.settings.out)
+            raise TrainingStopped(f"stopped at once by a second {name} during step {self.step + 1}; the newest "
+                                  f"checkpoint is {good[-1][1] if good else 'none'}.", 128 + signum,
+                                  resume_with="" if good else None)
         self._stop = signum
-        self.say(f"{signal.Signals(signum).name} received: stopping after this step, with a checkpoint "
-                 "(send it again to stop at once)")
+        self.say(f"{name} received: stopping after this step, with a checkpoint (send it again to stop at once)")
 
     def run(self):
         os.makedirs(self.settings.out, exist_ok=True)

@@ -457,5 +457,7 @@ def test_a_second_signal_stops_at_once(tmp_path, data):
     t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=2, batch_size=8), progress=False, say=heard.append)
     t._on_signal(signal.SIGINT, None)
     assert heard == ["SIGINT received: stopping after this step, with a checkpoint (send it again to stop at once)"]
-    with pytest.raises(KeyboardInterrupt):
-        t._on_signal(signal.SIGINT, None)
+    with pytest.raises(TrainingStopped, match="stopped at once by a second SIGTERM during step 1; the newest "
+                                              "checkpoint is none") as e:
+        t._on_signal(signal.SIGTERM, None)
+    assert e.value.exit_code == 143 and e.value.resume_with is None
