@@ -7,14 +7,20 @@ import os
 import tempfile
 
 
+def temporary_beside(path):
+    """(fd, name) of a new hidden temporary file in `path`'s folder; an OSError names `path`, the file
+    meant, not the temporary one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        return tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, path) from None
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
     """with atomic_write(path) as f: ... — the file appears at `path` only if the block finishes."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    except OSError as e:                                # name the file meant, not the temporary one
-        raise OSError(e.errno, e.strerror, path) from None
+    fd, tmp = temporary_beside(path)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)                       # as an ordinary new file would be

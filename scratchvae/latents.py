@@ -19,11 +19,10 @@ The memory model trains on sequences: z_t = mu_t + exp(logvar_t / 2)·eps (sampl
 epoch, as World Models does), a_t, and predicts z_{t+1} within one episode.
 """
 import os
-import tempfile
 
 import numpy as np
 
-from .atomic import atomic_write
+from .atomic import atomic_write, temporary_beside
 from .backend import to_numpy
 from .checkpoint import config_json
 from .data.dataset import to_model_input
@@ -40,10 +39,9 @@ def check_writable(out):
     """Before any work: `out` can be written (its folder made if need be), or an error saying why."""
     if os.path.isdir(out):
         raise IsADirectoryError(f"--out {out} is a folder; expected the name of a .npz file to write")
-    folder = os.path.dirname(os.path.abspath(out))
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, trial = tempfile.mkstemp(prefix="." + os.path.basename(out) + ".", suffix=".tmp", dir=folder)
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        fd, trial = temporary_beside(out)                           # the file atomic_write will make
         os.close(fd)
         os.unlink(trial)
     except OSError as e:

@@ -98,10 +98,10 @@ def traversal_figure(model, x, step, dims=None, n_dims=6, steps=9, span=3.0):
     h, w = images.shape[1:3]
     fig, ax = _grid_figure(images, steps, f"one frame's μ, each row one latent swept {-span:g} … {span:g} "
                                           f"(red: the frame's own μ), step {step}", left=1.0)
-    ax.set_xticks(centres(steps, w), [f"{v:+.2g}" for v in values], fontsize=7)
-    ax.set_yticks(centres(len(dims), h), [f"z[{d}]\nμ = {base[d]:+.2f}" for d in dims], fontsize=7)
-    ax.tick_params(length=0)
     xs, ys = centres(steps, w), centres(len(dims), h)
+    ax.set_xticks(xs, [f"{v:+.2g}" for v in values], fontsize=7)
+    ax.set_yticks(ys, [f"z[{d}]\nμ = {base[d]:+.2f}" for d in dims], fontsize=7)
+    ax.tick_params(length=0)
     for r, d in enumerate(dims):                    # where mu[d] falls between the columns' values
         at = np.interp(np.clip(base[d], -span, span), values, xs)
         top = ys[r] - (h - 1) / 2                   # a short tick from the row's top edge, inside the row

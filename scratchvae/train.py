@@ -88,7 +88,8 @@ class RunSettings:
 
     @classmethod
     def saved(cls, out):
-        """The settings a run folder's run was started with (its run.json), as RunSettings."""
+        """The settings a run folder's run was started with, read from its run.json: (RunSettings, its
+        length in steps as run.json records it, for a run given in epochs too)."""
         path = os.path.join(out, "run.json")
         try:
             with open(path) as f:
@@ -97,11 +98,12 @@ class RunSettings:
             raise FileNotFoundError(f"--resume: {out} holds no run (no run.json)") from None
         except (ValueError, UnicodeDecodeError) as e:
             raise ValueError(f"{path}: not readable JSON ({e})") from None
+        length = d.get("steps")                                 # for a run in epochs, the epochs counted out
         d = {f.name: d[f.name] for f in fields(cls) if f.name in d}
-        if d.get("epochs") is not None:                         # run.json's steps is the epochs counted out
+        if d.get("epochs") is not None:
             d["steps"] = None
         try:
-            return cls(**{**d, "out": out})
+            return cls(**{**d, "out": out}), length
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: not the settings of a run ({e})") from None
 

@@ -89,12 +89,10 @@ def test_a_full_disk_while_training(tmp_path, data, monkeypatch, capsys):
 
 def test_a_read_only_folder(tmp_path, data, run_dir, monkeypatch, capsys):
     import scratchvae.atomic
-    import scratchvae.latents
-    refuse(monkeypatch, scratchvae.atomic.tempfile, "mkstemp", errno.EROFS)
+    refuse(monkeypatch, scratchvae.atomic.tempfile, "mkstemp", errno.EROFS)   # atomic_write's and check_writable's
     out = tmp_path / "run"
     assert run("train-scratch", train_main, ["--data", data, "--steps", "2", "--out", str(out), *FAST]) == 2
     assert one_line(capsys) == f"train-scratch: error: {out / 'run.json'}: Read-only file system"
-    refuse(monkeypatch, scratchvae.latents.tempfile, "mkstemp", errno.EROFS)
     target = tmp_path / "lat" / "latents.npz"
     assert run("encode-latents", encode_main, ["--checkpoint", run_dir, "--data", data, "--out", str(target),
                                                "--quiet"]) == 2

@@ -6,7 +6,7 @@ import warnings
 from . import OneLineParser, positive_int, run
 from ..backend import resolve_device
 from ..checkpoint import load, newest_readable
-from ..latents import check_writable, encode_folder
+from ..latents import encode_folder
 
 
 def parser():
@@ -27,7 +27,6 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     device = resolve_device(args.device)
-    check_writable(args.out)                                        # before the work, not after it
     if os.path.isdir(args.checkpoint):
         ck, path, unreadable = newest_readable(args.checkpoint, device=device)
         for bad, why in unreadable:

@@ -1,6 +1,5 @@
 """bin/train-scratch: train the World Models vision VAE, from nothing to pictures and checkpoints."""
 import argparse
-import json
 import os
 import sys
 from dataclasses import fields
@@ -80,26 +79,20 @@ def default_data(quiet):
     return DEFAULT_DATA
 
 
-def holds_run(out):
-    return os.path.exists(os.path.join(out, "run.json")) or bool(checkpoints_in(out))
-
-
 def settings_for(args, given):
     """(RunSettings, resume): a new run from the options, or a run folder's own settings with the options
     given again as overrides. With no --out, a run already in the default folder goes on: to its own
     length if it stopped early, else DEFAULT_TRAIN_STEPS further."""
-    resume = args.resume
-    if not resume and "out" not in given and holds_run(args.out):
-        resume = True
-        RunSettings.saved(args.out)                                 # a readable run.json, or a clear error
-        with open(os.path.join(args.out, "run.json")) as f:
-            length = json.load(f).get("steps")                      # in steps, also for a run given in epochs
-        step = checkpoints_in(args.out)[-1][0] if checkpoints_in(args.out) else 0
-        if not {"steps", "epochs"} & given.keys():
-            given["steps"] = length if isinstance(length, int) and step < length else step + DEFAULT_TRAIN_STEPS
-        print(f"train-scratch: {args.out} holds a run at step {step}; continuing it (give --out for a new run)")
-    if resume:
-        saved = RunSettings.saved(args.out)
+    found = checkpoints_in(args.out)
+    holds_run = bool(found) or os.path.exists(os.path.join(args.out, "run.json"))
+    default_run = not args.resume and "out" not in given and holds_run
+    if args.resume or default_run:
+        saved, length = RunSettings.saved(args.out)
+        if default_run:
+            step = found[-1][0] if found else 0
+            if not {"steps", "epochs"} & given.keys():
+                given["steps"] = length if isinstance(length, int) and step < length else step + DEFAULT_TRAIN_STEPS
+            print(f"train-scratch: {args.out} holds a run at step {step}; continuing it (give --out for a new run)")
         settings, changes = saved.resumed({k: v for k, v in given.items() if k != "resume"})
         if changes:
             print("train-scratch: resuming with " + ", ".join(

@@ -122,7 +122,7 @@ def collect(out, episodes, steps, workers=1, policy="brownian", seed=0, size=(64
     t0 = time.perf_counter()
     if not jobs:
         return summary
-    bar = tqdm(total=len(jobs), unit="ep", disable=not progress or not jobs, desc="collecting")
+    bar = tqdm(total=len(jobs), unit="ep", disable=not progress, desc="collecting")
     pool = None
     try:
         if workers == 1 or len(jobs) == 1:
