@@ -13,10 +13,19 @@ method (Dense.backward), or "#marker" for the lines between `# docs: marker` and
 `# end docs: marker` in that file. Names are found with Python's own parser, so a
 renamed function is an error, not silent drift.
 
+A command's options are shown the same way, rendered from the parser the command itself
+uses (the module's `parser()`), so the page cannot describe an option that is gone:
+
+    <!-- options scratchvae.cli.train -->
+    ...a table of train-scratch's options, with their help and defaults...
+    <!-- end options -->
+
     python docs/sync.py           rewrite the pages whose code is out of date
     python docs/sync.py --check   say which pages are out of date, exit 1 if any (the tests do this)
 """
+import argparse
 import ast
+import importlib
 import os
 import re
 import sys
@@ -25,6 +34,7 @@ import textwrap
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
 BLOCK = re.compile(r"(<!-- include (?P<ref>\S+) -->\n)(?P<body>.*?)(<!-- end include -->)", re.S)
+OPTIONS = re.compile(r"(<!-- options (?P<module>\S+) -->\n)(?P<body>.*?)(<!-- end options -->)", re.S)
 
 
 class DocsError(ValueError):
@@ -68,8 +78,35 @@ def render_block(ref):
     return f"```python\n{code}\n```\n<sub>{path}, lines {first}–{last}</sub>\n"
 
 
+def render_options(module):
+    """A command's synopsis and a table of its options, from the module's parser()."""
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    try:
+        p = importlib.import_module(module).parser()
+    except (ImportError, AttributeError) as e:
+        raise DocsError(f"options {module}: expected a module with a parser() function ({e})") from None
+    rows, required = [], []
+    for a in p._actions:
+        if isinstance(a, argparse._HelpAction):
+            continue
+        if a.nargs == 0:                                       # a flag
+            arg = ""
+        elif a.choices:
+            arg = " {" + ",".join(map(str, a.choices)) + "}"
+        else:
+            arg = " " + (a.metavar or a.dest.upper())
+        names = ", ".join(f"`{o}{arg}`" for o in a.option_strings)
+        rows.append(f"| {names} | {'required: ' if a.required else ''}{a.help or ''} |")
+        if a.required:
+            required.append(f"{a.option_strings[0]}{arg}")
+    synopsis = " ".join([p.prog] + required + ["[options]"])
+    return "```\n" + synopsis + "\n```\n\n| option | meaning |\n|---|---|\n" + "\n".join(rows) + "\n"
+
+
 def render(text):
-    return BLOCK.sub(lambda m: m.group(1) + render_block(m.group("ref")) + m.group(4), text)
+    text = BLOCK.sub(lambda m: m.group(1) + render_block(m.group("ref")) + m.group(4), text)
+    return OPTIONS.sub(lambda m: m.group(1) + render_options(m.group("module")) + m.group(4), text)
 
 
 def pages():

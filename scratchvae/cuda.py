@@ -7,8 +7,8 @@ Both kernels keep the CPU's layout (see im2col.py): images stored (C, H, W, N) a
 (C, kh, kw, oh, ow, N), the batch last, so neighbouring threads (neighbouring n) read and
 write neighbouring addresses.
 
-im2col: one thread per column element (c, j, i, y, x, n) of the (C, kh, kw, oh, ow, N)
-    buffer. It reads x[n, c, y·sy − ph + j, x·sx − pw + i], or 0 where the window hangs over
+im2col: one thread per column element (c, j, i, r, s, n) of the (C, kh, kw, oh, ow, N)
+    buffer, (r, s) the output position. It reads x[n, c, r·sy − ph + j, s·sx − pw + i], or 0 where the window hangs over
     the padding: no padded copy of the input is made.
 
 col2im: one thread per image pixel (c, Y, X, n) of the (C, H, W, N) image. It sums every
@@ -28,15 +28,15 @@ IM2COL_PARAMS = ("raw T img, int32 nimg, int32 nch, int32 h, int32 w, int32 oh, 
                  "int32 sy, int32 sx, int32 ph, int32 pw")
 # docs: im2col-kernel
 IM2COL_BODY = """
-int n = i % nimg;               // buffer index i → (c, j, ii, y, x, n), n fastest
+int n = i % nimg;               // buffer index i → (c, j, ii, r, s, n), n fastest
 int t = i / nimg;
-int x = t % ow;   t /= ow;
-int y = t % oh;   t /= oh;
+int s = t % ow;   t /= ow;
+int r = t % oh;   t /= oh;
 int ii = t % kw;  t /= kw;
 int j = t % kh;
 int c = t / kh;
-int iy = y * sy - ph + j;       // the input pixel this element copies
-int ix = x * sx - pw + ii;
+int iy = r * sy - ph + j;       // the input pixel this element copies
+int ix = s * sx - pw + ii;
 col = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? img[((c * h + iy) * w + ix) * nimg + n] : (T)0;
 """
 # end docs: im2col-kernel
@@ -54,12 +54,13 @@ for (int j = 0; j < kh; ++j) {              // same order as the CPU: j, then i,
     int py = Y - j;
     if (py < 0) break;
     if (py % sy != 0 || py / sy >= oh) continue;
-    int y = py / sy;
+    int r = py / sy;                        // the output position (r, s) whose window put it here
     for (int ii = 0; ii < kw; ++ii) {
         int px = X - ii;
         if (px < 0) break;
         if (px % sx != 0 || px / sx >= ow) continue;
-        val += col[((((c * kh + j) * kw + ii) * oh + y) * ow + px / sx) * nimg + n];
+        int s = px / sx;
+        val += col[((((c * kh + j) * kw + ii) * oh + r) * ow + s) * nimg + n];
     }
 }
 img = val;

@@ -128,8 +128,9 @@ def relu_patterns_held(model, x, eps):
     """Hold every ReLU's on/off pattern at what it is at the current parameters.
 
     The loss is then smooth in the parameters (ReLUs were its kinks) and has the same gradient
-    here, so central differences may take a large step: on a loss of ~10³ a parameter's whole
-    gradient can be ~10⁻⁴, and rounding (ε·|f|/h) needs h ≈ 10⁻², far more than a ReLU allows.
+    here, so central differences may take a large step: on a loss of ~10³ the derivative along a unit
+    direction in one parameter can be ~10⁻⁵ (10⁻⁸ of the loss: the default model's conv3 weights at
+    initialisation), and rounding (ε·|f|/h) needs h ≈ 10⁻² to stay far below it, far more than a ReLU allows.
     """
     model.loss(x, eps)
     for r in model.relus.values():

@@ -5,10 +5,10 @@ zero padding (ph, pw), the output has
 
     oh = (H + 2·ph − kh) // sy + 1,    ow = (W + 2·pw − kw) // sx + 1
 
-positions (scratchvae/sizes.py). ``im2col`` copies, for every output position (y, x), the window of
+positions (scratchvae/sizes.py). ``im2col`` copies, for every output position (r, s), the window of
 the padded input it sees into one column:
 
-    col[n, c, j, i, y, x] = x_pad[n, c, y·sy + j, x·sx + i]
+    col[n, c, j, i, r, s] = x_pad[n, c, r·sy + j, s·sx + i]
 
 so that a whole convolution is one matrix product, W₂ · COL, with W₂ the
 weights as a (C_out, C·kh·kw) matrix and COL = ``as_matrix(col)``, one column per
@@ -73,7 +73,7 @@ def im2col(x, kh, kw, sy, sx, ph, pw, out=None):
         img = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)  # (C, H+2ph, W+2pw, N)
         img[:, ph:ph + h, pw:pw + w] = x.transpose(1, 2, 3, 0)
     bc, by, bx, bn = img.strides                            # bytes to the next channel, row, column, image
-    # windows[c, j, i, y, x, n] = img[c, y·sy + j, x·sx + i, n]: a view, nothing copied yet
+    # windows[c, j, i, r, s, n] = img[c, r·sy + j, s·sx + i, n]: a view, nothing copied yet
     windows = as_strided(img, (c, kh, kw, oh, ow, n), (bc, by, bx, by * sy, bx * sx, bn), writeable=False)
     buf = np.empty(windows.shape, dtype=x.dtype) if out is None else out  # (C, kh, kw, oh, ow, N)
 

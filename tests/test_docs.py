@@ -3,6 +3,7 @@
 (The worked examples in docs/*.md run as doctests: setup.cfg's addopts has
 --doctest-glob=*.md, so pytest collects them and checks every printed number.)
 """
+import importlib
 import importlib.util
 import os
 import re
@@ -99,3 +100,35 @@ def test_the_readme_example_runs():
         scope = {}
         exec(compile(code, "README.md", "exec"), scope)
     assert scope["mu"].shape == (8, 32) and float(scope["out"]["loss"]) > 0
+
+
+def test_training_page_shows_every_tools_options_from_its_parser():
+    text = open(os.path.join(sync.DOCS, "training.md"), encoding="utf-8").read()
+    for module, prog in (("scratchvae.cli.collect", "collect-rollouts"), ("scratchvae.cli.train", "train-scratch"),
+                         ("scratchvae.cli.encode", "encode-latents")):
+        assert f"<!-- options {module} -->" in text, f"docs/training.md does not show {prog}'s options"
+        parser = importlib.import_module(module).parser()
+        shown = sync.OPTIONS.search(text[text.index(f"<!-- options {module} -->"):]).group("body")
+        assert shown.startswith(f"```\n{prog}")
+        for action in parser._actions:
+            for flag in action.option_strings:
+                if flag not in ("-h", "--help"):
+                    assert f"`{flag}" in shown, f"{prog}'s {flag} is missing from docs/training.md"
+
+
+def test_an_option_changed_in_the_parser_makes_the_page_stale(monkeypatch):
+    from scratchvae.cli import train
+    page = "<!-- options scratchvae.cli.train -->\n<!-- end options -->"
+    before = sync.render(page)
+    assert "| `--lr LR` | Adam's learning rate (default 0.001) |" in before
+    original = train.parser
+
+    def changed():
+        p = original()
+        p.add_argument("--warmup", type=int, default=0, help="steps of learning-rate warm-up")
+        return p
+    monkeypatch.setattr(train, "parser", changed)
+    after = sync.render(before)
+    assert after != before and "| `--warmup WARMUP` | steps of learning-rate warm-up |" in after
+    with pytest.raises(sync.DocsError, match="expected a module with a parser"):
+        sync.render_options("scratchvae.cli.nothing")
