@@ -32,6 +32,34 @@ def test_every_link_and_picture_resolves(page):
             assert os.path.exists(os.path.join(sync.DOCS, target)), f"docs/{page} links to missing {target}"
 
 
+def slug(heading):
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(path):
+    text = open(path, encoding="utf-8").read()
+    text = re.sub(r"```.*?```", "", text, flags=re.S)           # a '# comment' in code is no heading
+    return {slug(h) for h in re.findall(r"^#{1,6} (.+)$", text, flags=re.M)}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_anchor_a_link_names_is_a_heading(page):
+    text = open(os.path.join(sync.DOCS, page), encoding="utf-8").read()
+    for target, fragment in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", text):
+        if target.startswith("http"):
+            continue
+        path = os.path.join(sync.DOCS, target or page)
+        assert fragment in anchors(path), f"docs/{page} links to #{fragment}, which is no heading of {target or page}"
+
+
+def test_the_anchor_check_can_fail():
+    assert slug("Proving it: finite differences") == "proving-it-finite-differences"
+    assert slug("One rule: a linear map's backward is its transpose") == "one-rule-a-linear-maps-backward-is-its-transpose"
+    assert "dense" in anchors(os.path.join(sync.DOCS, "backward.md"))
+    assert "densely" not in anchors(os.path.join(sync.DOCS, "backward.md"))
+
+
 def test_a_renamed_function_is_an_error():
     with pytest.raises(sync.DocsError, match="no function or class 'backwards'"):
         sync.find("scratchvae/layers/dense.py:Dense.backwards")
@@ -84,6 +112,12 @@ def test_the_section_finder_and_the_table_can_fail():
     text = "# t\n## A\nfoo <!-- include x.py:f -->\n## B\nbar\n"
     assert sections(text) == {"A": "\nfoo <!-- include x.py:f -->\n", "B": "\nbar\n"}
     assert "<!-- include x.py:f -->" not in sections(text)["B"]
+
+
+def test_every_section_of_the_backward_page_has_a_worked_example():
+    text = open(os.path.join(sync.DOCS, "backward.md"), encoding="utf-8").read()
+    missing = [heading for heading, body in sections(text).items() if "\n>>> " not in body]
+    assert not missing, f"docs/backward.md: sections without a worked example: {missing}"
 
 
 def test_pages_with_worked_examples_have_them():

@@ -119,9 +119,11 @@ class Conv2D(_ConvBase):
         self.grads["W"] = weight_grad(dy_mat, col_mat).reshape(W.shape)  # (Co, C, kh, kw)  dW = dY·COLᵀ
         if not self.input_grad:
             return None
+        # docs: conv-input-gradient
         dcol_mat = W.reshape(self.out_channels, -1).T @ dy_mat      # (C*kh*kw, oh*ow*N)  dCOL = Wᵀ·dY
         dcol = from_matrix(dcol_mat, (n, c, self.kh, self.kw, oh, ow))  # (N, C, kh, kw, oh, ow)
         return col2im(dcol, h, w, self.sy, self.sx, self.ph, self.pw)  # (N, C, H, W)  dx = col2im(dcol)
+        # end docs: conv-input-gradient
 
 
 class ConvTranspose2D(_ConvBase):
@@ -151,9 +153,11 @@ class ConvTranspose2D(_ConvBase):
                              f"padding {self.ph, self.pw} is too large for kernel {self.kh}×{self.kw}")
         W, b = self.params["W"], self.params["b"]                   # (Ci, Co, kh, kw), (Co,)
         x_mat = images_to_matrix(x)                                 # (Ci, H*W*N)
+        # docs: transposed-forward
         col_mat = W.reshape(ci, -1).T @ x_mat                       # (Co*kh*kw, H*W*N)  COL = Wᵀ·X
         col = from_matrix(col_mat, (n, self.out_channels, self.kh, self.kw, h, w))  # (N, Co, kh, kw, H, W)
         y = col2im(col, oh, ow, self.sy, self.sx, self.ph, self.pw)  # (N, Co, oh, ow)
+        # end docs: transposed-forward
         y += b[:, None, None]                                       # (N, Co, oh, ow)
         self.cache = (x.shape, x_mat)
         return y
