@@ -69,7 +69,6 @@ def im2col_figure(h=4, w=4, k=2, stride=1):
     ax.text(w + 1.9, -0.05, "(j, i)", ha="right", va="bottom", fontsize=8)
     fig.suptitle("im2col copies every window into a column; the convolution is then one matrix product",
                  fontsize=10, y=0.98)
-    fig.im2col_values = mat                                      # what the figure shows, for the tests
     return fig
 
 
@@ -100,7 +99,6 @@ def painting_figure(stride=2):
     grid(ax, y, x0, 0, overlap, label="y = ConvTranspose2D(x)")
     fig.suptitle(f"The transposed convolution, stride {stride}: every input pixel paints the kernel times its "
                  "value; where paints overlap (grey), they add", fontsize=10, y=0.98)
-    fig.painted_values = y
     return fig
 
 
@@ -171,7 +169,6 @@ def vae_graph_figure():
              "Forward: black.  Backward: dashed red, labelled with the gradient it carries."]
     for i, note in enumerate(notes):
         ax.text(0.0, 5.85 - 0.32 * i, note, fontsize=9, va="top")
-    fig.notes = notes
     return fig
 
 

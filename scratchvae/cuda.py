@@ -8,8 +8,8 @@ Both kernels keep the CPU's layout (see im2col.py): images stored (C, H, W, N) a
 write neighbouring addresses.
 
 im2col: one thread per column element (c, j, i, r, s, n) of the (C, kh, kw, oh, ow, N)
-    buffer, (r, s) the output position. It reads x[n, c, r·sy − ph + j, s·sx − pw + i], or 0 where the window hangs over
-    the padding: no padded copy of the input is made.
+    buffer, (r, s) the output position. It reads x[n, c, r·sy − ph + j, s·sx − pw + i], or 0
+    where the window hangs over the padding: no padded copy of the input is made.
 
 col2im: one thread per image pixel (c, Y, X, n) of the (C, H, W, N) image. It sums every
     column element that landed on it: the kernel offsets (j, i) with

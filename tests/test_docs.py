@@ -3,6 +3,7 @@
 (The worked examples in docs/*.md run as doctests: setup.cfg's addopts has
 --doctest-glob=*.md, so pytest collects them and checks every printed number.)
 """
+import functools
 import importlib
 import importlib.util
 import os
@@ -37,6 +38,7 @@ def slug(heading):
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+@functools.lru_cache(maxsize=None)
 def anchors(path):
     text = open(path, encoding="utf-8").read()
     text = re.sub(r"```.*?```", "", text, flags=re.S)           # a '# comment' in code is no heading
@@ -50,12 +52,13 @@ def test_every_anchor_a_link_names_is_a_heading(page):
         if target.startswith("http"):
             continue
         path = os.path.join(sync.DOCS, target or page)
-        assert fragment in anchors(path), f"docs/{page} links to #{fragment}, which is no heading of {target or page}"
+        assert fragment in anchors(path), f"docs/{page} links to #{fragment}: no heading of {target or page}"
 
 
 def test_the_anchor_check_can_fail():
     assert slug("Proving it: finite differences") == "proving-it-finite-differences"
-    assert slug("One rule: a linear map's backward is its transpose") == "one-rule-a-linear-maps-backward-is-its-transpose"
+    assert (slug("One rule: a linear map's backward is its transpose")
+            == "one-rule-a-linear-maps-backward-is-its-transpose")
     assert "dense" in anchors(os.path.join(sync.DOCS, "backward.md"))
     assert "densely" not in anchors(os.path.join(sync.DOCS, "backward.md"))
 

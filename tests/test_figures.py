@@ -66,6 +66,7 @@ def test_the_script_writes_every_figure_and_the_docs_show_them(tmp_path, capsys)
     for name in figures.FIGURES:
         with open(tmp_path / name, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-        assert os.path.isfile(os.path.join(ROOT, "docs", "img", name)), f"docs/img/{name}: run python docs/figures.py"
+        committed = os.path.join(ROOT, "docs", "img", name)
+        assert os.path.isfile(committed), f"docs/img/{name} is missing: run python docs/figures.py"
         assert f"](img/{name})" in docs, f"no page shows img/{name}"
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
