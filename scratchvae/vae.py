@@ -220,7 +220,7 @@ class VAE:
         loss = recon + β·kl, recon, kl (the floored KL the loss uses) and kl_raw (its unfloored mean)."""
         self._check_images(x)
         n = x.shape[0]
-        if eps is None:                     # drawn first: on the GPU its upload then waits for nothing
+        if eps is None:                     # drawn on the host; on the GPU its upload is queued, not awaited
             eps = self.sample_eps(n)                                # (N, D)
         elif tuple(getattr(eps, "shape", ())) != (n, self.latent_dim) or device_of(eps) != self.device:
             raise ValueError(f"eps must be an array of shape ({n}, {self.latent_dim}) on {self.device}, got "

@@ -4,6 +4,8 @@ Every test here is marked gpu and skipped, with the reason, where CuPy or a GPU 
 (The finite-difference and learning tests elsewhere also run on the GPU, through the
 `device` fixture.)
 """
+import time
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -121,3 +123,50 @@ def test_loss_stays_on_the_device(seed):
     m = VAE(input_shape=(3, 64, 64), seed=seed, device="gpu")
     out = m.loss(cp().random.random((2, 3, 64, 64), dtype=np.float32))
     assert all(type(v).__module__.startswith("cupy") and v.shape == () for v in out.values())
+
+
+# ---- a training step never waits for the GPU ------------------------------------------------------------
+SPIN = r"""
+__device__ unsigned long long now() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+extern "C" __global__ void spin(unsigned long long ns) {
+    unsigned long long t0 = now();
+    while (now() - t0 < ns) __nanosleep(1000);
+}
+"""
+
+
+def busy_gpu(seconds):
+    """Queue one kernel that keeps the GPU busy for `seconds`; returns at once."""
+    cp().RawKernel(SPIN, "spin")((1,), (1,), (np.uint64(seconds * 1e9),))
+
+
+def test_a_training_step_never_waits_for_the_gpu(tmp_path):
+    """Before step 2 the GPU is kept busy for 3 s by one queued kernel. Steps 2 and 3 (batch, loss,
+    backward, Adam, the losses into their device-side buffer) must return long before the 3 s are up:
+    any device-to-host copy (a float() of a loss, a NaN check, a .get()) or other synchronisation inside
+    a step would wait for the spinning kernel. The log row after step 3 reads the losses back, so it must
+    wait: the probe sees a read where there is one."""
+    from test_train import tiny_data
+    from scratchvae.train import RunSettings, Trainer
+    t = Trainer(RunSettings(tiny_data(tmp_path / "eps"), str(tmp_path / "run"), steps=3, batch_size=8,
+                            device="gpu", log_every=3, eval_every=100, checkpoint_every=100), progress=False)
+    spent = {}
+
+    def timed(name, call):
+        def wrapped():
+            if name == "step" and t.step == 1:          # step 1 compiled the kernels and made cuBLAS's handle
+                cp().cuda.Device().synchronize()
+                busy_gpu(3.0)
+                spent["start"] = time.perf_counter()
+            out = call()
+            spent[f"{name} {t.step}"] = time.perf_counter() - spent.get("start", 0.0)
+            return out
+        return wrapped
+    t._step, t._log_row = timed("step", t._step), timed("row", t._log_row)
+    t.run()
+    assert spent["step 3"] < 1.0, f"steps 2 and 3 took {spent['step 3']:.2f} s behind a 3 s kernel: they waited"
+    assert spent["row 3"] > 2.5, f"the log row returned {spent['row 3']:.2f} s in: the probe did not hold the GPU"

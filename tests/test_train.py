@@ -13,6 +13,7 @@ from scratchvae.checkpoint import load
 from scratchvae.cli.encode import main as encode_main
 from scratchvae.cli.train import main as train_main
 from scratchvae.data.episodes import episode_name, write_episode
+from scratchvae.gradcheck import rel_error
 from scratchvae.latents import episode_rows
 from scratchvae.checkpoint import checkpoints_in
 from scratchvae.train import RunSettings, Trainer, TrainingStopped
@@ -44,9 +45,9 @@ def data(tmp_path_factory):
     return tiny_data(tmp_path_factory.mktemp("data") / "eps")
 
 
-def test_train_writes_every_output(tmp_path, data, capsys):
+def test_train_writes_every_output(tmp_path, data, capsys, device):
     out = str(tmp_path / "run")
-    assert train_main(["--data", data, "--steps", "7", "--out", out, *FAST]) == 0
+    assert train_main(["--data", data, "--steps", "7", "--out", out, "--device", device, *FAST]) == 0
     files = set(os.listdir(out))
     assert {"run.json", "log.jsonl", "checkpoints", "reconstructions.png", "samples.png", "traversal.png",
             "loss.png"} <= files
@@ -57,7 +58,7 @@ def test_train_writes_every_output(tmp_path, data, capsys):
     assert all(np.isfinite(r["loss"]) for r in rows)
     assert [r["step"] for r in rows if "heldout_mse" in r] == [2, 4, 6, 7]   # every --eval-every 2, at the end
     settings = json.load(open(os.path.join(out, "run.json")))
-    assert settings["steps"] == 7 and settings["batch_size"] == 8
+    assert settings["steps"] == 7 and settings["batch_size"] == 8 and settings["device"] == device
     from PIL import Image
     for name in ("reconstructions.png", "samples.png", "traversal.png", "loss.png"):
         with Image.open(os.path.join(out, name)) as im:
@@ -101,11 +102,12 @@ def test_settings_come_from_one_object(tmp_path, data):
         RunSettings(data, out)
 
 
-def test_resume_is_bit_identical(tmp_path, data):
+def test_resume_is_bit_identical(tmp_path, data, device):
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
-    assert train_main(["--data", data, "--steps", "8", "--out", one, *FAST]) == 0
-    assert train_main(["--data", data, "--steps", "4", "--out", two, *FAST]) == 0
-    assert train_main(["--data", data, "--steps", "8", "--out", two, "--resume", *FAST]) == 0
+    on = ["--device", device, *FAST]
+    assert train_main(["--data", data, "--steps", "8", "--out", one, *on]) == 0
+    assert train_main(["--data", data, "--steps", "4", "--out", two, *on]) == 0
+    assert train_main(["--data", data, "--steps", "8", "--out", two, "--resume", *on]) == 0
     a, b = load(checkpoints_in(one)[-1][1]), load(checkpoints_in(two)[-1][1])
     assert a.step == b.step == 8
     for k in a.model.params:
@@ -142,10 +144,10 @@ def test_epochs_run_and_resume(tmp_path, data):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_checkpoints_and_says_how_to_resume(tmp_path, data, sig):
+def test_signal_checkpoints_and_says_how_to_resume(tmp_path, data, sig, device):
     out = str(tmp_path / "run")
     cmd = [sys.executable, os.path.join(ROOT, "bin", "train-scratch"), "--data", data, "--steps", "100000",
-           "--out", out, *FAST, "--checkpoint-every", "100000"]
+           "--out", out, "--device", device, *FAST, "--checkpoint-every", "100000"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = os.path.join(out, "log.jsonl")
     deadline = time.time() + 120
@@ -161,14 +163,14 @@ def test_signal_checkpoints_and_says_how_to_resume(tmp_path, data, sig):
     (step, path), = checkpoints_in(out)
     assert load(path).step == step >= 2
     assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
-    assert train_main(["--steps", str(step + 2), "--out", out, "--resume"]) == 0
+    assert train_main(["--steps", str(step + 2), "--out", out, "--resume", "--device", device]) == 0
     assert checkpoints_in(out)[-1][0] == step + 2
 
 
-def poisoned_trainer(data, out, log_every, checkpoint_every, after_step, name, value):
+def poisoned_trainer(data, out, log_every, checkpoint_every, after_step, name, value, device="cpu"):
     """A 20-step Trainer whose update `after_step` writes `value` into the first entry of parameter `name`."""
     t = Trainer(RunSettings(data, out, steps=20, batch_size=8, latent_dim=8, log_every=log_every,
-                            eval_every=log_every, checkpoint_every=checkpoint_every), progress=False)
+                            eval_every=log_every, checkpoint_every=checkpoint_every, device=device), progress=False)
     real_step = t.opt.step
 
     def poisoned(grads):
@@ -179,9 +181,9 @@ def poisoned_trainer(data, out, log_every, checkpoint_every, after_step, name, v
     return t
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data, device):
     out = str(tmp_path / "run")
-    t = poisoned_trainer(data, out, 2, 3, 4, "decoder.dense.b", np.nan)   # after step 4 the weights hold a NaN
+    t = poisoned_trainer(data, out, 2, 3, 4, "decoder.dense.b", np.nan, device)   # after step 4: a NaN weight
     with pytest.raises(TrainingStopped, match=r"the loss became nan at step 5; stopping\. Last good checkpoint: "
                                               r".*ckpt_0000003\.npz") as e:
         t.run()
@@ -281,12 +283,24 @@ def test_gpu_without_cupy_is_a_clear_error(tmp_path, data):
     assert r.returncode == 0 and "--device auto chose cpu" in r.stdout
 
 
-def test_encode_latents(tmp_path, data):
+@pytest.mark.gpu
+def test_auto_chooses_the_gpu_and_a_gpu_run_goes_on_on_the_cpu(tmp_path, data):
+    out = str(tmp_path / "run")
+    r = run_cli("--device", "auto", "--data", data, "--steps", "3", "--out", out, *FAST)
+    assert r.returncode == 0 and "--device auto chose gpu" in r.stdout, r.stderr
+    assert json.load(open(os.path.join(out, "run.json")))["device"] == "gpu"
+    assert train_main(["--out", out, "--resume", "--steps", "5", "--device", "cpu", "--quiet"]) == 0
+    assert json.load(open(os.path.join(out, "run.json")))["device"] == "cpu"
+    assert load(checkpoints_in(out)[-1][1]).step == 5
+
+
+def test_encode_latents(tmp_path, data, device):
     out = str(tmp_path / "run")
     assert train_main(["--data", data, "--steps", "3", "--out", out, *FAST]) == 0
     ckpt = checkpoints_in(out)[-1][1]
     target = str(tmp_path / "latents.npz")
-    assert encode_main(["--checkpoint", ckpt, "--data", data, "--out", target, "--quiet", "--batch-size", "5"]) == 0
+    assert encode_main(["--checkpoint", ckpt, "--data", data, "--out", target, "--quiet", "--batch-size", "5",
+                        "--device", device]) == 0
     with np.load(target) as z:
         lat = {k: z[k] for k in z.files}
     assert lat["mu"].shape == lat["logvar"].shape == (48, 8) and list(lat["starts"]) == [0, 12, 24, 36, 48]
@@ -294,9 +308,12 @@ def test_encode_latents(tmp_path, data):
     from scratchvae.data import read_episode
     ep = read_episode(os.path.join(data, episode_name(2)))
     rows = episode_rows(lat, 2)
-    mu, logvar = model.encode(ep["obs"].transpose(0, 3, 1, 2).astype(np.float32) / 255)
-    np.testing.assert_allclose(rows["mu"], mu, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(rows["logvar"], logvar, rtol=1e-5, atol=1e-6)
+    mu, logvar = model.encode(ep["obs"].transpose(0, 3, 1, 2).astype(np.float32) / 255)   # on the CPU
+    if device == "cpu":
+        np.testing.assert_allclose(rows["mu"], mu, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(rows["logvar"], logvar, rtol=1e-5, atol=1e-6)
+    else:                           # another machine's float32 rounding: test_gpu.py's tolerance for it
+        assert rel_error(rows["mu"], mu) <= 1e-4 and rel_error(rows["logvar"], logvar) <= 1e-4
     np.testing.assert_array_equal(rows["actions"], ep["actions"])
     np.testing.assert_array_equal(rows["dones"], ep["dones"])
     assert list(lat["episodes"]) == [episode_name(i) for i in range(4)]
@@ -443,10 +460,10 @@ def test_nothing_held_out_is_not_called_held_out(tmp_path, data, capsys):
     assert "MSE per pixel on training frames (nothing held out)" in said and "held-out MSE" not in said
 
 
-def test_a_diverging_run_says_one_line(tmp_path, data):
+def test_a_diverging_run_says_one_line(tmp_path, data, device):
     """lr 100 overflows within two steps: no NumPy warnings, one line naming the step, exit 3."""
     r = run_cli("--data", data, "--out", str(tmp_path / "run"), "--lr", "100", "--steps", "30", "--log-every", "10",
-                "--batch-size", "8", "--latent", "8", "--quiet")
+                "--batch-size", "8", "--latent", "8", "--quiet", "--device", device)
     assert r.returncode == 3
     line, = r.stderr.strip().splitlines()
     assert "the loss became" in line and "at step 2;" in line and "warning" not in line
