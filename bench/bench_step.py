@@ -19,11 +19,18 @@ alike. Reported: the median step of each, images per second, and
 PyTorch runs the same architecture and loss (eager mode; oneDNN on the CPU, cuDNN on the
 GPU) with as many CPU threads as this process may use. Then, per device, the per-layer
 split: forward and backward timed one layer at a time (the GPU synchronised around each).
+On the GPU, with PyTorch there, the kernels and memory copies of one step of each, counted by
+CUDA's activity tracer (CUPTI, through PyTorch's profiler, which records every kernel in the
+process, CuPy's included): at batch 100 the step is bound by kernel launches, so the count
+is what to cut.
 """
 import argparse
+import collections
+import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -201,6 +208,28 @@ def timed(step, device, steps):
     return out
 
 
+# ---- kernels per step ---------------------------------------------------------------------------
+def kernels_per_step(step, steps=3):
+    """(kernels, {copy: count}) per step on the GPU, counted by CUDA's own activity tracer (CUPTI,
+    through PyTorch's profiler), which records every kernel the process runs: CuPy's, cuBLAS's and
+    PyTorch's alike; copies by the tracer's name for them ("Memcpy HtoD (Pinned -> Device)", …)."""
+    from torch.profiler import ProfilerActivity, profile
+    step()
+    sync("gpu")
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        sync("gpu")
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)["traceEvents"]
+    copies = collections.Counter(e["name"] for e in events if e.get("cat") == "gpu_memcpy")
+    return (sum(e.get("cat") == "kernel" for e in events) / steps,
+            {name: n / steps for name, n in sorted(copies.items())})
+
+
 # ---- per layer ----------------------------------------------------------------------------------
 def forward_flops(model, batch):
     """Multiply-adds ×2 of every convolution, transposed convolution and dense layer, one forward."""
@@ -322,6 +351,13 @@ def main():
             med = {k: statistics.median(v) for k, v in times.items()}
             rows.append(dict(device=device, batch=batch, med=med, n=len(times["scratchvae"]),
                              flops=step_flops(products)))
+            if device == "gpu" and have_torch:
+                print(f"\nkernels per step on the GPU, batch {batch} (CUPTI, through PyTorch's profiler):")
+                for k in ("scratchvae", "torch"):
+                    count, copies = kernels_per_step(runs[k])
+                    rows[-1][f"{k} kernels"] = count
+                    said = ", ".join(f"{n:g} × {name}" for name, n in copies.items()) or "none"
+                    print(f"  {k:<11}{count:6.0f} kernels; memory copies: {said}")
             if not a.no_profile:
                 print_profile(model, x, device, batch)
     print(f"\ntraining step, default VAE, float32, {threads} CPU thread(s); medians of "
@@ -331,6 +367,9 @@ def main():
         head += f"{'torch ms':>10}{'torch img/s':>12}{'ratio':>7}"
     if not a.no_floor:
         head += f"{'floor ms':>10}{'step/floor':>11}"
+    counted = any("scratchvae kernels" in r for r in rows)
+    if counted:
+        head += f"{'kernels':>9}{'torch kernels':>14}"
     print(head)
     for r in rows:
         m, b = r["med"], r["batch"]
@@ -340,6 +379,8 @@ def main():
             line += f"{m['torch'] * 1e3:>10.1f}{b / m['torch']:>12.0f}{m['torch'] / m['scratchvae']:>7.2f}"
         if "floor" in m:
             line += f"{m['floor'] * 1e3:>10.1f}{m['scratchvae'] / m['floor']:>11.2f}"
+        if counted and "scratchvae kernels" in r:
+            line += f"{r['scratchvae kernels']:>9.0f}{r['torch kernels']:>14.0f}"
         print(line)
     if not have_torch:
         print("(PyTorch is not installed: no reference column; pip install -e '.[bench]' to add it)")
