@@ -379,7 +379,7 @@ def main():
             line += f"{m['torch'] * 1e3:>10.1f}{b / m['torch']:>12.0f}{m['torch'] / m['scratchvae']:>7.2f}"
         if "floor" in m:
             line += f"{m['floor'] * 1e3:>10.1f}{m['scratchvae'] / m['floor']:>11.2f}"
-        if counted and "scratchvae kernels" in r:
+        if "scratchvae kernels" in r:
             line += f"{r['scratchvae kernels']:>9.0f}{r['torch kernels']:>14.0f}"
         print(line)
     if not have_torch:

@@ -17,7 +17,6 @@ runs them on a real dataset and the real default model, where a GPU's own proble
 kernels, a device-to-host copy in the wrong place) would show. Exit 0 when every check passes.
 """
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -31,18 +30,18 @@ import numpy as np  # noqa: E402
 from scratchvae.checkpoint import checkpoints_in, load  # noqa: E402
 from scratchvae.data import read_episode  # noqa: E402
 from scratchvae.latents import episode_rows  # noqa: E402
+from scratchvae.train import read_log  # noqa: E402
 
 PICTURES = ("reconstructions.png", "samples.png", "traversal.png", "loss.png")
 
 
-def tool(name, *args, **kw):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "bin", name), *args], capture_output=True,
-                          text=True, **kw)
+def command(name, *args):
+    """The command line that runs bin/NAME with ARGS under this Python."""
+    return [sys.executable, os.path.join(ROOT, "bin", name), *args]
 
 
-def rows_of(out):
-    with open(os.path.join(out, "log.jsonl")) as f:
-        return [json.loads(line) for line in f]
+def tool(name, *args):
+    return subprocess.run(command(name, *args), capture_output=True, text=True)
 
 
 class Checks:
@@ -75,7 +74,7 @@ class Checks:
         seconds = time.perf_counter() - start
         if r.returncode:
             return self.say("train", False, f"exit {r.returncode}: {r.stderr.strip()[-300:]}")
-        rows, ckpts = rows_of(out), [s for s, _ in checkpoints_in(out)]
+        rows, ckpts = read_log(out), [s for s, _ in checkpoints_in(out)]
         mse = [round(row["heldout_mse"], 5) for row in rows if "heldout_mse" in row]
         pictures = [p for p in PICTURES if os.path.getsize(os.path.join(out, p)) > 1000]
         ok = ckpts[-1] == self.a.steps and len(mse) == 2 and len(pictures) == 4 and mse[-1] < mse[0]
@@ -93,15 +92,14 @@ class Checks:
         same = [k for k in a.model.params if np.array_equal(a.model.params[k], b.model.params[k])
                 and np.array_equal(a.optimizer.m[k], b.optimizer.m[k])
                 and np.array_equal(a.optimizer.v[k], b.optimizer.v[k])]
-        losses = [row["loss"] for row in rows_of(whole)] == [row["loss"] for row in rows_of(out)]
+        losses = [row["loss"] for row in read_log(whole)] == [row["loss"] for row in read_log(out)]
         self.say("resume", len(same) == len(a.model.params) and losses,
                  f"{half} + {half} steps against {self.a.steps}: {len(same)} of {len(a.model.params)} parameters "
                  f"and their Adam moments bit-identical; log losses {'equal' if losses else 'DIFFER'}")
 
     def sigint(self):
         out = self.folder("sigint")
-        cmd = [sys.executable, os.path.join(ROOT, "bin", "train-scratch"), *self.run, "--steps", "100000",
-               "--out", out, "--checkpoint-every", "100000"]
+        cmd = command("train-scratch", *self.run, "--steps", "100000", "--out", out, "--checkpoint-every", "100000")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         log, deadline = os.path.join(out, "log.jsonl"), time.time() + 300
         while time.time() < deadline and proc.poll() is None and not (os.path.exists(log) and os.path.getsize(log)):

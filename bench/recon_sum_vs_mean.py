@@ -10,7 +10,6 @@ per image, so nothing else differs. Each variant takes a few minutes on a 2-core
 import argparse
 import contextlib
 import functools
-import json
 import os
 import sys
 import tempfile
@@ -53,8 +52,9 @@ def main():
         with tempfile.TemporaryDirectory() as out, patched(mean, eps):
             s = RunSettings(data=a.data, out=out, steps=a.steps, kl_tolerance=tol, eval_every=a.eval_every,
                             checkpoint_every=a.steps)
-            Trainer(s, progress=False, say=lambda m: None).run()
-            rows = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
+            t = Trainer(s, progress=False, say=lambda m: None)
+            t.run()
+            rows = t.read_log()
         evals = "  ".join(f"{r['step']}: {r['heldout_mse']:.4f}" for r in rows if "heldout_mse" in r)
         print(f"{name:28s} held-out MSE {evals}   raw KL at the end {rows[-1]['kl_raw']:.2g} nats", flush=True)
 

@@ -135,6 +135,24 @@ class RunSettings:
                     beta=float(self.beta), dtype=self.dtype)
 
 
+def read_log(out):
+    """The rows of run folder `out`'s log.jsonl ([] before the first). A last line cut short (the
+    process killed mid-append) is left out."""
+    path = os.path.join(out, "log.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = [line for line in f if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i != len(lines) - 1:
+                raise ValueError(f"{path}: line {i + 1} is not JSON") from None
+    return rows
+
+
 def say_on_stderr(message, prog="scratchvae"):
     """One line on stderr, above the progress bar if there is one."""
     from tqdm import tqdm
@@ -233,19 +251,7 @@ class Trainer:
         return os.path.join(self.settings.out, "log.jsonl")
 
     def read_log(self):
-        """The log's rows. A last line cut short (the process killed mid-append) is left out."""
-        if not os.path.exists(self._log_path()):
-            return []
-        with open(self._log_path()) as f:
-            lines = [line for line in f if line.strip()]
-        rows = []
-        for i, line in enumerate(lines):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                if i != len(lines) - 1:
-                    raise ValueError(f"{self._log_path()}: line {i + 1} is not JSON") from None
-        return rows
+        return read_log(self.settings.out)
 
     def _write_log(self, rows):
         with atomic_write(self._log_path(), "w") as f:
