@@ -12,7 +12,7 @@ ARGS ?=
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[collect,test]"
 	touch $@
 
 train: $(VENV)/.installed

@@ -27,10 +27,10 @@ import time
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
-from scratchvae.checkpoint import checkpoints_in, load  # noqa: E402
+from scratchvae.checkpoint import load  # noqa: E402
 from scratchvae.data import read_episode  # noqa: E402
 from scratchvae.latents import episode_rows  # noqa: E402
-from scratchvae.train import read_log  # noqa: E402
+from scratchvae.runfolder import RunFolder  # noqa: E402
 
 PICTURES = ("reconstructions.png", "samples.png", "traversal.png", "loss.png")
 
@@ -74,7 +74,7 @@ class Checks:
         seconds = time.perf_counter() - start
         if r.returncode:
             return self.say("train", False, f"exit {r.returncode}: {r.stderr.strip()[-300:]}")
-        rows, ckpts = read_log(out), [s for s, _ in checkpoints_in(out)]
+        rows, ckpts = RunFolder(out).read_log(), [s for s, _ in RunFolder(out).checkpoints()]
         mse = [round(row["heldout_mse"], 5) for row in rows if "heldout_mse" in row]
         pictures = [p for p in PICTURES if os.path.getsize(os.path.join(out, p)) > 1000]
         ok = ckpts[-1] == self.a.steps and len(mse) == 2 and len(pictures) == 4 and mse[-1] < mse[0]
@@ -86,13 +86,13 @@ class Checks:
         half = str(self.a.steps // 2)
         r1 = tool("train-scratch", *self.run, "--steps", half, "--out", out)
         r2 = tool("train-scratch", *self.run, "--steps", str(self.a.steps), "--out", out, "--resume")
-        if r1.returncode or r2.returncode or not checkpoints_in(whole):
+        if r1.returncode or r2.returncode or not RunFolder(whole).checkpoints():
             return self.say("resume", False, f"exits {r1.returncode}, {r2.returncode}: {r2.stderr.strip()[-300:]}")
-        a, b = load(checkpoints_in(whole)[-1][1]), load(checkpoints_in(out)[-1][1])
+        a, b = load(RunFolder(whole).checkpoints()[-1][1]), load(RunFolder(out).checkpoints()[-1][1])
         same = [k for k in a.model.params if np.array_equal(a.model.params[k], b.model.params[k])
                 and np.array_equal(a.optimizer.m[k], b.optimizer.m[k])
                 and np.array_equal(a.optimizer.v[k], b.optimizer.v[k])]
-        losses = [row["loss"] for row in read_log(whole)] == [row["loss"] for row in read_log(out)]
+        losses = [row["loss"] for row in RunFolder(whole).read_log()] == [row["loss"] for row in RunFolder(out).read_log()]
         self.say("resume", len(same) == len(a.model.params) and losses,
                  f"{half} + {half} steps against {self.a.steps}: {len(same)} of {len(a.model.params)} parameters "
                  f"and their Adam moments bit-identical; log losses {'equal' if losses else 'DIFFER'}")
@@ -106,13 +106,13 @@ class Checks:
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=300)
-        found = checkpoints_in(out)
+        found = RunFolder(out).checkpoints()
         if proc.returncode != 130 or len(found) != 1:
             return self.say("sigint", False, f"exit {proc.returncode}, checkpoints {found}: {stderr.strip()[-300:]}")
         step = found[0][0]
         r = tool("train-scratch", "--out", out, "--resume", "--steps", str(step + 5), "--quiet")
-        self.say("sigint", r.returncode == 0 and checkpoints_in(out)[-1][0] == step + 5,
-                 f"exit 130, checkpoint at step {step}; resumed to step {checkpoints_in(out)[-1][0]}")
+        self.say("sigint", r.returncode == 0 and RunFolder(out).checkpoints()[-1][0] == step + 5,
+                 f"exit 130, checkpoint at step {step}; resumed to step {RunFolder(out).checkpoints()[-1][0]}")
 
     def nan(self):
         r = tool("train-scratch", *self.run, "--steps", "30", "--lr", "100", "--out", self.folder("nan"))
@@ -122,9 +122,9 @@ class Checks:
 
     def encode(self):
         whole = os.path.join(self.a.out, "whole")
-        if not checkpoints_in(whole):
+        if not RunFolder(whole).checkpoints():
             return self.say("encode", False, "no checkpoint from the train check to encode with")
-        ckpt, target = checkpoints_in(whole)[-1][1], os.path.join(self.a.out, "latents.npz")
+        ckpt, target = RunFolder(whole).checkpoints()[-1][1], os.path.join(self.a.out, "latents.npz")
         start = time.perf_counter()
         r = tool("encode-latents", "--checkpoint", ckpt, "--data", self.a.data, "--out", target,
                  "--device", self.a.device, "--quiet")

@@ -3,6 +3,7 @@
 A reader sees either the old file or the whole new one, never half of it.
 """
 import contextlib
+import errno
 import os
 import tempfile
 
@@ -15,6 +16,17 @@ def temporary_beside(path):
         return tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     except OSError as e:
         raise OSError(e.errno, e.strerror, path) from None
+
+
+def make_folder(path):
+    """Make folder `path` and any missing parents. A file where a folder is needed is an error that
+    names it (os.makedirs would say only "File exists" or "Not a directory")."""
+    probe = os.path.normpath(path)
+    while probe and not os.path.exists(probe):          # the nearest part of the path that exists
+        probe = os.path.dirname(probe)
+    if probe and not os.path.isdir(probe):
+        raise NotADirectoryError(errno.ENOTDIR, f"{probe} is a file, not a folder", path)
+    os.makedirs(path, exist_ok=True)
 
 
 @contextlib.contextmanager

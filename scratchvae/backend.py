@@ -9,8 +9,8 @@ import numpy as np
 
 DEVICES = ("cpu", "gpu")
 
-GPU_HINT = ('install the GPU extra (pip install -e ".[gpu]", which brings cupy-cuda12x) '
-            "on a machine with an NVIDIA GPU and its driver, or use --device cpu")
+GPU_HINT = ('install the GPU extra on a machine with an NVIDIA GPU and its driver (pip install -e ".[gpu]" for '
+            'CUDA 12, ".[gpu-cuda13]" for CUDA 13), or use --device cpu')
 
 
 class BackendError(RuntimeError):

@@ -11,16 +11,12 @@ Saving writes a temporary file and renames it. Loading checks every name, shape 
 dtype against the configuration before anything is returned, so a file that does not
 match gives a CheckpointError saying what differs, never a half-loaded model.
 
-A run folder keeps its checkpoints as checkpoints/ckpt_NNNNNNN.npz, NNNNNNN the step
-(``checkpoint_path``, ``checkpoints_in``); ``newest_readable`` passes over a newest file that is
-damaged. A checkpoint never holds NaN or infinite numbers: ``save`` refuses them.
+A checkpoint never holds NaN or infinite numbers: ``save`` refuses them. Where a run keeps its
+checkpoints is the run folder's business (runfolder.py).
 
 This module builds on the model (vae.py) and the optimizer (optim.py); neither knows about it.
 """
-import glob
 import json
-import os
-import re
 from collections import namedtuple
 
 import numpy as np
@@ -31,9 +27,9 @@ from .optim import Adam
 from .vae import VAE
 
 FORMAT = 1
-CKPT_RE = re.compile(r"ckpt_(\d+)\.npz$")
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")           # an .npz is a zip archive (the second: an empty one)
 
-Checkpoint = namedtuple("Checkpoint", "model optimizer step meta")
+Checkpoint = namedtuple("Checkpoint", "model optimizer step meta path")
 
 
 class CheckpointError(ValueError):
@@ -42,38 +38,6 @@ class CheckpointError(ValueError):
 
 class CheckpointUnreadable(CheckpointError):
     """A file that is not a readable checkpoint at all: truncated, corrupt, or something else."""
-
-
-def checkpoint_path(run_dir, step):
-    """Where a run folder keeps its checkpoint of a given step."""
-    return os.path.join(run_dir, "checkpoints", f"ckpt_{int(step):07d}.npz")
-
-
-def checkpoints_in(run_dir):
-    """[(step, path)] of the checkpoints in a run folder, oldest first."""
-    found = []
-    for path in glob.glob(os.path.join(run_dir, "checkpoints", "ckpt_*.npz")):
-        m = CKPT_RE.search(path)
-        if m:
-            found.append((int(m.group(1)), path))
-    return sorted(found)
-
-
-def newest_readable(run_dir, device="cpu", expect_config=None):
-    """Load the newest checkpoint of a run folder that can be read: (Checkpoint, path, unreadable),
-    unreadable the [(path, message)] of newer files that were truncated or corrupt and passed over.
-    A checkpoint that reads but does not match expect_config is an error, not passed over."""
-    found = checkpoints_in(run_dir)
-    if not found:
-        raise FileNotFoundError(f"no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
-    unreadable = []
-    for _, path in reversed(found):
-        try:
-            return load(path, device, expect_config), path, unreadable
-        except CheckpointUnreadable as e:
-            unreadable.append((path, str(e)))
-    raise CheckpointUnreadable(f"none of the {len(found)} checkpoints in {run_dir} is readable; "
-                               f"newest: {unreadable[0][1]}")
 
 
 def config_json(model):
@@ -98,18 +62,30 @@ def save(path, model, optimizer=None, step=0, meta=None):
         np.savez(f, **arrays)
 
 
-def read_arrays(path):
-    """Every entry of the .npz, read into memory; any damage becomes a CheckpointError."""
+def read_arrays(path, names=None):
+    """Every entry of the .npz (or only `names`), read into memory; a file that is no .npz archive, or
+    any damage, becomes a CheckpointError."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        with open(path, "rb") as f:
+            head = f.read(4)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except IsADirectoryError:
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file") from None
+    if head not in ZIP_MAGIC:
+        raise CheckpointUnreadable(f"{path}: not a checkpoint: expected a .npz archive as train-scratch writes, "
+                                   f"got a file that begins with {head!r}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files if names is None or k in names}
     except Exception as e:   # BadZipFile, EOFError, ValueError, zlib.error, …: a truncated or corrupt file
         raise CheckpointUnreadable(f"{path}: not a readable checkpoint (truncated or corrupt?): "
-                              f"{type(e).__name__}: {e}") from None
+                                   f"{type(e).__name__}: {e}") from None
+
+
+def read_state(path):
+    """The checkpoint's state (step, meta, …) alone, without reading its arrays."""
+    return _config_and_state(path, read_arrays(path, ("config", "state")))[1]
 
 
 def _config_and_state(path, arrays):
@@ -118,6 +94,13 @@ def _config_and_state(path, arrays):
         return json.loads(str(arrays["config"])), json.loads(str(arrays["state"]))
     except (KeyError, ValueError) as e:
         raise CheckpointUnreadable(f"{path}: not a scratchvae checkpoint (no readable config/state: {e})") from None
+
+
+def check_config(path, config, expect):
+    """The configuration agrees with every key of `expect`; else a CheckpointError naming each difference."""
+    diff = [f"{k}: checkpoint has {config.get(k)!r}, expected {v!r}" for k, v in expect.items() if config.get(k) != v]
+    if diff:
+        raise CheckpointError(f"{path}: checkpoint is from another configuration ({'; '.join(diff)})")
 
 
 def load(path, device="cpu", expect_config=None):
@@ -130,11 +113,7 @@ def load(path, device="cpu", expect_config=None):
     config, state = _config_and_state(path, arrays)
     if state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {state.get('format')}, expected {FORMAT}")
-    if expect_config:
-        diff = [f"{k}: checkpoint has {config.get(k)!r}, expected {v!r}"
-                for k, v in expect_config.items() if config.get(k) != v]
-        if diff:
-            raise CheckpointError(f"{path}: checkpoint is from another configuration ({'; '.join(diff)})")
+    check_config(path, config, expect_config or {})
     try:
         model = VAE(**{**config, "device": device})
     except (TypeError, ValueError) as e:
@@ -165,4 +144,4 @@ def load(path, device="cpu", expect_config=None):
 
     for k, p in model.params.items():          # every check passed: now fill in the parameters
         p[...] = model.xp.asarray(have[f"param/{k}"])
-    return Checkpoint(model, optimizer, int(state.get("step", 0)), state.get("meta", {}))
+    return Checkpoint(model, optimizer, int(state.get("step", 0)), state.get("meta", {}), path)

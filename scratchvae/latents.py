@@ -22,11 +22,12 @@ import os
 
 import numpy as np
 
-from .atomic import atomic_write, temporary_beside
+from .atomic import atomic_write, make_folder, temporary_beside
 from .backend import to_numpy
 from .checkpoint import config_json
 from .data.dataset import to_model_input
 from .data.episodes import DataError, episode_paths, read_episode, warn_skipped
+from .progress import bar as progress_bar
 
 
 def episode_rows(latents, e):
@@ -40,7 +41,7 @@ def check_writable(out):
     if os.path.isdir(out):
         raise IsADirectoryError(f"--out {out} is a folder; expected the name of a .npz file to write")
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        make_folder(os.path.dirname(out) or os.curdir)
         fd, trial = temporary_beside(out)                           # the file atomic_write will make
         os.close(fd)
         os.unlink(trial)
@@ -50,14 +51,12 @@ def check_writable(out):
 
 def encode_folder(model, folder, out, batch_size=100, progress=True, checkpoint=""):
     """Encode every readable episode of `folder` and write the latents file `out` (checked writable first)."""
-    from tqdm import tqdm
-
     check_writable(out)
     paths = episode_paths(folder)
     c, h, w = model.input_shape
     parts = {k: [] for k in ("mu", "logvar", "actions", "rewards", "dones")}
     starts, used, skipped = [0], [], []
-    bar = tqdm(total=len(paths), unit="ep", disable=not progress, desc="encoding")
+    bar = progress_bar(len(paths), "encoding", "ep", enabled=progress)
     try:
         for path in paths:
             try:

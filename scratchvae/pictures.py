@@ -5,6 +5,8 @@ and nothing global changes for a program that imports this. Each ``*_figure`` fu
 Figure (what the tests look at); the function without the suffix writes it as a PNG, atomically
 (temporary name, then rename).
 """
+import os
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator
@@ -155,12 +157,28 @@ def loss_figure(rows, series=LOSS_SERIES):
     return fig
 
 
+def write_all(folder, model, x, step, source, seed=0, rows=None, samples=32):
+    """The pictures a run shows, into `folder`: prior samples; reconstructions of frames x and the
+    traversal of x's middle frame (when x is not None); the loss curves (when there are log rows).
+    Returns the names of the files written."""
+    written = ["samples.png"]
+    prior_samples(model, os.path.join(folder, "samples.png"), step, seed=seed, n=samples)
+    if x is not None:
+        reconstructions(model, x, os.path.join(folder, "reconstructions.png"), step, source)
+        latent_traversal(model, x, os.path.join(folder, "traversal.png"), step)
+        written += ["reconstructions.png", "traversal.png"]
+    if rows:
+        loss_curves(rows, os.path.join(folder, "loss.png"))
+        written.append("loss.png")
+    return written
+
+
 def reconstructions(model, x, path, step, source="held-out frames"):
     save(reconstructions_figure(model, x, step, source=source), path)
 
 
-def prior_samples(model, path, step, seed=0):
-    save(samples_figure(model, step, seed=seed), path)
+def prior_samples(model, path, step, seed=0, n=32):
+    save(samples_figure(model, step, n=n, seed=seed), path)
 
 
 def latent_traversal(model, x, path, step):

@@ -17,14 +17,32 @@ import numpy as np
 from .backend import is_gpu_array
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-# Worth it only while OpenBLAS's own threads sleep between matrix products: scratchvae/__init__.py
-# sets OPENBLAS_THREAD_TIMEOUT for that before NumPy loads. Where NumPy was imported first (and the
-# variable was not already set), OpenBLAS's threads spin on the cores after each product and our
-# copies would fight them for the cores: one thread then, which is faster (bench/README.md).
-WORKERS = CORES if os.environ.get("OPENBLAS_THREAD_TIMEOUT") else 1
+# How many threads share a job. One by default: importing the package changes nothing in the program
+# that imports it. Using every core pays only while OpenBLAS's own threads sleep between matrix
+# products; by default they spin on the cores for 2^28 cycles after each product and the copies would
+# fight them for the cores (one thread is then faster: bench/README.md). OpenBLAS reads
+# OPENBLAS_THREAD_TIMEOUT once, when NumPy loads it, so only a program's launcher can set it: the
+# tools in bin/ set it before anything imports NumPy, then call use_every_core().
+WORKERS = 1
 MIN_NUMBERS = 1 << 16           # below this, one thread is quicker than handing out the work
 
 _pool, _pool_pid = None, None
+
+
+def set_workers(n):
+    """Share jobs among n threads from now on (1: every job runs on the calling thread)."""
+    global WORKERS, _pool
+    if int(n) < 1:
+        raise ValueError(f"workers must be at least 1, got {n}")
+    if _pool is not None and _pool_pid == os.getpid():
+        _pool.shutdown(wait=False)
+    WORKERS, _pool = int(n), None
+
+
+def use_every_core():
+    """For a program's launcher: one thread per core when OpenBLAS's threads were told to sleep
+    (OPENBLAS_THREAD_TIMEOUT set before NumPy loaded), else one."""
+    set_workers(CORES if os.environ.get("OPENBLAS_THREAD_TIMEOUT") else 1)
 
 
 def _executor():

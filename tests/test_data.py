@@ -1,6 +1,7 @@
 """CarRacing data: preprocessing on real frames, rollouts, resume, the loader and its errors."""
 import importlib.util
 import os
+import re
 import warnings
 
 import numpy as np
@@ -11,6 +12,7 @@ from scratchvae.data import DataError, preprocess, read_episode, write_episode
 from scratchvae.data.dataset import FrameDataset, to_model_input
 from scratchvae.data.episodes import episode_name, frame_table
 from scratchvae.data.preprocess import parse_size
+from scratchvae.data.manifest import check_request, complete, read_manifest, write_manifest
 from scratchvae.data.rollouts import collect, make_env, run_episode
 
 # Only the tests that run CarRacing need gymnasium; the loader's and the files' tests run without it.
@@ -69,22 +71,66 @@ def test_rollout_is_repeatable_per_seed(policy):
         assert np.abs(np.diff(a["actions"], axis=0)).mean() < 0.2
 
 
+def episode_files(folder):
+    return sorted(f for f in os.listdir(folder) if f.startswith("episode_"))
+
+
 @needs_env
 def test_resume_collects_only_what_is_missing(tmp_path):
     out = str(tmp_path / "eps")
     s = collect(out, 3, 15, workers=2, seed=100, progress=False)
     assert s["collected"] == 3 and s["frames"] == 45
     before = {f: (os.stat(os.path.join(out, f)).st_mtime_ns, open(os.path.join(out, f), "rb").read())
-              for f in os.listdir(out)}
+              for f in episode_files(out)}
     s = collect(out, 5, 15, workers=2, seed=100, progress=False)
     assert s["collected"] == 2 and s["skipped"] == 3
-    assert sorted(os.listdir(out)) == [episode_name(i) for i in range(5)]
+    assert episode_files(out) == [episode_name(i) for i in range(5)]
     for f, (mtime, data) in before.items():
         assert os.stat(os.path.join(out, f)).st_mtime_ns == mtime
         assert open(os.path.join(out, f), "rb").read() == data
     ep = read_episode(os.path.join(out, episode_name(4)))
     np.testing.assert_array_equal(ep["obs"], run_episode(104, 15)["obs"])      # seed S + index
-    assert int(ep["seed"]) == 104 and str(ep["policy"]) == "brownian"
+    assert int(ep["seed"]) == 104 and str(ep["policy"]) == "brownian" and int(ep["max_steps"]) == 15
+    assert read_manifest(out)[episode_name(4)] == {"seed": 104, "policy": "brownian", "max_steps": 15,
+                                                   "size": [64, 64], "frames": 15}
+    # the same folder asked for other episodes: refused before anything is collected, naming the first
+    for kw, said in ((dict(seed=7), "seed 100 (asked: 7)"), (dict(policy="random"), "policy brownian (asked: random)"),
+                     (dict(steps=30), "step limit 15 (asked: 30)"), (dict(size=(96, 96)), "size 64x64 (asked: 96x96)")):
+        args = {**dict(episodes=6, steps=15, workers=2, seed=100, progress=False), **kw}
+        with pytest.raises(DataError, match=r"holds 5 episode\(s\) collected with other options, first "
+                                            rf"episode_000000\.npz: {re.escape(said)}"):
+            collect(out, **args)
+        assert episode_files(out) == [episode_name(i) for i in range(5)]
+
+
+def test_the_manifest_is_checked_and_completed_from_the_files(tmp_path):
+    """Episodes from a collection killed before its manifest caught up, and a folder with no manifest at
+    all: the facts come from the files themselves, and a mismatched request is refused (no CarRacing needed:
+    the check comes before any episode is run)."""
+    out = tmp_path / "eps"
+    out.mkdir()
+    obs = np.zeros((4, 64, 64, 3), np.uint8)
+    for i in range(3):
+        write_episode(str(out / episode_name(i)), obs, np.zeros((4, 3)), np.zeros(4), np.zeros(4, bool),
+                      seed=20 + i, policy="random", max_steps=4)
+    write_manifest(str(out), {episode_name(0): {"seed": 20, "policy": "random", "max_steps": 4, "size": [64, 64],
+                                                "frames": 4}}, "CarRacing-v3")
+    records = complete(str(out), read_manifest(str(out)))
+    assert sorted(records) == [episode_name(i) for i in range(3)]
+    assert records[episode_name(2)] == {"seed": 22, "policy": "random", "max_steps": 4, "size": [64, 64], "frames": 4}
+    check_request(str(out), records, 3, 20, "random", 4, (64, 64))          # as collected: fine
+    with pytest.raises(DataError, match=r"holds 3 episode\(s\) .* first episode_000000\.npz: seed 20 \(asked: 0\)"):
+        collect(str(out), 3, 4, seed=0, policy="random", progress=False)
+    with pytest.raises(DataError, match="step limit 4 .asked: 500."):
+        collect(str(out), 5, 500, seed=20, policy="random", progress=False)
+    # a file from before max_steps was recorded: what it does say is still checked
+    write_episode(str(out / episode_name(3)), obs, np.zeros((4, 3)), np.zeros(4), np.zeros(4, bool), seed=23,
+                  policy="random")
+    facts = complete(str(out), {})[episode_name(3)]
+    assert facts["max_steps"] is None and facts["seed"] == 23
+    (out / "manifest.json").write_text("{not json")
+    with pytest.raises(DataError, match="manifest.json: not a readable manifest"):
+        collect(str(out), 3, 4, seed=20, policy="random", progress=False)
 
 
 @needs_env
@@ -93,7 +139,7 @@ def test_stale_temporary_is_removed(tmp_path):
     out.mkdir()
     (out / ".episode_000000.npz.abc.tmp").write_bytes(b"half")
     collect(str(out), 1, 5, progress=False)
-    assert sorted(os.listdir(out)) == [episode_name(0)]
+    assert sorted(os.listdir(out)) == [".lock", episode_name(0), "manifest.json"]
 
 
 # ---- the loader, on synthetic episodes --------------------------------------------------------------

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from scratchvae.checkpoint import checkpoints_in, load
+from scratchvae.checkpoint import load
+from scratchvae.runfolder import RunFolder
 from scratchvae.cli import run
 from scratchvae.cli.collect import main as collect_main
 from scratchvae.cli.encode import main as encode_main
@@ -42,7 +43,7 @@ def leftovers(folder):
 # ---- collect-rollouts --------------------------------------------------------------------------------
 
 def test_nothing_to_collect(tmp_path, capsys):
-    folder = tiny_data(tmp_path / "eps", episodes=3)
+    folder = tiny_data(tmp_path / "eps", episodes=3, policy="brownian")
     s = collect(folder, 3, 10, workers=2)                           # every episode there: no pool of 0
     assert (s["collected"], s["skipped"]) == (0, 3)
     assert collect_main(["--episodes", "3", "--out", folder, "--workers", "2", "--quiet"]) == 0
@@ -133,7 +134,7 @@ def test_encode_a_run_folder_into_a_new_folder_past_a_bad_file(tmp_path, data, r
     with pytest.warns(UserWarning, match=r"^skipped 1 unreadable episode file\(s\) of 3 in .*episode_000009"):
         assert run("encode-latents", encode_main, ["--checkpoint", run_dir, "--data", folder,
                                                    "--out", str(target), "--quiet"]) == 0
-    (_, newest), = checkpoints_in(run_dir)[-1:]
+    (_, newest), = RunFolder(run_dir).checkpoints()[-1:]
     assert f"using {newest} (step 3)" in capsys.readouterr().out
     with np.load(target) as z:
         assert str(z["checkpoint"]) == os.path.abspath(newest) and str(z["data"]) == os.path.abspath(folder)

@@ -10,20 +10,21 @@ import numpy as np
 import pytest
 
 from scratchvae.checkpoint import load
+from scratchvae.runfolder import RunFolder
 from scratchvae.cli.encode import main as encode_main
 from scratchvae.cli.train import main as train_main
 from scratchvae.data.episodes import episode_name, write_episode
 from scratchvae.gradcheck import rel_error
 from scratchvae.latents import episode_rows
-from scratchvae.checkpoint import checkpoints_in
-from scratchvae.train import RunSettings, Trainer, TrainingStopped
+from scratchvae.runfolder import RunSettings
+from scratchvae.train import Trainer, TrainingStopped
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--batch-size", "8", "--log-every", "2", "--eval-every", "2", "--checkpoint-every", "3", "--quiet",
         "--latent-dim", "8"]
 
 
-def tiny_data(folder, episodes=4, frames=12, size=(64, 64), seed=0):
+def tiny_data(folder, episodes=4, frames=12, size=(64, 64), seed=0, policy="test"):
     """Episodes of a grey 'track' stripe moving across a green field: structure the VAE can learn."""
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -36,7 +37,7 @@ def tiny_data(folder, episodes=4, frames=12, size=(64, 64), seed=0):
             obs[t, :, c:c + 10] = 110
         obs = np.clip(obs.astype(int) + rng.integers(-8, 8, obs.shape), 0, 255).astype(np.uint8)
         write_episode(os.path.join(folder, episode_name(e)), obs, rng.uniform(size=(frames, 3)),
-                      rng.normal(size=frames), np.arange(frames) == frames - 1, seed=e, policy="test")
+                      rng.normal(size=frames), np.arange(frames) == frames - 1, seed=e, policy=policy)
     return str(folder)
 
 
@@ -52,11 +53,15 @@ def test_train_writes_every_output(tmp_path, data, capsys, device):
     assert {"run.json", "log.jsonl", "checkpoints", "reconstructions.png", "samples.png", "traversal.png",
             "loss.png"} <= files
     assert not [f for f in files if f.endswith(".tmp")]
-    assert [s for s, _ in checkpoints_in(out)] == [3, 6, 7]
+    assert [s for s, _ in RunFolder(out).checkpoints()] == [3, 6, 7]
     rows = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
     assert [r["step"] for r in rows] == [2, 3, 4, 6, 7]      # every 2 steps, at each checkpoint, at the end
     assert all(np.isfinite(r["loss"]) for r in rows)
-    assert [r["step"] for r in rows if "heldout_mse" in r] == [2, 4, 6, 7]   # every --eval-every 2, at the end
+    evals = {r["step"]: r["heldout_mse"] for r in rows if "heldout_mse" in r}
+    assert sorted(evals) == [2, 3, 4, 6, 7]             # every --eval-every 2, at each checkpoint, at the end
+    best = load(os.path.join(out, "checkpoints", "best.npz"))               # the lowest MSE of the checkpoints
+    assert best.meta["eval"] == {"split": "heldout", "mse": min(evals[s] for s in (3, 6, 7))}
+    assert evals[best.step] == best.meta["eval"]["mse"]
     settings = json.load(open(os.path.join(out, "run.json")))
     assert settings["steps"] == 7 and settings["batch_size"] == 8 and settings["device"] == device
     from PIL import Image
@@ -95,7 +100,7 @@ def test_settings_come_from_one_object(tmp_path, data):
                 dtype="float64", heldout=0.3, log_every=3, eval_every=6, checkpoint_every=9, keep=2,
                 device="cpu", data=os.path.abspath(data), out=out)
     assert {k: got[k] for k in want} == want
-    ck = load(checkpoints_in(out)[-1][1])
+    ck = load(RunFolder(out).checkpoints()[-1][1])
     assert ck.meta["settings"] == got
     assert (ck.model.latent_dim, ck.model.kl_tolerance, ck.model.beta, ck.model.dtype) == (4, 0.25, 2.0, np.float64)
     with pytest.raises(ValueError, match="steps or as epochs"):
@@ -108,7 +113,7 @@ def test_resume_is_bit_identical(tmp_path, data, device):
     assert train_main(["--data", data, "--steps", "8", "--out", one, *on]) == 0
     assert train_main(["--data", data, "--steps", "4", "--out", two, *on]) == 0
     assert train_main(["--data", data, "--steps", "8", "--out", two, "--resume", *on]) == 0
-    a, b = load(checkpoints_in(one)[-1][1]), load(checkpoints_in(two)[-1][1])
+    a, b = load(RunFolder(one).checkpoints()[-1][1]), load(RunFolder(two).checkpoints()[-1][1])
     assert a.step == b.step == 8
     for k in a.model.params:
         np.testing.assert_array_equal(a.model.params[k], b.model.params[k])
@@ -136,35 +141,63 @@ def test_log_rows_after_resuming_mid_window(tmp_path, data):
 def test_epochs_run_and_resume(tmp_path, data):
     out = str(tmp_path / "run")
     assert train_main(["--data", data, "--epochs", "1", "--out", out, *FAST]) == 0   # 36 frames / 8 = 5 steps
-    assert checkpoints_in(out)[-1][0] == 5
+    assert RunFolder(out).checkpoints()[-1][0] == 5
     assert train_main(["--data", data, "--epochs", "2", "--out", out, "--resume", *FAST]) == 0
-    assert checkpoints_in(out)[-1][0] == 10
+    assert RunFolder(out).checkpoints()[-1][0] == 10
     r = run_cli("--data", data, "--epochs", "1", "--out", out, "--resume", *FAST)
     assert r.returncode == 2 and "the newest checkpoint is at step 10, past the 5 steps asked for" in r.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_checkpoints_and_says_how_to_resume(tmp_path, data, sig, device):
-    out = str(tmp_path / "run")
-    cmd = [sys.executable, os.path.join(ROOT, "bin", "train-scratch"), "--data", data, "--steps", "100000",
-           "--out", out, "--device", device, *FAST, "--checkpoint-every", "100000"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start(*args):
+    """bin/train-scratch as a user starts it from the project's folder, in the background."""
+    return subprocess.Popen([sys.executable, os.path.join("bin", "train-scratch"), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_a_row(proc, out):
+    """Wait until the run has written a log row (it is past its start), and is still running."""
     log = os.path.join(out, "log.jsonl")
     deadline = time.time() + 120
-    while time.time() < deadline and not (os.path.exists(log) and os.path.getsize(log) > 0):
-        time.sleep(0.2)
+    while time.time() < deadline and proc.poll() is None and not (os.path.exists(log) and os.path.getsize(log) > 0):
+        time.sleep(0.1)
     assert proc.poll() is None, proc.communicate()
+
+
+def said_command(text, after):
+    """The command a message printed after `after` (to the end of its line)."""
+    line = next(line for line in text.splitlines() if after in line)
+    return line.split(after, 1)[1].strip()
+
+
+def run_as_printed(command, *more):
+    """Run a printed command as a user would paste it into a new shell: from the project's folder, with no
+    virtual environment on the PATH."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
+    return subprocess.run(" ".join([command, *more]), shell=True, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_checkpoints_and_says_how_to_resume(tmp_path, data, sig, device):
+    """The resume command is printed as it runs: pasted into a shell without the virtual environment, it
+    resumes."""
+    out = str(tmp_path / "run")
+    proc = start("--data", data, "--steps", "100000", "--out", out, "--device", device, *FAST,
+                 "--checkpoint-every", "100000")
+    wait_for_a_row(proc, out)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, stderr                     # 130 for SIGINT, 143 for SIGTERM
     assert f"{sig.name} received: stopping after this step" in stderr
-    assert f"stopped by {sig.name}" in stderr and f"Resume with: train-scratch --resume --out {out}\n" in stderr
-    assert "Traceback" not in stderr
-    (step, path), = checkpoints_in(out)
+    assert f"stopped by {sig.name}" in stderr and "Traceback" not in stderr
+    again = said_command(stderr, "Resume with: ")
+    assert again.endswith(f"bin/train-scratch --resume --out {out}")
+    (step, path), = RunFolder(out).checkpoints()
     assert load(path).step == step >= 2
     assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
-    assert train_main(["--steps", str(step + 2), "--out", out, "--resume", "--device", device]) == 0
-    assert checkpoints_in(out)[-1][0] == step + 2
+    r = run_as_printed(again, "--steps", str(step + 2), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert RunFolder(out).checkpoints()[-1][0] == step + 2
 
 
 def poisoned_trainer(data, out, log_every, checkpoint_every, after_step, name, value, device="cpu"):
@@ -188,8 +221,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data, device):
                                               r".*ckpt_0000003\.npz") as e:
         t.run()
     assert e.value.exit_code != 0
-    assert [s for s, _ in checkpoints_in(out)] == [3]
-    assert np.isfinite(load(checkpoints_in(out)[0][1]).model.params["decoder.dense.b"]).all()
+    assert [s for s, _ in RunFolder(out).checkpoints()] == [3]
+    assert np.isfinite(load(RunFolder(out).checkpoints()[0][1]).model.params["decoder.dense.b"]).all()
 
 
 def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, data):
@@ -221,6 +254,12 @@ def test_bad_arguments_one_line_nonzero(tmp_path, args, match):
     assert not os.path.exists(tmp_path / "run")
 
 
+def files_and_times(folder):
+    """{path: modification time} of every file in a run folder but its lock (which each writer takes)."""
+    return {os.path.join(d, f): os.path.getmtime(os.path.join(d, f)) for d, _, names in os.walk(folder)
+            for f in names if f != ".lock"}
+
+
 def test_bad_inputs_in_process(tmp_path, data, monkeypatch):
     (tmp_path / "empty").mkdir()
     r = run_cli("--data", str(tmp_path / "empty"), "--out", str(tmp_path / "r1"), "--quiet")
@@ -238,15 +277,16 @@ def test_bad_inputs_in_process(tmp_path, data, monkeypatch):
     # a run folder that already holds a run is not overwritten without --resume
     out = str(tmp_path / "run")
     assert train_main(["--data", data, "--steps", "3", "--out", out, *FAST]) == 0
-    before = {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
+    before = files_and_times(out)
     r = run_cli("--data", data, "--steps", "3", "--out", out, *FAST)
     assert r.returncode == 2 and "already holds a run" in r.stderr
-    assert {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)} == before
+    assert files_and_times(out) == before
 
     # another data folder, or another configuration, on resuming: refused, naming each
     other = tiny_data(tmp_path / "other", episodes=2, size=(60, 80))
     r = run_cli("--data", other, "--steps", "6", "--out", out, "--resume", *FAST)
-    assert r.returncode == 2 and f"--data ({os.path.abspath(data)} → {os.path.abspath(other)})" in r.stderr
+    assert r.returncode == 2 and f"{other} holds 2 episodes, 24 frames, not the 4 episodes, 48 frames this run was " \
+                                 "trained on" in r.stderr
     r = run_cli("--steps", "6", "--out", out, "--resume", "--latent", "16", "--seed", "2")
     assert r.returncode == 2 and "cannot change: --latent-dim (8 → 16), --seed (0 → 2)" in r.stderr
     # a checkpoint of another configuration than the run's own settings
@@ -257,16 +297,16 @@ def test_bad_inputs_in_process(tmp_path, data, monkeypatch):
     assert r.returncode == 2 and "latent_dim: checkpoint has 8, expected 4" in r.stderr
     with open(os.path.join(out, "run.json"), "w") as f:
         json.dump(settings, f)
-    before = {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
 
     # the only checkpoint corrupt: nothing to fall back to
-    (_, newest), = checkpoints_in(out)[-1:]
+    (_, newest), = RunFolder(out).checkpoints()[-1:]
     with open(newest, "r+b") as f:
         f.truncate(1000)
+    before = files_and_times(out)
     r = run_cli("--steps", "6", "--out", out, "--resume")
     assert r.returncode == 2 and "none of the 1 checkpoints" in r.stderr and "truncated or corrupt" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1
-    assert {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)} == before
+    assert files_and_times(out) == before
 
     # --resume with nothing to resume
     r = run_cli("--data", data, "--steps", "6", "--out", str(tmp_path / "fresh"), "--resume", *FAST)
@@ -291,13 +331,13 @@ def test_auto_chooses_the_gpu_and_a_gpu_run_goes_on_on_the_cpu(tmp_path, data):
     assert json.load(open(os.path.join(out, "run.json")))["device"] == "gpu"
     assert train_main(["--out", out, "--resume", "--steps", "5", "--device", "cpu", "--quiet"]) == 0
     assert json.load(open(os.path.join(out, "run.json")))["device"] == "cpu"
-    assert load(checkpoints_in(out)[-1][1]).step == 5
+    assert load(RunFolder(out).checkpoints()[-1][1]).step == 5
 
 
 def test_encode_latents(tmp_path, data, device):
     out = str(tmp_path / "run")
     assert train_main(["--data", data, "--steps", "3", "--out", out, *FAST]) == 0
-    ckpt = checkpoints_in(out)[-1][1]
+    ckpt = RunFolder(out).checkpoints()[-1][1]
     target = str(tmp_path / "latents.npz")
     assert encode_main(["--checkpoint", ckpt, "--data", data, "--out", target, "--quiet", "--batch-size", "5",
                         "--device", device]) == 0
@@ -335,12 +375,12 @@ def test_resume_continues_with_the_runs_own_settings(tmp_path, data, capsys):
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     assert train_main(["--data", data, "--out", one, *OWN]) == 0
     assert train_main(["--data", data, "--out", two, *OWN]) == 0
-    os.unlink(checkpoints_in(two)[-1][1])                           # as if stopped after step 3
+    os.unlink(RunFolder(two).checkpoints()[-1][1])                           # as if stopped after step 3
     capsys.readouterr()
     assert train_main(["--out", two, "--resume", "--quiet"]) == 0
     said = capsys.readouterr().out
     assert "resuming with" not in said and "steps 3 → 6" in said
-    a, b = load(checkpoints_in(one)[-1][1]), load(checkpoints_in(two)[-1][1])
+    a, b = load(RunFolder(one).checkpoints()[-1][1]), load(RunFolder(two).checkpoints()[-1][1])
     assert a.step == b.step == 6 and params_equal(a, b)
     assert json.load(open(os.path.join(one, "run.json"))) == {**json.load(open(os.path.join(two, "run.json"))),
                                                               "out": one}
@@ -354,12 +394,15 @@ def test_resume_overrides_are_said_and_kept(tmp_path, data, capsys):
                        "--data", os.path.relpath(data)]) == 0     # the same values given again: no change
     said = capsys.readouterr().out
     assert "resuming with --steps 8 (was 6), --lr 0.0005 (was 0.002)\n" in said
-    ck = load(checkpoints_in(out)[-1][1])
+    ck = load(RunFolder(out).checkpoints()[-1][1])
     assert ck.step == 8 and ck.optimizer.lr == 0.0005
     assert ck.meta["settings"]["lr"] == 0.0005 and ck.meta["settings"]["batch_size"] == 5
     # a finished run asked to go on without a longer length: nothing to do, and it says so
+    before = files_and_times(out)
     assert train_main(["--out", out, "--resume", "--quiet"]) == 0
-    assert "steps 8 → 8" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert f"{out} is already at step 8 of 8: nothing to train" in said and "wrote" not in said
+    assert files_and_times(out) == before
 
 
 def test_default_run_goes_on_when_trained_again(tmp_path, data, monkeypatch, capsys):
@@ -368,13 +411,13 @@ def test_default_run_goes_on_when_trained_again(tmp_path, data, monkeypatch, cap
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "DEFAULT_TRAIN_STEPS", 2)
     assert train_main(["--data", data, *FAST]) == 0
-    assert checkpoints_in(os.path.join("runs", "default"))[-1][0] == 2
+    assert RunFolder(os.path.join("runs", "default")).checkpoints()[-1][0] == 2
     assert train_main(["--data", data, *FAST]) == 0
     assert "runs/default holds a run at step 2; continuing it" in capsys.readouterr().out
-    assert checkpoints_in(os.path.join("runs", "default"))[-1][0] == 4
-    os.unlink(checkpoints_in(os.path.join("runs", "default"))[-1][1])   # stopped short of its length (4)
+    assert RunFolder(os.path.join("runs", "default")).checkpoints()[-1][0] == 4
+    os.unlink(RunFolder(os.path.join("runs", "default")).checkpoints()[-1][1])   # stopped short of its length (4)
     assert train_main(["--quiet"]) == 0
-    assert checkpoints_in(os.path.join("runs", "default"))[-1][0] == 4
+    assert RunFolder(os.path.join("runs", "default")).checkpoints()[-1][0] == 4
 
 
 def test_default_data_is_finished_before_training(tmp_path, data, monkeypatch):
@@ -407,7 +450,7 @@ def test_a_nan_is_never_checkpointed(tmp_path, data):
     t = poisoned_trainer(data, out, 10, 5, 4, "decoder.dense.b", np.nan)
     with pytest.raises(TrainingStopped, match=r"the loss became nan at step 5; stopping\. No checkpoint") as e:
         t.run()
-    assert e.value.exit_code == 3 and checkpoints_in(out) == []
+    assert e.value.exit_code == 3 and RunFolder(out).checkpoints() == []
 
 
 def test_parameters_that_turn_nan_are_never_checkpointed(tmp_path, data):
@@ -417,14 +460,14 @@ def test_parameters_that_turn_nan_are_never_checkpointed(tmp_path, data):
     with pytest.raises(TrainingStopped, match=r"param/encoder\.mu\.W holds NaN or infinite values at step 6; "
                                               r"stopping\. Last good checkpoint: .*ckpt_0000003\.npz \(step 3\)"):
         t.run()
-    assert [s for s, _ in checkpoints_in(out)] == [3]
+    assert [s for s, _ in RunFolder(out).checkpoints()] == [3]
 
 
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path, data):
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     assert train_main(["--data", data, "--out", one, *OWN, "--steps", "9"]) == 0
     assert train_main(["--data", data, "--out", two, *OWN]) == 0
-    newest = checkpoints_in(two)[-1][1]
+    newest = RunFolder(two).checkpoints()[-1][1]
     with open(newest, "r+b") as f:
         f.truncate(2000)
     r = run_cli("--out", two, "--resume", "--steps", "9", "--quiet")
@@ -433,7 +476,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path, data
     assert warning.startswith("train-scratch: warning: ") and "truncated or corrupt" in warning
     assert "resuming from" in warning and "ckpt_0000003.npz (step 3) instead" in warning
     assert os.path.exists(newest + ".corrupt")
-    a, b = load(checkpoints_in(one)[-1][1]), load(checkpoints_in(two)[-1][1])
+    a, b = load(RunFolder(one).checkpoints()[-1][1]), load(RunFolder(two).checkpoints()[-1][1])
     assert a.step == b.step == 9 and params_equal(a, b)
 
 
@@ -474,7 +517,9 @@ def test_a_second_signal_stops_at_once(tmp_path, data):
     t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=2, batch_size=8), progress=False, say=heard.append)
     t._on_signal(signal.SIGINT, None)
     assert heard == ["SIGINT received: stopping after this step, with a checkpoint (send it again to stop at once)"]
-    with pytest.raises(TrainingStopped, match="stopped at once by a second SIGTERM during step 1; the newest "
-                                              "checkpoint is none") as e:
+    with pytest.raises(TrainingStopped, match="stopped at once by a second SIGTERM during step 1, before the first "
+                                              "checkpoint, so there is nothing to resume; start again with: "
+                                              f"train-scratch --data {data} --out {tmp_path / 'run'} --steps 2 "
+                                              "--batch-size 8$") as e:
         t._on_signal(signal.SIGTERM, None)
-    assert e.value.exit_code == 143 and e.value.resume_with is None
+    assert e.value.exit_code == 143

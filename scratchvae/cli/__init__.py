@@ -1,13 +1,19 @@
 """Command-line tools (bin/ holds thin launchers for them)."""
 import argparse
 import math
+import os
+import shlex
 import sys
 
+from .. import threads
 from ..backend import BackendError
 from ..checkpoint import CheckpointError
 from ..data.episodes import DataError
+from ..data.rollouts import MissingPackage
+from ..lock import FolderInUse
 
-EXPECTED = (BackendError, CheckpointError, DataError, ValueError, OSError)
+EXPECTED = (BackendError, CheckpointError, DataError, FolderInUse, MissingPackage, ValueError, OSError)
+BIN = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bin")
 
 
 def describe(e):
@@ -24,6 +30,7 @@ def run(prog, main, argv=None):
     leaves none half-written."""
     import warnings
     warnings.formatwarning = lambda message, *a, **k: f"{prog}: warning: {message}\n"
+    threads.use_every_core()                # the launcher has let OpenBLAS's threads sleep (bin/*)
     try:
         return main(argv)
     except EXPECTED as e:
@@ -32,6 +39,35 @@ def run(prog, main, argv=None):
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def command(prog, script=None):
+    """A function: options → the shell command that runs this tool again with them, runnable as printed
+    from the current folder in any shell, a virtual environment activated or not. The tool is named by
+    the path it was run from (sys.argv[0]; run inside another program, the launcher in bin/), and
+    preceded by the Python running now unless the script's own first line names that Python."""
+    script = script or sys.argv[0]
+    if os.path.basename(script) != prog:
+        script = os.path.join(BIN, prog)
+    words = [shown_path(script)]
+    try:
+        with open(script, encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+    except OSError:
+        first = ""
+    if first.strip() != f"#!{sys.executable}":
+        words.insert(0, shown_path(sys.executable))
+    return lambda options: shlex.join([*words, *(str(o) for o in options)])
+
+
+def shown_path(path):
+    """A path as a command names it: relative to the current folder when inside it (with a folder part,
+    so a shell does not look it up on the PATH), else absolute."""
+    path = os.path.abspath(path)
+    rel = os.path.relpath(path)
+    if rel.startswith(os.pardir):
+        return path
+    return rel if os.sep in rel else os.path.join(os.curdir, rel)
 
 
 class OneLineParser(argparse.ArgumentParser):

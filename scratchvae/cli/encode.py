@@ -1,12 +1,9 @@
 """bin/encode-latents: mu and logvar of every frame of every episode, with actions, in one file."""
 
-import os
-import warnings
-
 from . import OneLineParser, positive_int, run
 from ..backend import resolve_device
-from ..checkpoint import load, newest_readable
-from ..latents import encode_folder
+from ..latents import check_writable, encode_folder
+from ..runfolder import load
 
 
 def parser():
@@ -16,6 +13,8 @@ def parser():
                     "actions, rewards and done flags to one .npz for the memory model (layout: scratchvae/latents.py).")
     p.add_argument("--checkpoint", required=True,
                    help="a checkpoint file (RUN_DIR/checkpoints/ckpt_*.npz), or a run folder: its newest readable one")
+    p.add_argument("--best", action="store_true",
+                   help="with a run folder: its best checkpoint (lowest held-out MSE) instead of the newest")
     p.add_argument("--data", required=True, help="folder of episode files")
     p.add_argument("--out", required=True, help="output .npz file (its folder is made if need be)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu", help="default cpu")
@@ -27,14 +26,12 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     device = resolve_device(args.device)
-    if os.path.isdir(args.checkpoint):
-        ck, path, unreadable = newest_readable(args.checkpoint, device=device)
-        for bad, why in unreadable:
-            warnings.warn(f"{why}; using {path} (step {ck.step}) instead")
-        print(f"encode-latents: using {path} (step {ck.step})")
-    else:
-        ck, path = load(args.checkpoint, device=device), args.checkpoint
-    arrays = encode_folder(ck.model, args.data, args.out, args.batch_size, progress=not args.quiet, checkpoint=path)
+    check_writable(args.out)
+    ck = load(args.checkpoint, device=device, best=args.best)
+    if ck.path != args.checkpoint:
+        print(f"encode-latents: using {ck.path} (step {ck.step})")
+    arrays = encode_folder(ck.model, args.data, args.out, args.batch_size, progress=not args.quiet,
+                           checkpoint=ck.path)
     print(f"encode-latents: {len(arrays['episodes'])} episodes, {len(arrays['mu'])} frames, "
           f"latent {arrays['mu'].shape[1]} → {args.out}")
     return 0

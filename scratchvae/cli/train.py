@@ -4,10 +4,11 @@ import os
 import sys
 from dataclasses import fields
 
-from . import OneLineParser, fraction, non_negative_float, non_negative_int, positive_float, positive_int, run
+from . import (OneLineParser, command, fraction, non_negative_float, non_negative_int, positive_float, positive_int,
+               run)
 from ..backend import resolve_device
-from ..checkpoint import checkpoints_in
-from ..train import RunSettings, Trainer, TrainingStopped, say_on_stderr
+from ..runfolder import RunFolder, RunSettings
+from ..train import Trainer, TrainingStopped, say_on_stderr
 
 D = RunSettings.default
 
@@ -54,7 +55,8 @@ def parser():
     setting("log_every", positive_int, "steps between log rows")
     setting("eval_every", positive_int, "steps between held-out evaluations")
     setting("checkpoint_every", positive_int, "steps between checkpoints and pictures")
-    setting("keep", positive_int, "checkpoints to keep")
+    setting("keep", positive_int, "checkpoints to keep (besides the best one)")
+    setting("eval_frames", positive_int, "held-out frames the MSE is measured on")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -69,40 +71,43 @@ def explicit_options(argv):
 
 def default_data(quiet):
     """The default dataset, collected (or finished: collection is resumable) first when incomplete."""
-    from ..data.rollouts import collect, missing_episodes
+    from ..data.rollouts import MissingPackage, collect, missing_episodes
     missing = missing_episodes(DEFAULT_DATA, DEFAULT_EPISODES)
     if missing:
         print(f"train-scratch: collecting {len(missing)} of the {DEFAULT_EPISODES} default CarRacing episodes "
               f"({DEFAULT_STEPS_PER_EPISODE} steps each) into {DEFAULT_DATA}")
-        collect(DEFAULT_DATA, DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, workers=os.cpu_count() or 1,
-                progress=not quiet)
+        try:
+            collect(DEFAULT_DATA, DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, workers=os.cpu_count() or 1,
+                    progress=not quiet)
+        except MissingPackage as e:
+            raise MissingPackage(f"{e}; or give --data with a folder of episodes") from None
     return DEFAULT_DATA
 
 
-def settings_for(args, given):
-    """(RunSettings, resume): a new run from the options, or a run folder's own settings with the options
-    given again as overrides. With no --out, a run already in the default folder goes on: to its own
-    length if it stopped early, else DEFAULT_TRAIN_STEPS further."""
-    found = checkpoints_in(args.out)
-    holds_run = bool(found) or os.path.exists(os.path.join(args.out, "run.json"))
-    default_run = not args.resume and "out" not in given and holds_run
+def settings_for(args, given, folder):
+    """(RunSettings, resume, notes): a new run from the options, or the folder's own run with the options
+    given again as overrides, and the lines to say once every check has passed. With no --out, a run
+    already in the default folder goes on: to its own length if it stopped early, else
+    DEFAULT_TRAIN_STEPS further."""
+    default_run = not args.resume and "out" not in given and folder.holds_run()
+    notes = []
     if args.resume or default_run:
-        saved, length = RunSettings.saved(args.out)
+        saved, record = folder.read_settings()
         if default_run:
-            step = found[-1][0] if found else 0
+            step, length = folder.checkpoints()[-1][0], record.get("steps")
             if not {"steps", "epochs"} & given.keys():
                 given["steps"] = length if isinstance(length, int) and step < length else step + DEFAULT_TRAIN_STEPS
-            print(f"train-scratch: {args.out} holds a run at step {step}; continuing it (give --out for a new run)")
+            notes.append(f"{args.out} holds a run at step {step}; continuing it (give --out for a new run)")
         settings, changes = saved.resumed({k: v for k, v in given.items() if k != "resume"})
         if changes:
-            print("train-scratch: resuming with " + ", ".join(
-                f"--{k.replace('_', '-')} {new} (was {old})" for k, (old, new) in changes.items()))
-        return settings, True
+            notes.append("resuming with " + ", ".join(f"--{k.replace('_', '-')} {new} (was {old})"
+                                                      for k, (old, new) in changes.items()))
+        return settings, True, notes
     data = args.data if args.data is not None else default_data(args.quiet)
     if args.steps is None and args.epochs is None:
         args.steps = DEFAULT_TRAIN_STEPS
     values = {**vars(args), "data": data}
-    return RunSettings(**{f.name: values[f.name] for f in fields(RunSettings) if f.name in values}), False
+    return RunSettings(**{f.name: values[f.name] for f in fields(RunSettings) if f.name in values}), False, notes
 
 
 def main(argv=None):
@@ -113,18 +118,30 @@ def main(argv=None):
         if given["device"] == "auto":
             print(f"train-scratch: --device auto chose {args.device}")
         given["device"] = args.device
-    settings, resume = settings_for(args, given)
-    trainer = Trainer(settings, resume=resume, progress=not args.quiet,
-                      say=lambda message: say_on_stderr(message, "train-scratch"))
-    print(f"train-scratch: {trainer.model} on {trainer.n_train} training frames "
-          f"({trainer.run_json['heldout_frames']} held out) from {settings.data}; steps {trainer.step} → {trainer.steps}")
-    try:
-        trainer.run()
-    except TrainingStopped as e:
-        again = "" if e.resume_with is None else (f" Resume with: train-scratch --resume --out {settings.out}"
-                                                  + (f" {e.resume_with}" if e.resume_with else ""))
-        print(f"train-scratch: {e}{again}", file=sys.stderr)
-        return e.exit_code
+    folder = RunFolder(args.out)
+    folder.check_place()
+    rerun = command("train-scratch")
+    with folder.lock("train-scratch"):                          # the folder is this process's from here on
+        settings, resume, notes = settings_for(args, given, folder)
+        trainer = Trainer(settings, resume=resume, progress=not args.quiet, command=rerun,
+                          say=lambda message: say_on_stderr(message, "train-scratch"))
+        for note in notes:                                      # every check has passed: now say what goes on
+            print(f"train-scratch: {note}")
+        if trainer.replaces:
+            print(f"train-scratch: {settings.out} held a run that stopped before its first checkpoint; starting "
+                  f"anew, replacing its {', '.join(trainer.replaces)}")
+        if trainer.step == trainer.steps:
+            print(f"train-scratch: {settings.out} is already at step {trainer.step} of {trainer.steps}: nothing to "
+                  "train (give a larger --steps or --epochs to go on)")
+            return 0
+        print(f"train-scratch: {trainer.model} on {trainer.n_train} training frames "
+              f"({trainer.run_json['heldout_frames']} held out) from {settings.data}; "
+              f"steps {trainer.step} → {trainer.steps}")
+        try:
+            trainer.run()
+        except TrainingStopped as e:
+            print(f"train-scratch: {e}", file=sys.stderr)
+            return e.exit_code
     rows = trainer.read_log()
     last = rows[-1] if rows else {}
     mse = last.get(trainer.eval_key)
@@ -133,8 +150,8 @@ def main(argv=None):
     print(f"train-scratch: done at step {trainer.step}: loss {last.get('loss', float('nan')):.2f}, "
           f"recon {last.get('recon', float('nan')):.2f}, KL {last.get('kl', float('nan')):.2f}"
           + (f", {on} {mse:.5f}" if mse is not None else ""))
-    print(f"train-scratch: wrote {settings.out}/: checkpoints/, log.jsonl, reconstructions.png, samples.png, "
-          "traversal.png, loss.png")
+    print(f"train-scratch: wrote {settings.out}/: checkpoints/ (best.npz: the lowest {trainer.eval_key} so far), "
+          "log.jsonl, reconstructions.png, samples.png, traversal.png, loss.png")
     return 0
 
 

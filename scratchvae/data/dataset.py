@@ -8,6 +8,7 @@ numbers into (ep_idx, frame_idx) from the episode lengths alone. So what a train
 keeps per frame is one shuffled order of those numbers per epoch, 8 bytes a frame (a
 64×64 frame's pixels are 12,288 bytes, read and dropped batch by batch).
 """
+import hashlib
 import os
 from collections import OrderedDict
 
@@ -26,22 +27,24 @@ class FrameDataset:
 
     def __init__(self, folder, heldout=0.1, seed=0, size=None, open_files=64):
         paths = episode_paths(folder)
-        self.paths, self.offsets, self.lengths, self.skipped = [], [], [], []
+        self.paths, self.offsets, self.lengths, self.crcs, self.skipped = [], [], [], [], []
         for path in paths:
             try:
-                offset, t, h, w = frame_table(path)
+                table = frame_table(path)
             except DataError as e:
                 self.skipped.append(str(e))
                 continue
+            h, w = table.height, table.width
             if size is None:
                 size = (h, w)
             if (h, w) != tuple(size):
                 raise DataError(f"{path}: frames are {h}x{w}, expected {size[0]}x{size[1]}")
-            if t == 0:
+            if table.frames == 0:
                 continue
             self.paths.append(path)
-            self.offsets.append(offset)
-            self.lengths.append(t)
+            self.offsets.append(table.offset)
+            self.lengths.append(table.frames)
+            self.crcs.append(table.crc)
         warn_skipped(self.skipped, len(paths), folder)
         if not self.paths:
             raise DataError(f"data folder {folder} holds no readable episodes ({len(self.skipped)} skipped)")
@@ -59,6 +62,20 @@ class FrameDataset:
         self._ends = {split: np.cumsum(self.lengths[self.episodes(split)]) for split in ("train", "heldout")}
         self._files = OrderedDict()
         self._open_files = open_files
+
+    @property
+    def fingerprint(self):
+        """What the frames are, in a few characters: a SHA-256 over each episode's file name, length, frame
+        size and obs checksum (the zip's CRC-32 of every frame), in order. The same episodes anywhere give
+        the same fingerprint; an episode added, removed, renamed or changed gives another."""
+        h, w = self.size
+        lines = "".join(f"{os.path.basename(p)} {t} {h}x{w} {crc:08x}\n"
+                        for p, t, crc in zip(self.paths, self.lengths, self.crcs))
+        return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
+
+    def describe(self):
+        """'E episodes, F frames'."""
+        return f"{len(self.paths)} episodes, {int(self.lengths.sum())} frames"
 
     # ---- frames ------------------------------------------------------------------------------------
     def _fd(self, ep):
@@ -136,6 +153,12 @@ class FrameDataset:
         for i in range(0, n, batch_size):
             yield self.locate(order[i:i + batch_size], split)
 
+    def spread(self, n, split="train"):
+        """uint8 (min(n, frames), H, W, 3): n of the split's frames spread evenly over it, first to last."""
+        total = self.num_frames(split)
+        pick = np.linspace(0, total - 1, min(n, total)).astype(int)
+        return self.gather(*self.locate(pick, split))
+
     def gather(self, ep_idx, frame_idx):
         """uint8 (N, H, W, 3) for the given (episode, frame) index pairs, read episode by episode."""
         h, w = self.size
@@ -149,9 +172,14 @@ class FrameDataset:
 def to_model_input(frames, device="cpu", dtype=np.float32):
     """uint8 (N, H, W, 3) on the host → float (N, 3, H, W) in [0, 1] on the device, stored (3, H, W, N):
     the layout the model's layers keep images in (see scratchvae/im2col.py), so it reads them as they are.
+    Frames as episode files hold them (obs) and as images load (np.asarray(PIL.Image.open(f))) go in as they are.
 
     The bytes travel as uint8 (a quarter of float32) and are converted where they land.
     """
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
+        what = f"{frames.dtype} {frames.shape}" if hasattr(frames, "shape") else type(frames).__name__
+        raise ValueError(f"to_model_input expects uint8 frames (N, H, W, 3) in a NumPy array, got {what}"
+                         + (" (one frame: frames[None])" if getattr(frames, "ndim", 0) == 3 else ""))
     xp = get_xp(device)
     x = xp.asarray(frames)                                      # (N, H, W, 3) uint8
     x = xp.ascontiguousarray(x.transpose(3, 1, 2, 0), dtype=dtype)  # (3, H, W, N)

@@ -6,6 +6,7 @@
     dones     bool    (T,)           the episode ended after step t
     seed      int64   ()             the seed that regenerates the episode
     policy    str     ()             "brownian" or "random"
+    max_steps int64   ()             the step limit it was collected with (files from before it: absent)
 
 The file is a plain NumPy archive (np.load reads it). It is stored uncompressed so
 that a loader can read any frame straight from its place in the file without
@@ -16,12 +17,17 @@ import os
 import struct
 import warnings
 import zipfile
+from collections import namedtuple
 
 import numpy as np
 
 from ..atomic import atomic_write
 
 FIELDS = ("obs", "actions", "rewards", "dones")
+
+# where an episode's frames lie in its file, and obs's CRC-32 from the zip's directory (a checksum of
+# every frame, read without reading the frames)
+FrameTable = namedtuple("FrameTable", "offset frames height width crc")
 
 
 class DataError(ValueError):
@@ -51,7 +57,8 @@ def frame_size(folder):
     """(H, W) of the frames in a folder's first readable episode file; None when it holds none."""
     for path in sorted(glob.glob(os.path.join(folder, "*.npz"))):
         try:
-            return frame_table(path)[2:]
+            table = frame_table(path)
+            return table.height, table.width
         except DataError:
             continue
     return None
@@ -61,13 +68,13 @@ def episode_name(index):
     return f"episode_{index:06d}.npz"
 
 
-def write_episode(path, obs, actions, rewards, dones, seed=-1, policy=""):
+def write_episode(path, obs, actions, rewards, dones, seed=-1, policy="", max_steps=-1):
     """Write one episode atomically (temporary name, then rename)."""
     obs = np.ascontiguousarray(obs, dtype=np.uint8)
     t = len(obs)
     arrays = dict(obs=obs, actions=np.asarray(actions, np.float32).reshape(t, -1),
                   rewards=np.asarray(rewards, np.float32).reshape(t), dones=np.asarray(dones, bool).reshape(t),
-                  seed=np.int64(seed), policy=np.array(policy))
+                  seed=np.int64(seed), policy=np.array(policy), max_steps=np.int64(max_steps))
     with atomic_write(path) as f:
         np.savez(f, **arrays)
 
@@ -97,7 +104,7 @@ def read_episode(path):
 
 
 def frame_table(path):
-    """Where the frames lie in the file, without reading them: (offset, T, H, W).
+    """Where the frames lie in the file, without reading them: a FrameTable (offset, T, H, W, crc).
 
     Reads the zip entry's local header and the .npy header of obs.npy; checks that the
     entry is stored uncompressed and that the file is long enough to hold every frame.
@@ -135,4 +142,20 @@ def frame_table(path):
     t, h, w, _ = shape
     if os.path.getsize(path) < offset + t * h * w * 3:
         raise DataError(f"{path}: truncated: holds fewer bytes than its {t} frames need")
-    return offset, t, h, w
+    return FrameTable(offset, t, h, w, info.CRC)
+
+
+def episode_facts(path):
+    """How an episode was collected, from its own small fields: dict of seed, policy and max_steps
+    (None for what the file does not say), frames and size [H, W]. Reads no frame."""
+    table = frame_table(path)
+    facts = {"seed": None, "policy": None, "max_steps": None}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            for key in facts:
+                if key in z.files:
+                    facts[key] = z[key].item()
+    except Exception as e:
+        raise DataError(f"{path}: unreadable episode file (truncated or corrupt?): {type(e).__name__}: {e}") from None
+    facts = {k: (None if v in (-1, "") else v) for k, v in facts.items()}   # write_episode's "not given"
+    return {**facts, "frames": table.frames, "size": [table.height, table.width]}

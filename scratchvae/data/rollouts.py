@@ -3,7 +3,8 @@
 Each episode i is run from its own seed S + i (the environment's reset seed and
 the policy's generator both come from it), so any episode can be regenerated
 exactly. Workers write their episodes themselves, atomically; a re-run skips the
-episodes already on disk.
+episodes already on disk, after checking (manifest.py) that they were collected
+with the options asked for now. One collection at a time writes into a folder (its lock).
 """
 import glob
 import multiprocessing as mp
@@ -12,21 +13,37 @@ import time
 
 import numpy as np
 
+from ..lock import locked
+from ..progress import bar as progress_bar
 from .episodes import episode_name, write_episode
+from .manifest import asked, check_request, complete, read_manifest, write_manifest
 from .preprocess import preprocess
 
 POLICIES = ("brownian", "random")
 ENV_ID = "CarRacing-v3"
+MANIFEST_EVERY = 2.0                    # seconds between the manifest's rewrites while collecting
+
+
+class MissingPackage(RuntimeError):
+    """Collection needs a package that is not installed; the message says how to install it."""
+
+
+def require_gymnasium():
+    """Import gymnasium and Box2D (CarRacing's physics), or say in one line how to install them."""
+    try:
+        import Box2D  # noqa: F401
+        import gymnasium  # noqa: F401
+    except ImportError as e:
+        raise MissingPackage(f"collecting CarRacing frames needs gymnasium[box2d], which is not installed ({e}): "
+                             "pip install -e '.[collect]' in the project, or pip install 'gymnasium[box2d]'") from None
 
 
 def make_env():
     """A headless CarRacing (no window: SDL's dummy video driver)."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-    try:
-        import gymnasium as gym
-    except ImportError as e:
-        raise RuntimeError(f"collecting frames needs gymnasium[box2d] ({e}); pip install 'gymnasium[box2d]'") from None
+    require_gymnasium()
+    import gymnasium as gym
     return gym.make(ENV_ID)
 
 
@@ -81,13 +98,12 @@ def run_episode(seed, steps, policy="brownian", size=(64, 64), env=None):
 
 
 def _collect_one(job):
-    """Worker: run and write one episode; returns (index, frames, bytes, seconds)."""
+    """Worker: run and write one episode; returns (index, facts for the manifest, bytes)."""
     index, seed, steps, policy, size, out = job
-    t0 = time.perf_counter()
     ep = run_episode(seed, steps, policy, size)
     path = os.path.join(out, episode_name(index))
-    write_episode(path, **ep, seed=seed, policy=policy)
-    return index, len(ep["obs"]), os.path.getsize(path), time.perf_counter() - t0
+    write_episode(path, **ep, seed=seed, policy=policy, max_steps=steps)
+    return index, {**asked(0, seed, policy, steps, size), "frames": len(ep["obs"])}, os.path.getsize(path)
 
 
 def remove_stale_temporaries(out):
@@ -102,10 +118,9 @@ def missing_episodes(out, episodes):
 
 
 def collect(out, episodes, steps, workers=1, policy="brownian", seed=0, size=(64, 64), progress=True):
-    """Collect the episodes 0..episodes−1 that are not in `out` yet. Returns a summary dict
-    (collected 0 when every one is there already: nothing to do)."""
-    from tqdm import tqdm
-
+    """Collect the episodes 0..episodes−1 that are not in `out` yet, after checking that those already
+    there were collected with these options. Returns a summary dict (collected 0 when every one is
+    there already: nothing to do)."""
     if episodes < 1 or steps < 1 or workers < 1:
         raise ValueError(f"episodes, steps and workers must be at least 1, got {episodes}, {steps}, {workers}")
     if seed < 0:
@@ -114,15 +129,31 @@ def collect(out, episodes, steps, workers=1, policy="brownian", seed=0, size=(64
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     if os.path.exists(out) and not os.path.isdir(out):
         raise NotADirectoryError(f"--out {out} is a file; expected a folder for episode files")
-    os.makedirs(out, exist_ok=True)
-    remove_stale_temporaries(out)
-    todo = missing_episodes(out, episodes)
-    jobs = [(i, seed + i, steps, policy, tuple(size), out) for i in todo]
-    summary = dict(requested=episodes, skipped=episodes - len(todo), collected=0, frames=0, bytes=0, seconds=0.0)
-    t0 = time.perf_counter()
-    if not jobs:
+    with locked(out, "collect-rollouts"):
+        remove_stale_temporaries(out)
+        records = complete(out, read_manifest(out))
+        check_request(out, records, episodes, seed, policy, steps, size)
+        todo = missing_episodes(out, episodes)
+        summary = dict(requested=episodes, skipped=episodes - len(todo), collected=0, frames=0, bytes=0,
+                       seconds=0.0)
+        if not todo:
+            if records != read_manifest(out):
+                write_manifest(out, records, ENV_ID)
+            return summary
+        require_gymnasium()                         # here, not in each worker: one line, before any work
+        jobs = [(i, seed + i, steps, policy, tuple(size), out) for i in todo]
+        try:
+            _run(jobs, workers, out, records, summary, progress)
+        finally:
+            write_manifest(out, records, ENV_ID)
         return summary
-    bar = tqdm(total=len(jobs), unit="ep", disable=not progress, desc="collecting")
+
+
+def _run(jobs, workers, out, records, summary, progress):
+    """Run the jobs in a pool, filling records (written to the manifest every MANIFEST_EVERY seconds)
+    and the summary as episodes arrive."""
+    t0 = last = time.perf_counter()
+    bar = progress_bar(len(jobs), "collecting", "ep", enabled=progress)
     pool = None
     try:
         if workers == 1 or len(jobs) == 1:
@@ -130,12 +161,16 @@ def collect(out, episodes, steps, workers=1, policy="brownian", seed=0, size=(64
         else:
             pool = mp.get_context("spawn").Pool(min(workers, len(jobs)))
             results = pool.imap_unordered(_collect_one, jobs)
-        for _, frames, nbytes, _ in results:
+        for index, facts, nbytes in results:
+            records[episode_name(index)] = facts
             summary["collected"] += 1
-            summary["frames"] += frames
+            summary["frames"] += facts["frames"]
             summary["bytes"] += nbytes
             bar.update(1)
             bar.set_postfix(frames=summary["frames"], fps=f"{summary['frames'] / (time.perf_counter() - t0):.0f}")
+            if time.perf_counter() - last >= MANIFEST_EVERY:
+                write_manifest(out, records, ENV_ID)
+                last = time.perf_counter()
         if pool:
             pool.close()
             pool.join()
@@ -148,4 +183,3 @@ def collect(out, episodes, steps, workers=1, policy="brownian", seed=0, size=(64
     finally:
         bar.close()
     summary["seconds"] = time.perf_counter() - t0
-    return summary

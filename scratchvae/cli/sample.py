@@ -1,0 +1,110 @@
+"""bin/sample: the pictures of any checkpoint, drawn anew: prior samples, and reconstructions and a latent
+traversal of frames from a data folder, of image files, or of the run's own held-out frames."""
+import os
+import warnings
+
+import numpy as np
+
+from . import OneLineParser, non_negative_int, positive_int, run
+from .. import pictures
+from ..atomic import make_folder
+from ..backend import resolve_device
+from ..data.dataset import FrameDataset, to_model_input
+from ..data.episodes import DataError
+from ..runfolder import RunFolder, load
+
+def parser():
+    p = OneLineParser(
+        prog="sample",
+        description="Draw a trained model's pictures into OUT: images decoded from the prior, and reconstructions "
+                    "and a latent traversal of frames (from --data, from --images, or, given a run, of the run's "
+                    "own held-out frames, as training drew them), and the loss curves of a run.")
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint file (RUN_DIR/checkpoints/ckpt_*.npz), or a run folder: its newest readable one")
+    p.add_argument("--best", action="store_true",
+                   help="with a run folder: its best checkpoint (lowest held-out MSE) instead of the newest")
+    p.add_argument("--out", required=True, help="folder for the pictures (made if need be)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--data", help="folder of episode files: reconstruct frames spread evenly over all of them")
+    g.add_argument("--images", nargs="+", metavar="IMAGE",
+                   help="image files (PNG, JPEG, …) to reconstruct, resized to the model's frame size")
+    p.add_argument("--samples", type=positive_int, default=32, help="images decoded from the prior (default 32)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the prior's draws (default 0)")
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu", help="default cpu")
+    return p
+
+
+def read_images(paths, size):
+    """uint8 (N, H, W, 3) of image files, each converted to RGB and resized (bilinear) to size (H, W)."""
+    from PIL import Image, UnidentifiedImageError
+    h, w = size
+    frames = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                frames.append(np.asarray(im.convert("RGB").resize((w, h), Image.BILINEAR), dtype=np.uint8))
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+    return np.stack(frames)
+
+
+def run_frames(ck):
+    """(frames, source) of the run's own pictures, drawn as training draws them: the held-out frames of the
+    data folder the checkpoint records, when it is still there with the same episodes; else (None, why)."""
+    s = ck.meta.get("settings", {})
+    if not s.get("data"):
+        return None, "the checkpoint names no data folder"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")                     # a skipped episode file: said when training
+            data = FrameDataset(s["data"], heldout=s.get("heldout", 0.1), seed=s.get("seed", 0))
+    except DataError as e:
+        return None, str(e)
+    if s.get("data_fingerprint") not in (None, data.fingerprint):
+        return None, f"{s['data']} no longer holds the episodes the run was trained on"
+    split = "heldout" if data.num_frames("heldout") else "train"
+    return data.spread(64, split), ("held-out frames" if split == "heldout" else "training frames (nothing held out)")
+
+
+def run_log(ck):
+    """The log rows, up to the checkpoint's step, of the run folder the checkpoint is in ([] if none)."""
+    checkpoints = os.path.dirname(os.path.abspath(ck.path))
+    if os.path.basename(checkpoints) != "checkpoints":
+        return []
+    try:
+        rows = RunFolder(os.path.dirname(checkpoints)).read_log()
+    except ValueError:
+        return []
+    return [r for r in rows if r.get("step", 0) <= ck.step]
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    device = resolve_device(args.device)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise NotADirectoryError(f"--out {args.out} is a file; expected a folder for the pictures")
+    ck = load(args.checkpoint, device=device, best=args.best)
+    model = ck.model
+    print(f"sample: {ck.path} (step {ck.step})")
+    size = tuple(model.input_shape[1:])
+    if args.images:
+        frames, source = read_images(args.images, size), "given images"
+    elif args.data:
+        data = FrameDataset(args.data, heldout=0, size=size)
+        frames, source = data.spread(64, "train"), f"frames of {args.data}"
+    else:
+        frames, source = run_frames(ck)
+        if frames is None:
+            print(f"sample: no frames to reconstruct ({source}); give --data or --images for them")
+    if frames is not None and frames.shape[1:3] != size:
+        raise DataError(f"frames are {frames.shape[1]}x{frames.shape[2]}, the model expects {size[0]}x{size[1]}")
+    make_folder(args.out)
+    x = None if frames is None else to_model_input(frames, device, model.dtype)
+    written = pictures.write_all(args.out, model, x, ck.step, source, seed=args.seed, rows=run_log(ck),
+                                 samples=args.samples)
+    print(f"sample: wrote {', '.join(written)} into {args.out}")
+    return 0
+
+
+def entry():
+    return run("sample", main)
