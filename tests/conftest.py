@@ -48,3 +48,10 @@ def pytest_terminal_summary(terminalreporter):
 def device(request):
     """Each test that takes it runs on NumPy, and on CuPy where a GPU is there."""
     return request.param
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A tiny folder of synthetic episodes (tests/runs.py's tiny_data), one per test module."""
+    from runs import tiny_data
+    return tiny_data(tmp_path_factory.mktemp("data") / "eps")

@@ -150,8 +150,9 @@ def test_a_training_step_never_waits_for_the_gpu(tmp_path):
     any device-to-host copy (a float() of a loss, a NaN check, a .get()) or other synchronisation inside
     a step would wait for the spinning kernel. The log row after step 3 reads the losses back, so it must
     wait: the probe sees a read where there is one."""
-    from test_train import tiny_data
-    from scratchvae.train import RunSettings, Trainer
+    from runs import tiny_data
+    from scratchvae.runfolder import RunSettings
+    from scratchvae.train import Trainer
     t = Trainer(RunSettings(tiny_data(tmp_path / "eps"), str(tmp_path / "run"), steps=3, batch_size=8,
                             device="gpu", log_every=3, eval_every=100, checkpoint_every=100), progress=False)
     spent = {}

@@ -14,12 +14,7 @@ from scratchvae.cli.encode import main as encode_main
 from scratchvae.cli.train import main as train_main
 from scratchvae.data.rollouts import collect
 
-from test_train import FAST, tiny_data
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return tiny_data(tmp_path_factory.mktemp("data") / "eps")
+from runs import FAST, tiny_data
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +137,34 @@ def test_encode_a_run_folder_into_a_new_folder_past_a_bad_file(tmp_path, data, r
         assert list(z["starts"]) == [0, 12, 24]
         assert str(z["config"]) == __import__("json").dumps(load(newest).model.config, sort_keys=True)
     assert leftovers(tmp_path) == []
+
+
+def test_encode_refuses_what_is_no_checkpoint_and_an_out_under_a_file(tmp_path, data, run_dir, capsys):
+    """A .npy array, a text file and a folder of no run as --checkpoint; an --out whose folder is a file: one
+    line each, naming what is wrong (never a TypeError, an offer to load a file 'unsafely', or 'File exists')."""
+    np.save(tmp_path / "frames.npy", np.zeros((2, 64, 64, 3), np.uint8))
+    (tmp_path / "README.md").write_text("# not a checkpoint\n")
+    (tmp_path / "empty").mkdir()
+    target = str(tmp_path / "latents.npz")
+    for bad, said in ((tmp_path / "frames.npy", "frames.npy: not a checkpoint: expected a .npz archive"),
+                      (tmp_path / "README.md", "README.md: not a checkpoint: expected a .npz archive"),
+                      (tmp_path / "empty", "empty holds no checkpoint")):
+        assert run("encode-latents", encode_main, ["--checkpoint", str(bad), "--data", data, "--out", target,
+                                                   "--quiet"]) == 2
+        line = one_line(capsys)
+        assert said in line and "unsafe" not in line and "TypeError" not in line, line
+    out = str(tmp_path / "README.md" / "latents.npz")
+    assert run("encode-latents", encode_main, ["--checkpoint", run_dir, "--data", data, "--out", out, "--quiet"]) == 2
+    assert one_line(capsys) == (f"encode-latents: error: {out}: cannot write here: {tmp_path / 'README.md'} is a "
+                                "file, not a folder")
+    assert not os.path.exists(target)
+
+
+def test_collect_refuses_to_add_to_a_folder_collected_otherwise(tmp_path, capsys):
+    """Episodes 0–2 collected with seed 0: asking for 5 with --seed 5 would break 'episode i uses seed SEED+i';
+    refused in one line before anything runs (no CarRacing needed to see it)."""
+    folder = tiny_data(tmp_path / "eps", episodes=3, policy="brownian")
+    assert run("collect-rollouts", collect_main, ["--episodes", "5", "--seed", "5", "--out", folder, "--quiet"]) == 2
+    assert ("holds 3 episode(s) collected with other options, first episode_000000.npz: seed 0 (asked: 5)"
+            in one_line(capsys))
+    assert sorted(f for f in os.listdir(folder) if f.endswith(".npz")) == [f"episode_00000{i}.npz" for i in range(3)]

@@ -2,48 +2,21 @@
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
+from runs import FAST, files_and_times, params_equal, run_as_printed, run_cli, said_command, start, tiny_data, \
+    wait_for_a_row
 from scratchvae.checkpoint import load
-from scratchvae.runfolder import RunFolder
 from scratchvae.cli.encode import main as encode_main
 from scratchvae.cli.train import main as train_main
-from scratchvae.data.episodes import episode_name, write_episode
+from scratchvae.data.episodes import episode_name
 from scratchvae.gradcheck import rel_error
 from scratchvae.latents import episode_rows
-from scratchvae.runfolder import RunSettings
+from scratchvae.runfolder import RunFolder, RunSettings
 from scratchvae.train import Trainer, TrainingStopped
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAST = ["--batch-size", "8", "--log-every", "2", "--eval-every", "2", "--checkpoint-every", "3", "--quiet",
-        "--latent-dim", "8"]
-
-
-def tiny_data(folder, episodes=4, frames=12, size=(64, 64), seed=0, policy="test"):
-    """Episodes of a grey 'track' stripe moving across a green field: structure the VAE can learn."""
-    os.makedirs(folder, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    h, w = size
-    for e in range(episodes):
-        obs = np.zeros((frames, h, w, 3), np.uint8)
-        obs[..., 1] = 180
-        for t in range(frames):
-            c = (3 * t + 7 * e) % (w - 10)
-            obs[t, :, c:c + 10] = 110
-        obs = np.clip(obs.astype(int) + rng.integers(-8, 8, obs.shape), 0, 255).astype(np.uint8)
-        write_episode(os.path.join(folder, episode_name(e)), obs, rng.uniform(size=(frames, 3)),
-                      rng.normal(size=frames), np.arange(frames) == frames - 1, seed=e, policy=policy)
-    return str(folder)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return tiny_data(tmp_path_factory.mktemp("data") / "eps")
 
 
 def test_train_writes_every_output(tmp_path, data, capsys, device):
@@ -148,35 +121,6 @@ def test_epochs_run_and_resume(tmp_path, data):
     assert r.returncode == 2 and "the newest checkpoint is at step 10, past the 5 steps asked for" in r.stderr
 
 
-def start(*args):
-    """bin/train-scratch as a user starts it from the project's folder, in the background."""
-    return subprocess.Popen([sys.executable, os.path.join("bin", "train-scratch"), *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_a_row(proc, out):
-    """Wait until the run has written a log row (it is past its start), and is still running."""
-    log = os.path.join(out, "log.jsonl")
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not (os.path.exists(log) and os.path.getsize(log) > 0):
-        time.sleep(0.1)
-    assert proc.poll() is None, proc.communicate()
-
-
-def said_command(text, after):
-    """The command a message printed after `after` (to the end of its line)."""
-    line = next(line for line in text.splitlines() if after in line)
-    return line.split(after, 1)[1].strip()
-
-
-def run_as_printed(command, *more):
-    """Run a printed command as a user would paste it into a new shell: from the project's folder, with no
-    virtual environment on the PATH."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
-    return subprocess.run(" ".join([command, *more]), shell=True, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_checkpoints_and_says_how_to_resume(tmp_path, data, sig, device):
     """The resume command is printed as it runs: pasted into a shell without the virtual environment, it
@@ -235,11 +179,6 @@ def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, data):
     assert [r["step"] for r in rows] == [2, 3, 4, 6]
 
 
-def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "bin", "train-scratch"), *args],
-                          capture_output=True, text=True, env=env, timeout=300)
-
-
 @pytest.mark.parametrize("args, match", [
     (["--batch-size", "0"], "--batch-size: expected a number of at least 1, got 0"),
     (["--steps", "-3"], "--steps: expected a number of at least 1, got -3"),
@@ -252,12 +191,6 @@ def test_bad_arguments_one_line_nonzero(tmp_path, args, match):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and match in lines[0], r.stderr
     assert not os.path.exists(tmp_path / "run")
-
-
-def files_and_times(folder):
-    """{path: modification time} of every file in a run folder but its lock (which each writer takes)."""
-    return {os.path.join(d, f): os.path.getmtime(os.path.join(d, f)) for d, _, names in os.walk(folder)
-            for f in names if f != ".lock"}
 
 
 def test_bad_inputs_in_process(tmp_path, data, monkeypatch):
@@ -363,10 +296,6 @@ def test_encode_latents(tmp_path, data, device):
 
 OWN = ["--batch-size", "5", "--seed", "3", "--latent", "4", "--lr", "0.002", "--heldout", "0.3", "--steps", "6",
        "--log-every", "2", "--eval-every", "2", "--checkpoint-every", "3", "--quiet"]
-
-
-def params_equal(a, b):
-    return all(np.array_equal(a.model.params[k], b.model.params[k]) for k in a.model.params)
 
 
 def test_resume_continues_with_the_runs_own_settings(tmp_path, data, capsys):
