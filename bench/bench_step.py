@@ -33,8 +33,10 @@ import sys
 import tempfile
 import time
 
+# As the tools do (bin/*): OpenBLAS's threads sleep after each product, set before NumPy loads; every core copies
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from scratchvae import VAE  # noqa: E402  (sets OpenBLAS's thread timeout before NumPy loads)
+from scratchvae import VAE, threads  # noqa: E402
 import numpy as np  # noqa: E402
 from scratchvae.backend import get_xp, gpu_available  # noqa: E402
 from scratchvae.im2col import batch_last  # noqa: E402
@@ -310,6 +312,7 @@ def print_profile(model, x, device, batch):
 
 
 def main():
+    threads.use_every_core()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", default="100", help="batch size, or several separated by commas (100,1000)")
     p.add_argument("--blocks", type=int, default=8, help="alternating blocks (default 8)")
@@ -320,13 +323,14 @@ def main():
     p.add_argument("--no-floor", action="store_true")
     p.add_argument("--no-profile", action="store_true")
     a = p.parse_args()
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     try:
         import torch  # noqa: F401
         have_torch = not a.no_torch
     except ImportError:
         have_torch = False
-    print(f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(unset)')}, {threads} CPU thread(s)")
+    print(f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(unset)')}, {cores} CPU thread(s), "
+          f"{threads.WORKERS} copying")
     rows = []
     for device in a.devices.split(","):
         xp = get_xp(device)
@@ -334,7 +338,7 @@ def main():
             step, model, x = scratch_step(device, batch)
             runs = {"scratchvae": step}
             if have_torch:
-                runs["torch"] = torch_step(device, batch, threads)
+                runs["torch"] = torch_step(device, batch, cores)
             products = [p for ps in layer_products(model, batch)[0].values() for p in ps]
             if not a.no_floor:
                 runs["floor"] = gemm_floor(products, xp, device)
@@ -360,7 +364,7 @@ def main():
                     print(f"  {k:<11}{count:6.0f} kernels; memory copies: {said}")
             if not a.no_profile:
                 print_profile(model, x, device, batch)
-    print(f"\ntraining step, default VAE, float32, {threads} CPU thread(s); medians of "
+    print(f"\ntraining step, default VAE, float32, {cores} CPU thread(s), {threads.WORKERS} copying; medians of "
           f"{a.blocks} alternating blocks × {a.steps} steps:")
     head = f"{'device':<8}{'batch':>6}{'ms/step':>10}{'img/s':>9}{'GFLOP/s':>9}"
     if have_torch:

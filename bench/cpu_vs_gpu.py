@@ -20,9 +20,13 @@ import sys
 import tempfile
 import time
 
+# As the tools do (bin/*): OpenBLAS's threads sleep after each product, set before NumPy loads; every core copies
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from scratchvae.backend import BackendError, resolve_device  # noqa: E402
-from scratchvae.train import RunSettings, Trainer  # noqa: E402
+from scratchvae import threads  # noqa: E402
+from scratchvae.runfolder import RunSettings  # noqa: E402
+from scratchvae.train import Trainer  # noqa: E402
 
 AGREE = 0.02                                    # the largest relative difference in held-out MSE called agreement
 
@@ -38,6 +42,7 @@ def train_on(device, a, out):
 
 
 def main(argv=None):
+    threads.use_every_core()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="folder of episode files")
     p.add_argument("--steps", type=int, default=300)

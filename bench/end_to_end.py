@@ -92,7 +92,8 @@ class Checks:
         same = [k for k in a.model.params if np.array_equal(a.model.params[k], b.model.params[k])
                 and np.array_equal(a.optimizer.m[k], b.optimizer.m[k])
                 and np.array_equal(a.optimizer.v[k], b.optimizer.v[k])]
-        losses = [row["loss"] for row in RunFolder(whole).read_log()] == [row["loss"] for row in RunFolder(out).read_log()]
+        losses = [[row["loss"] for row in RunFolder(d).read_log()] for d in (whole, out)]
+        losses = losses[0] == losses[1]
         self.say("resume", len(same) == len(a.model.params) and losses,
                  f"{half} + {half} steps against {self.a.steps}: {len(same)} of {len(a.model.params)} parameters "
                  f"and their Adam moments bit-identical; log losses {'equal' if losses else 'DIFFER'}")

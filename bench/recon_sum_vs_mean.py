@@ -14,9 +14,13 @@ import os
 import sys
 import tempfile
 
+# As the tools do (bin/*): OpenBLAS's threads sleep after each product, set before NumPy loads; every core copies
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from scratchvae import losses, train  # noqa: E402
-from scratchvae.train import RunSettings, Trainer  # noqa: E402
+from scratchvae import threads  # noqa: E402
+from scratchvae.runfolder import RunSettings  # noqa: E402
+from scratchvae.train import Trainer  # noqa: E402
 
 VARIANTS = {                           # name: (per-pixel mean, kl_tolerance, Adam's eps)
     "sum, free bits": (False, 0.5, 1e-8),
@@ -43,6 +47,7 @@ def patched(mean, eps):
 
 
 def main():
+    threads.use_every_core()
     p = argparse.ArgumentParser()
     p.add_argument("--data", required=True)
     p.add_argument("--steps", type=int, default=500)

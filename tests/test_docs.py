@@ -129,20 +129,29 @@ def test_pages_with_worked_examples_have_them():
         assert text.count("\n>>> ") >= least, f"docs/{page}: fewer than {least} worked examples"
 
 
-def test_the_readme_example_runs():
+def test_the_readme_examples_run(tmp_path, monkeypatch):
+    """The first trains a step; the second loads a trained run: it runs where `make train` leaves one (here a
+    tiny one, in a folder of its own)."""
+    from runs import tiny_data
+    from scratchvae.cli.train import main as train_main
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
-    assert blocks, "README.md has no python example"
-    for code in blocks:
-        scope = {}
-        exec(compile(code, "README.md", "exec"), scope)
+    first, second = re.findall(r"```python\n(.*?)```", readme, re.S)
+    scope = {}
+    exec(compile(first, "README.md", "exec"), scope)
     assert scope["mu"].shape == (8, 32) and float(scope["out"]["loss"]) > 0
+    monkeypatch.chdir(tmp_path)
+    tiny_data(os.path.join("data", "carracing-default"), episodes=2)
+    assert train_main(["--data", os.path.join("data", "carracing-default"), "--steps", "2", "--batch-size", "8",
+                       "--quiet"]) == 0
+    scope = {}
+    exec(compile(second, "README.md", "exec"), scope)
+    assert scope["ck"].step == 2 and scope["mu"].shape == (8, 32) and scope["pictures"].shape == (8, 3, 64, 64)
 
 
 def test_training_page_shows_every_tools_options_from_its_parser():
     text = open(os.path.join(sync.DOCS, "training.md"), encoding="utf-8").read()
     for module, prog in (("scratchvae.cli.collect", "collect-rollouts"), ("scratchvae.cli.train", "train-scratch"),
-                         ("scratchvae.cli.encode", "encode-latents")):
+                         ("scratchvae.cli.encode", "encode-latents"), ("scratchvae.cli.sample", "sample")):
         assert f"<!-- options {module} -->" in text, f"docs/training.md does not show {prog}'s options"
         parser = importlib.import_module(module).parser()
         shown = sync.OPTIONS.search(text[text.index(f"<!-- options {module} -->"):]).group("body")
