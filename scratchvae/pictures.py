@@ -75,9 +75,13 @@ def reconstructions_figure(model, x, step, cols=8, source="held-out frames"):
 
 def samples_figure(model, step, n=32, cols=8, seed=0):
     """Images decoded from z ~ N(0, I): the decoder's mean image for each z, not a sample of x."""
-    z = np.random.default_rng(seed).standard_normal((n, model.latent_dim)).astype(model.dtype)
-    fig, _ = _grid_figure(to_uint8(model.decode(model.xp.asarray(z))), cols,
-                          f"decoded from z ~ N(0, I) (the decoder's mean for each z), step {step}")
+    z = np.random.default_rng(seed).standard_normal((n, model.latent_dim))
+    return decoded_figure(model, z, f"decoded from z ~ N(0, I) (the decoder's mean for each z), step {step}", cols)
+
+
+def decoded_figure(model, z, title, cols=8):
+    """The decoder's mean image for each code of z (N, latent_dim), `cols` a row."""
+    fig, _ = _grid_figure(to_uint8(model.decode(model.xp.asarray(np.asarray(z, model.dtype)))), cols, title)
     return fig
 
 
@@ -183,6 +187,10 @@ def prior_samples(model, path, step, seed=0, n=32):
 
 def latent_traversal(model, x, path, step):
     save(traversal_figure(model, x, step), path)
+
+
+def decoded(model, z, path, step, source):
+    save(decoded_figure(model, z, f"{source}, decoded (the decoder's mean for each z), step {step}"), path)
 
 
 def loss_curves(rows, path):

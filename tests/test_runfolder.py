@@ -20,6 +20,7 @@ from runs import FAST, ROOT, params_equal, run_as_printed, said_command, start, 
     wait_for_a_row
 from scratchvae.checkpoint import load as load_file
 from scratchvae.cli import run
+from scratchvae.cli.encode import main as encode_main
 from scratchvae.cli.sample import main as sample_main
 from scratchvae.cli.train import main as train_main
 from scratchvae.data.episodes import episode_name, write_episode
@@ -345,6 +346,25 @@ def test_sample_draws_a_checkpoints_pictures(trained, data, tmp_path, capsys):
     said = capsys.readouterr().out
     assert "(step 3)" in said and "wrote samples.png, reconstructions.png, traversal.png, loss.png" in said
     assert sample_main(["--checkpoint", trained, "--best", "--data", data, "--out", str(tmp_path / "data")]) == 0
+    latents = str(tmp_path / "latents.npz")                             # codes: encode-latents' mu, or an array
+    assert encode_main(["--checkpoint", trained, "--data", data, "--out", latents, "--quiet"]) == 0
+    np.save(tmp_path / "z.npy", np.zeros((3, 8)))
+    heights = []
+    for codes in (latents, str(tmp_path / "z.npy")):
+        capsys.readouterr()
+        assert sample_main(["--checkpoint", trained, "--codes", codes, "--out", str(tmp_path / "codes")]) == 0
+        assert "decoded.png" in capsys.readouterr().out
+        with Image.open(tmp_path / "codes" / "decoded.png") as im:
+            heights.append(im.size[1])
+    assert heights[0] > heights[1]                                      # 48 codes take 6 rows, 3 codes one
+    np.save(tmp_path / "wide.npy", np.zeros((3, 5)))
+    for codes, said in ((str(tmp_path / "wide.npy"), "expected float codes (N, 8), got float64 (3, 5)"),
+                        (os.path.join(ROOT, "README.md"), "expected an .npy array of codes, or a latents file")):
+        assert run("sample", sample_main, ["--checkpoint", trained, "--codes", codes, "--out",
+                                           str(tmp_path / "nocodes")]) == 2
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1 and "pickle" not in err, err
+    assert not os.path.exists(tmp_path / "nocodes")
     (tmp_path / "notes.txt").write_text("not an image")
     assert run("sample", sample_main, ["--checkpoint", trained, "--images", str(tmp_path / "notes.txt"),
                                        "--out", str(tmp_path / "bad")]) == 2

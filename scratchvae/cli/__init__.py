@@ -77,6 +77,14 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def add_checkpoint_options(p):
+    """--checkpoint and --best, as the tools that read a trained model take them (runfolder.load)."""
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint file (RUN_DIR/checkpoints/ckpt_*.npz), or a run folder: its newest readable one")
+    p.add_argument("--best", action="store_true",
+                   help="with a run folder: its best checkpoint (lowest held-out MSE) instead of the newest")
+
+
 def number_type(ok, expected, convert=float):
     """An argparse type: convert the text, then check it; the error says what was expected and what came."""
     def parse(text):

@@ -1,6 +1,6 @@
 """bin/encode-latents: mu and logvar of every frame of every episode, with actions, in one file."""
 
-from . import OneLineParser, positive_int, run
+from . import OneLineParser, add_checkpoint_options, positive_int, run
 from ..backend import resolve_device
 from ..latents import check_writable, encode_folder
 from ..runfolder import load
@@ -11,10 +11,7 @@ def parser():
         prog="encode-latents",
         description="Encode every frame of every episode in DATA with a trained checkpoint and write mu, logvar, "
                     "actions, rewards and done flags to one .npz for the memory model (layout: scratchvae/latents.py).")
-    p.add_argument("--checkpoint", required=True,
-                   help="a checkpoint file (RUN_DIR/checkpoints/ckpt_*.npz), or a run folder: its newest readable one")
-    p.add_argument("--best", action="store_true",
-                   help="with a run folder: its best checkpoint (lowest held-out MSE) instead of the newest")
+    add_checkpoint_options(p)
     p.add_argument("--data", required=True, help="folder of episode files")
     p.add_argument("--out", required=True, help="output .npz file (its folder is made if need be)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu", help="default cpu")

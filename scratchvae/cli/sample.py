@@ -1,14 +1,16 @@
-"""bin/sample: the pictures of any checkpoint, drawn anew: prior samples, and reconstructions and a latent
-traversal of frames from a data folder, of image files, or of the run's own held-out frames."""
+"""bin/sample: the pictures of any checkpoint, drawn anew: prior samples, reconstructions and a latent
+traversal of frames from a data folder, of image files, or of the run's own held-out frames, and the
+decoding of given codes."""
 import os
 import warnings
 
 import numpy as np
 
-from . import OneLineParser, non_negative_int, positive_int, run
+from . import OneLineParser, add_checkpoint_options, non_negative_int, positive_int, run
 from .. import pictures
 from ..atomic import make_folder
 from ..backend import resolve_device
+from ..checkpoint import ZIP_MAGIC
 from ..data.dataset import FrameDataset, to_model_input
 from ..data.episodes import DataError
 from ..runfolder import RunFolder, load
@@ -19,15 +21,14 @@ def parser():
         description="Draw a trained model's pictures into OUT: images decoded from the prior, and reconstructions "
                     "and a latent traversal of frames (from --data, from --images, or, given a run, of the run's "
                     "own held-out frames, as training drew them), and the loss curves of a run.")
-    p.add_argument("--checkpoint", required=True,
-                   help="a checkpoint file (RUN_DIR/checkpoints/ckpt_*.npz), or a run folder: its newest readable one")
-    p.add_argument("--best", action="store_true",
-                   help="with a run folder: its best checkpoint (lowest held-out MSE) instead of the newest")
+    add_checkpoint_options(p)
     p.add_argument("--out", required=True, help="folder for the pictures (made if need be)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--data", help="folder of episode files: reconstruct frames spread evenly over all of them")
     g.add_argument("--images", nargs="+", metavar="IMAGE",
                    help="image files (PNG, JPEG, …) to reconstruct, resized to the model's frame size")
+    p.add_argument("--codes", help="codes to decode into decoded.png: an .npy array (N, latent-dim), or a latents "
+                                   "file from encode-latents (its mu); the first 64")
     p.add_argument("--samples", type=positive_int, default=32, help="images decoded from the prior (default 32)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the prior's draws (default 0)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu", help="default cpu")
@@ -46,6 +47,29 @@ def read_images(paths, size):
         except (OSError, UnidentifiedImageError, ValueError) as e:
             raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
     return np.stack(frames)
+
+
+def read_codes(path, latent_dim):
+    """float (N ≤ 64, latent_dim) codes from an .npy array or an encode-latents file (its mu)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+        if head == b"\x93NUMPY":
+            z = np.load(path, allow_pickle=False)
+        elif head[:4] in ZIP_MAGIC:
+            with np.load(path, allow_pickle=False) as latents:
+                z = latents["mu"]
+        else:
+            raise ValueError(f"a file that begins with {head!r}")
+    except OSError as e:
+        raise DataError(f"--codes {path}: {e.strerror or e}") from None
+    except (KeyError, ValueError, EOFError) as e:
+        raise DataError(f"--codes {path}: expected an .npy array of codes, or a latents file with mu; got {e}") from None
+    if z.ndim != 2 or z.shape[1] != latent_dim or z.dtype.kind != "f" or len(z) == 0:
+        raise DataError(f"--codes {path}: expected float codes (N, {latent_dim}), got {z.dtype} {z.shape}")
+    if not np.isfinite(z).all():
+        raise DataError(f"--codes {path}: holds NaN or infinite values")
+    return z[:64]
 
 
 def run_frames(ck):
@@ -98,10 +122,14 @@ def main(argv=None):
             print(f"sample: no frames to reconstruct ({source}); give --data or --images for them")
     if frames is not None and frames.shape[1:3] != size:
         raise DataError(f"frames are {frames.shape[1]}x{frames.shape[2]}, the model expects {size[0]}x{size[1]}")
+    z = None if args.codes is None else read_codes(args.codes, model.latent_dim)
     make_folder(args.out)
     x = None if frames is None else to_model_input(frames, device, model.dtype)
     written = pictures.write_all(args.out, model, x, ck.step, source, seed=args.seed, rows=run_log(ck),
                                  samples=args.samples)
+    if z is not None:
+        pictures.decoded(model, z, os.path.join(args.out, "decoded.png"), ck.step, f"{len(z)} codes of {args.codes}")
+        written.append("decoded.png")
     print(f"sample: wrote {', '.join(written)} into {args.out}")
     return 0
 
