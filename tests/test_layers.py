@@ -1,7 +1,7 @@
 """Dense, ReLU, Sigmoid, Reshape/Flatten and Crop2D: finite differences, stability, errors."""
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from scratchvae import Crop2D, Dense, Flatten, ReLU, Reshape, Sigmoid
@@ -57,6 +57,7 @@ def test_sigmoid_is_stable_for_large_inputs(device, monkeypatch):
 
 
 @given(st.integers(1, 3), dims, dims, dims, st.integers(0, 2**32 - 1))
+@example(n=3, c=4, h=5, w=6, seed=31495389)      # Σ y·g rounded this one's smallest entry to 1.4e-7 (gradcheck.py)
 def test_reshape_and_flatten_gradients(device, n, c, h, w, seed):
     x = get_xp(device).asarray(np.random.default_rng(seed).normal(size=(n, c, h, w)))
     assert check_layer(Flatten(np.float64, device), x, rng=seed)["x"] <= GRAD_TOL
