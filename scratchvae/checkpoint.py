@@ -71,7 +71,8 @@ def read_arrays(path, names=None):
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file") from None
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file (scratchvae.load takes a run "
+                              "folder too)") from None
     if head not in ZIP_MAGIC:
         raise CheckpointUnreadable(f"{path}: not a checkpoint: expected a .npz archive as train-scratch writes, "
                                    f"got a file that begins with {head!r}")

@@ -53,8 +53,9 @@ def said_command(text, after):
 
 def run_as_printed(command, *more):
     """Run a printed command as a user would paste it into a new shell: from the project's folder, with no
-    virtual environment on the PATH."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
+    virtual environment activated (none on the PATH)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = "/usr/bin:/bin"
     return subprocess.run(" ".join([command, *more]), shell=True, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
 
