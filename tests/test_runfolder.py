@@ -288,6 +288,7 @@ def test_without_gymnasium_the_tools_say_how_to_get_it(tmp_path):
         assert line.startswith(f"{tool}: error: collecting CarRacing frames needs gymnasium[box2d], which is not "
                                "installed (No module named 'gymnasium'): pip install -e '.[collect]'")
         assert ("or give --data with a folder of episodes" in line) == (tool == "train-scratch")
+        assert "collecting" not in r.stdout and not os.path.exists(tmp_path / "data" / "carracing-default")
 
 
 def test_the_package_needs_gymnasium_only_to_collect():

@@ -71,16 +71,17 @@ def explicit_options(argv):
 
 def default_data(quiet):
     """The default dataset, collected (or finished: collection is resumable) first when incomplete."""
-    from ..data.rollouts import MissingPackage, collect, missing_episodes
+    from ..data.rollouts import MissingPackage, collect, missing_episodes, require_gymnasium
     missing = missing_episodes(DEFAULT_DATA, DEFAULT_EPISODES)
     if missing:
-        print(f"train-scratch: collecting {len(missing)} of the {DEFAULT_EPISODES} default CarRacing episodes "
-              f"({DEFAULT_STEPS_PER_EPISODE} steps each) into {DEFAULT_DATA}")
         try:
-            collect(DEFAULT_DATA, DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, workers=os.cpu_count() or 1,
-                    progress=not quiet)
+            require_gymnasium()
         except MissingPackage as e:
             raise MissingPackage(f"{e}; or give --data with a folder of episodes") from None
+        print(f"train-scratch: collecting {len(missing)} of the {DEFAULT_EPISODES} default CarRacing episodes "
+              f"({DEFAULT_STEPS_PER_EPISODE} steps each) into {DEFAULT_DATA}")
+        collect(DEFAULT_DATA, DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, workers=os.cpu_count() or 1,
+                progress=not quiet)
     return DEFAULT_DATA
 
 
