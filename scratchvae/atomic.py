@@ -4,6 +4,7 @@ A reader sees either the old file or the whole new one, never half of it.
 """
 import contextlib
 import errno
+import glob
 import os
 import tempfile
 
@@ -27,6 +28,13 @@ def make_folder(path):
     if probe and not os.path.isdir(probe):
         raise NotADirectoryError(errno.ENOTDIR, f"{probe} is a file, not a folder", path)
     os.makedirs(path, exist_ok=True)
+
+
+def remove_temporaries(folder):
+    """Remove the temporary files (.NAME.XXXX.tmp) that a writer killed in the middle of atomic_write left in
+    `folder`. Only for a folder no other process is writing (its lock held)."""
+    for path in glob.glob(os.path.join(folder, ".*.tmp")):
+        os.unlink(path)
 
 
 @contextlib.contextmanager

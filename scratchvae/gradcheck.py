@@ -15,7 +15,9 @@ For a layer, f = Σ (y − y₀)·g with a fixed random g and y₀ the output at
 unchanged input, so ∂f/∂y = g is what backward receives. Subtracting the constant y₀
 changes no derivative, but makes f a sum of terms of size h instead of size |y·g|: its
 rounding, ε·|f|/h above, shrinks by as much (Σ y·g on 360 numbers rounded a derivative
-by 10⁻¹¹, 1.4·10⁻⁷ of a small entry, against 10⁻¹³ now). The error reported is ``rel_error_each``: every element's difference over its own
+by 10⁻¹¹, 1.4·10⁻⁷ of a small entry, against 10⁻¹³ now).
+
+The error reported is ``rel_error_each``: every element's difference over its own
 magnitude, max_i |aᵢ − bᵢ| / max(|aᵢ| + |bᵢ|, floor·S), S = max(|a| + |b|), floor = 1e-4.
 ``rel_error``, the largest difference over the largest magnitude (max|a − b| / S), lets a
 wrong small entry hide behind a large one: an entry 10⁻⁴ of S that is off by 100% moves it

@@ -22,6 +22,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import warnings
 from dataclasses import dataclass, fields, replace
 from typing import Optional
@@ -29,7 +30,7 @@ from typing import Optional
 import numpy as np
 
 from . import checkpoint
-from .atomic import atomic_write
+from .atomic import atomic_write, remove_temporaries
 from .checkpoint import CheckpointError, CheckpointUnreadable
 from .lock import locked
 
@@ -128,10 +129,14 @@ class RunFolder:
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise NotADirectoryError(f"--out {self.path} is a file; expected a run folder (new or holding a run)")
 
+    @property
+    def checkpoint_folder(self):
+        return os.path.join(self.path, "checkpoints")
+
     def checkpoints(self):
         """[(step, path)] of the run's checkpoints, oldest first (readable or not)."""
         found = []
-        for path in glob.glob(os.path.join(self.path, "checkpoints", "ckpt_*.npz")):
+        for path in glob.glob(os.path.join(self.checkpoint_folder, "ckpt_*.npz")):
             m = CKPT_RE.search(path)
             if m:
                 found.append((int(m.group(1)), path))
@@ -150,11 +155,11 @@ class RunFolder:
         return [name for name in names if os.path.exists(self.file(name))]
 
     def checkpoint_path(self, step):
-        return os.path.join(self.path, "checkpoints", f"ckpt_{int(step):07d}.npz")
+        return os.path.join(self.checkpoint_folder, f"ckpt_{int(step):07d}.npz")
 
     @property
     def best_path(self):
-        return os.path.join(self.path, "checkpoints", BEST)
+        return os.path.join(self.checkpoint_folder, BEST)
 
     # ---- writing: only while holding the lock ---------------------------------------------------------
     def lock(self, tool):
@@ -163,9 +168,8 @@ class RunFolder:
 
     def remove_temporaries(self):
         """Files left under their temporary names by a writer killed mid-write. Call with the lock held."""
-        for folder in (self.path, os.path.join(self.path, "checkpoints")):
-            for path in glob.glob(os.path.join(folder, ".*.tmp")):
-                os.unlink(path)
+        for folder in (self.path, self.checkpoint_folder):
+            remove_temporaries(folder)
 
     def remove_leftovers(self):
         """Remove what a run that never reached a checkpoint left. Call with the lock held."""
@@ -227,7 +231,8 @@ class RunFolder:
         [(path, message)] of newer files that were truncated or corrupt and passed over."""
         found = self.checkpoints()
         if not found:
-            raise FileNotFoundError(f"no checkpoint in {os.path.join(self.path, 'checkpoints')}")
+            raise CheckpointError(f"{self.path} holds no checkpoint (a run folder keeps them in "
+                                  f"{self.checkpoint_folder})")
         unreadable = []
         for _, path in reversed(found):
             try:
@@ -253,11 +258,10 @@ class RunFolder:
     def keep_best(self, path):
         """Make checkpoint `path` the best one: best.npz becomes a second name of the same file (a copy
         where the file system has no hard links). Call with the lock held."""
-        tmp = os.path.join(self.path, "checkpoints", f".{BEST}.new.tmp")
+        tmp = os.path.join(self.checkpoint_folder, f".{BEST}.new.tmp")
         try:
             os.link(path, tmp)
         except OSError:
-            import shutil
             shutil.copyfile(path, tmp)
         os.replace(tmp, self.best_path)
 
@@ -280,9 +284,6 @@ def load(path, device="cpu", best=False):
                 raise CheckpointError(f"{path} has no best checkpoint ({folder.best_path}): it is written with "
                                       "the run's first checkpoint, by training with this version")
             return checkpoint.load(folder.best_path, device)
-        if not folder.checkpoints():
-            raise CheckpointError(f"{path} holds no checkpoint (a run folder keeps them in "
-                                  f"{os.path.join(path, 'checkpoints')})")
         ck, unreadable = folder.newest_readable(device)
         for bad, why in unreadable:
             warnings.warn(f"{why}; using {ck.path} (step {ck.step}) instead", stacklevel=2)

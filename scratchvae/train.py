@@ -131,7 +131,7 @@ class Trainer:
         s = self.settings
         if not self.folder.leftovers():
             return FileNotFoundError(f"{s.out} holds no run to resume (no checkpoint in "
-                                     f"{os.path.join(s.out, 'checkpoints')})")
+                                     f"{self.folder.checkpoint_folder})")
         rows = self.folder.read_log()
         at = f" (step {rows[-1]['step']})" if rows else ""
         return FileNotFoundError(f"{s.out} holds a run that stopped before its first checkpoint{at}, so there is "

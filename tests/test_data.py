@@ -138,6 +138,7 @@ def test_stale_temporary_is_removed(tmp_path):
     out = tmp_path / "eps"
     out.mkdir()
     (out / ".episode_000000.npz.abc.tmp").write_bytes(b"half")
+    (out / ".manifest.json.def.tmp").write_bytes(b"{\"for")                 # killed while writing the manifest
     collect(str(out), 1, 5, progress=False)
     assert sorted(os.listdir(out)) == [".lock", episode_name(0), "manifest.json"]
 

@@ -15,6 +15,7 @@ from ..data.dataset import FrameDataset, to_model_input
 from ..data.episodes import DataError
 from ..runfolder import RunFolder, load
 
+
 def parser():
     p = OneLineParser(
         prog="sample",
@@ -64,7 +65,8 @@ def read_codes(path, latent_dim):
     except OSError as e:
         raise DataError(f"--codes {path}: {e.strerror or e}") from None
     except (KeyError, ValueError, EOFError) as e:
-        raise DataError(f"--codes {path}: expected an .npy array of codes, or a latents file with mu; got {e}") from None
+        raise DataError(f"--codes {path}: expected an .npy array of codes, or a latents file with mu; "
+                        f"got {e}") from None
     if z.ndim != 2 or z.shape[1] != latent_dim or z.dtype.kind != "f" or len(z) == 0:
         raise DataError(f"--codes {path}: expected float codes (N, {latent_dim}), got {z.dtype} {z.shape}")
     if not np.isfinite(z).all():

@@ -8,6 +8,7 @@ numbers into (ep_idx, frame_idx) from the episode lengths alone. So what a train
 keeps per frame is one shuffled order of those numbers per epoch, 8 bytes a frame (a
 64×64 frame's pixels are 12,288 bytes, read and dropped batch by batch).
 """
+import functools
 import hashlib
 import os
 from collections import OrderedDict
@@ -63,7 +64,7 @@ class FrameDataset:
         self._files = OrderedDict()
         self._open_files = open_files
 
-    @property
+    @functools.cached_property
     def fingerprint(self):
         """What the frames are, in a few characters: a SHA-256 over each episode's file name, length, frame
         size and obs checksum (the zip's CRC-32 of every frame), in order. The same episodes anywhere give

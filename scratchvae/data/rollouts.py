@@ -6,13 +6,13 @@ exactly. Workers write their episodes themselves, atomically; a re-run skips the
 episodes already on disk, after checking (manifest.py) that they were collected
 with the options asked for now. One collection at a time writes into a folder (its lock).
 """
-import glob
 import multiprocessing as mp
 import os
 import time
 
 import numpy as np
 
+from ..atomic import remove_temporaries
 from ..lock import locked
 from ..progress import bar as progress_bar
 from .episodes import episode_name, write_episode
@@ -106,12 +106,6 @@ def _collect_one(job):
     return index, {**asked(0, seed, policy, steps, size), "frames": len(ep["obs"])}, os.path.getsize(path)
 
 
-def remove_stale_temporaries(out):
-    """Temporary files left by a run that was killed mid-write."""
-    for path in glob.glob(os.path.join(out, ".episode_*.tmp")):
-        os.unlink(path)
-
-
 def missing_episodes(out, episodes):
     """The episode numbers among 0..episodes−1 that have no file in `out` yet."""
     return [i for i in range(episodes) if not os.path.exists(os.path.join(out, episode_name(i)))]
@@ -130,14 +124,15 @@ def collect(out, episodes, steps, workers=1, policy="brownian", seed=0, size=(64
     if os.path.exists(out) and not os.path.isdir(out):
         raise NotADirectoryError(f"--out {out} is a file; expected a folder for episode files")
     with locked(out, "collect-rollouts"):
-        remove_stale_temporaries(out)
-        records = complete(out, read_manifest(out))
+        remove_temporaries(out)                     # a killed collection's episode or manifest
+        listed = read_manifest(out)
+        records = complete(out, listed)
         check_request(out, records, episodes, seed, policy, steps, size)
         todo = missing_episodes(out, episodes)
         summary = dict(requested=episodes, skipped=episodes - len(todo), collected=0, frames=0, bytes=0,
                        seconds=0.0)
         if not todo:
-            if records != read_manifest(out):
+            if records != listed:
                 write_manifest(out, records, ENV_ID)
             return summary
         require_gymnasium()                         # here, not in each worker: one line, before any work
@@ -178,7 +173,7 @@ def _run(jobs, workers, out, records, summary, progress):
         if pool:
             pool.terminate()
             pool.join()
-        remove_stale_temporaries(out)
+        remove_temporaries(out)
         raise
     finally:
         bar.close()
