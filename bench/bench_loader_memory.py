@@ -7,7 +7,6 @@ Synthetic 64×64 episodes are written to a temporary folder first.
 """
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile

@@ -40,9 +40,8 @@ from scratchvae import VAE, threads  # noqa: E402
 import numpy as np  # noqa: E402
 from scratchvae.backend import get_xp, gpu_available  # noqa: E402
 from scratchvae.im2col import batch_last  # noqa: E402
-from scratchvae.layers import Conv2D, ConvTranspose2D, Dense  # noqa: E402
-from scratchvae.layers.conv import weight_grad  # noqa: E402
-from scratchvae.layers.fast import transpose_method  # noqa: E402
+from scratchvae.layers import (Conv2D, ConvTranspose2D, Dense, DenseThenDeconv, Heads, ReLU,  # noqa: E402
+                               Reshape, weight_grad)
 from scratchvae.optim import Adam  # noqa: E402
 from scratchvae.parity import phase_grid  # noqa: E402
 
@@ -54,54 +53,67 @@ def sync(device):
 
 
 # ---- what one step multiplies -------------------------------------------------------------------
-def _transpose_products(ci, co, h, w, layer, opy, opx, n):
-    """(method, products) of a C_in → C_out transposed convolution of n h×w images, by the layer's method."""
-    kh, kw, sy, sx, ph, pw = layer.kh, layer.kw, layer.sy, layer.sx, layer.ph, layer.pw
-    method = getattr(layer, "method", "col2im")
-    if method == "auto":
-        method = transpose_method(ci, co, h, w, kh, kw, sy, sx, ph, pw, opy, opx)
+def _transpose_products(layer, h, w, n):
+    """(method, products) of a fast layer's transposed convolution for n h×w inputs to the layer: its
+    method and sizes as the layer itself works them out (method_for, transposed)."""
+    ci, co, th, tw, opy, opx = layer.transposed(h, w)
+    method = layer.method_for(h, w)
     if method == "parity":
-        _, _, ty, _, gy, _ = phase_grid(h, kh, sy, ph, opy)
-        _, _, tx, _, gx, _ = phase_grid(w, kw, sx, pw, opx)
-        return method, [("mm", sy * sx * co, ci * ty * tx, gy * gx * n)]
-    return method, [("mm", co * kh * kw, ci, h * w * n)]             # dense and col2im: COL = W₂ᵀ·X
+        _, _, ty, _, gy, _ = phase_grid(th, layer.kh, layer.sy, layer.ph, opy)
+        _, _, tx, _, gx, _ = phase_grid(tw, layer.kw, layer.sx, layer.pw, opx)
+        return method, [("mm", layer.sy * layer.sx * co, ci * ty * tx, gy * gx * n)]
+    return method, [("mm", co * layer.kh * layer.kw, ci, th * tw * n)]  # dense and col2im: COL = W₂ᵀ·X
 
 
 def layer_products(model, n):
     """Every matrix product of one loss + backward, per layer: {name: [(kind, a, b, c), …]} with
     ("mm", M, K, N) an (M, K)·(K, N) product and ("wgrad", A, K, L) weight_grad of an (A, L) and a
-    (K, L) matrix; and {name: method} of each convolution's transposed direction."""
+    (K, L) matrix; {name: method} of each convolution's transposed direction; and {name: forward FLOPs},
+    2× the multiply-adds of the layer's forward as a plain loop would do them. Walks the model's encoder
+    and decoder lists as its forward does, following the image size."""
+    names = {id(layer): name for name, layer in model.layers.items()}
     c, h, w = model.input_shape
-    out, methods = {}, {}
-    for name, conv in model.enc:
-        oh, ow = conv.output_shape(h, w)
-        k = conv.in_channels * conv.kh * conv.kw
-        out[name] = [("mm", conv.out_channels, k, oh * ow * n), ("wgrad", conv.out_channels, k, oh * ow * n)]
-        methods[name] = "-"                                          # no input gradient
-        if conv.input_grad:
-            opy, opx = (h + 2 * conv.ph - conv.kh) % conv.sy, (w + 2 * conv.pw - conv.kw) % conv.sx
-            methods[name], dx = _transpose_products(conv.out_channels, conv.in_channels, oh, ow, conv, opy, opx, n)
-            out[name] += dx
-        h, w = oh, ow
-    for name, dense in (("encoder.mu", model.mu_head), ("encoder.logvar", model.logvar_head), ("decoder.dense", model.dec_dense)):
-        i, o = dense.in_features, dense.out_features
-        out[name] = [("mm", n, i, o), ("mm", i, n, o), ("mm", n, o, i)]   # y = x·W, dW = xᵀ·dy, dx = dy·Wᵀ
-    h, w = model.unflat.shape[1:]
-    dec = model.dec
-    if model.joined:                                # decoder.dense and deconv1 as one map (DenseThenDeconv)
-        d, f, k = model.dec_dense.in_features, model.dec_dense.out_features, dec[0][1].out_channels * dec[0][1].kh * dec[0][1].kw
-        out["decoder.dense"] = [("mm", n, d, f), ("mm", d, f, k), ("mm", k, d, n)]          # h, W_d·W₁, Yᵀ
-        out[dec[0][0]] = [("mm", f, n, k), ("mm", k, n, d), ("mm", f, k, d), ("mm", d, k, n)]  # ∂W₁, ∂W_d (2), ∂z
-        methods[dec[0][0]] = "joined"
-        h, w = dec[0][1].output_shape(h, w)
-        dec = dec[1:]
-    for name, deconv in dec:
-        k = deconv.out_channels * deconv.kh * deconv.kw
-        methods[name], fwd = _transpose_products(deconv.in_channels, deconv.out_channels, h, w, deconv,
-                                                 deconv.opy, deconv.opx, n)
-        out[name] = fwd + [("wgrad", deconv.in_channels, k, h * w * n), ("mm", deconv.in_channels, k, h * w * n)]
-        h, w = deconv.output_shape(h, w)
-    return out, methods
+    out, methods, flops = {}, {}, {}
+
+    def dense(layer):                               # y = x·W, dW = xᵀ·dy, dx = dy·Wᵀ
+        i, o = layer.in_features, layer.out_features
+        out[names[id(layer)]] = [("mm", n, i, o), ("mm", i, n, o), ("mm", n, o, i)]
+        flops[names[id(layer)]] = 2 * n * i * o
+
+    for layer in model.encoder + model.decoder:
+        name = names.get(id(layer))
+        if isinstance(layer, Conv2D):
+            oh, ow = layer.output_shape(h, w)
+            k = layer.in_channels * layer.kh * layer.kw
+            out[name] = [("mm", layer.out_channels, k, oh * ow * n), ("wgrad", layer.out_channels, k, oh * ow * n)]
+            flops[name] = 2 * layer.out_channels * k * oh * ow * n
+            methods[name] = "-"                                      # no input gradient
+            if layer.input_grad:
+                methods[name], dx = _transpose_products(layer, h, w, n)
+                out[name] += dx
+            h, w = oh, ow
+        elif isinstance(layer, ConvTranspose2D):
+            k = layer.out_channels * layer.kh * layer.kw
+            flops[name] = 2 * layer.in_channels * k * h * w * n
+            methods[name], fwd = _transpose_products(layer, h, w, n)
+            out[name] = fwd + [("wgrad", layer.in_channels, k, h * w * n), ("mm", layer.in_channels, k, h * w * n)]
+            h, w = layer.output_shape(h, w)
+        elif isinstance(layer, Dense):
+            dense(layer)
+        elif isinstance(layer, Heads):
+            dense(layer.first)
+            dense(layer.second)
+        elif isinstance(layer, Reshape) and len(layer.shape) == 3:   # the decoder's (dense_size, h0, w0)
+            h, w = layer.shape[1:]
+        elif isinstance(layer, DenseThenDeconv):    # decoder.dense and deconv1 as one map
+            dc, name = layer.deconv, names[id(layer.deconv)]
+            d, f, k = layer.dense.in_features, layer.dense.out_features, dc.out_channels * dc.kh * dc.kw
+            out[names[id(layer.dense)]] = [("mm", n, d, f), ("mm", d, f, k), ("mm", k, d, n)]  # h, W_d·W₁, Yᵀ
+            out[name] = [("mm", f, n, k), ("mm", k, n, d), ("mm", f, k, d), ("mm", d, k, n)]  # ∂W₁, ∂W_d (2), ∂z
+            flops[names[id(layer.dense)]], flops[name] = 2 * n * d * f, 2 * n * f * k
+            methods[name] = "joined"
+            h, w = dc.output_shape(1, 1)
+    return out, methods, flops
 
 
 def gemm_floor(products, xp, device, dtype=np.float32):
@@ -233,26 +245,6 @@ def kernels_per_step(step, steps=3):
 
 
 # ---- per layer ----------------------------------------------------------------------------------
-def forward_flops(model, batch):
-    """Multiply-adds ×2 of every convolution, transposed convolution and dense layer, one forward."""
-    c, h, w = model.input_shape
-    per_layer = {}
-    for name, layer in model.layers.items():
-        if isinstance(layer, Conv2D):
-            h, w = layer.output_shape(h, w)
-            f = 2 * layer.out_channels * h * w * layer.in_channels * layer.kh * layer.kw
-        elif isinstance(layer, ConvTranspose2D):
-            if name.endswith("deconv1"):
-                h, w = model.unflat.shape[1:]
-            f = 2 * layer.in_channels * h * w * layer.out_channels * layer.kh * layer.kw
-            h, w = layer.output_shape(h, w)
-        else:
-            assert isinstance(layer, Dense)
-            f = 2 * layer.in_features * layer.out_features
-        per_layer[name] = f * batch
-    return per_layer
-
-
 def profile_layers(model, x, device, repeats=3):
     """Seconds per layer, forward and backward, one layer at a time with a sync around each."""
     spent = {}
@@ -269,11 +261,17 @@ def profile_layers(model, x, device, repeats=3):
             return out
         setattr(layer, method, timed_call)
 
-    named = dict(model.layers)
-    if model.joined:                                # run as one: timed as one, under deconv1's name
-        named.pop("decoder.dense")
-        named[model.dec[0][0]] = model.joined
-    named.update({f"{k}.relu": r for k, r in model.relus.items()})
+    names = {id(layer): name for name, layer in model.layers.items()}
+    named, last = {}, None
+    for layer in model.encoder + model.decoder:     # a layer computed as one (DenseThenDeconv): timed as one
+        if isinstance(layer, ReLU):
+            named[f"{last}.relu"] = layer
+            continue
+        last = names.get(id(getattr(layer, "deconv", layer)))
+        if isinstance(layer, Heads):
+            named.update({names[id(layer.first)]: layer.first, names[id(layer.second)]: layer.second})
+        elif last:
+            named[last] = layer
     named["decoder.sigmoid"] = model.sigmoid
     for name, layer in named.items():
         for method in ("forward", "backward"):
@@ -289,12 +287,11 @@ def profile_layers(model, x, device, repeats=3):
 
 def print_profile(model, x, device, batch):
     spent = profile_layers(model, x, device)
-    per_layer = forward_flops(model, batch)
-    products, methods = layer_products(model, batch)
-    if model.joined:                                # one entry for the two layers computed as one
-        name = model.dec[0][0]
-        per_layer[name] += per_layer.pop("decoder.dense")
-        products[name] += products.pop("decoder.dense")
+    products, methods, per_layer = layer_products(model, batch)
+    for name, method in methods.items():
+        if method == "joined":                      # one entry for the two layers computed as one
+            per_layer[name] += per_layer.pop("decoder.dense")
+            products[name] += products.pop("decoder.dense")
     xp = get_xp(device)
     total = sum(spent.values())
     print(f"\nper-layer split on {device} (forward + backward of the loss, batch {batch}); "

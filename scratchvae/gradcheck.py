@@ -30,6 +30,7 @@ import contextlib
 import numpy as np
 
 from .backend import to_numpy, xp_of
+from .layers import ReLU
 
 
 def rel_error(a, b):
@@ -55,21 +56,25 @@ def rel_error_each(a, b, floor=1e-4):
 def numerical_grad(f, x, h=1e-3):
     """Central differences of a scalar f() with respect to every element of x, changed in place,
     refined by Richardson extrapolation: (4·D(h/2) − D(h))/3 (smooth_central_difference)."""
-    xp = xp_of(x)
-    grad = xp.zeros_like(x)
-    if not x.flags.c_contiguous:
-        raise ValueError("numerical_grad needs a C-contiguous array it can change in place")
-    flat, gflat = x.reshape(-1), grad.reshape(-1)                # views of x and grad
-
     def evaluate():
         return float(f()), []                                    # a layer's f: no kinks to watch
+    return xp_of(x).asarray(per_element(evaluate, x, h), dtype=x.dtype)
+
+
+def per_element(evaluate, x, h):
+    """∂f/∂xᵢ for every element of x, each by smooth_central_difference (x is moved in place, one element
+    at a time, and put back): float64 (x.shape) on the host. evaluate() → (f, masks) at the current x."""
+    if not x.flags.c_contiguous:
+        raise ValueError("finite differences need a C-contiguous array they can change in place")
+    flat = x.reshape(-1)                                         # a view: moving flat moves x
+    grad = np.zeros(x.size)
     for i in range(flat.size):
         old = flat[i].copy()
 
         def move(t):
             flat[i] = old + t
-        gflat[i] = smooth_central_difference(evaluate, move, h)
-    return grad
+        grad[i] = smooth_central_difference(evaluate, move, h)
+    return grad.reshape(x.shape)
 
 
 def directional_grad(f, x, v, h=1e-6):
@@ -129,6 +134,19 @@ def smooth_central_difference(evaluate, move, h):
     raise RuntimeError("no step small enough to stay on one side of every kink")
 
 
+class HeldReLU(ReLU):
+    """A ReLU whose on/off pattern is fixed: y = x·mask, dx = dy·mask (relu_patterns_held puts it in
+    place of each ReLU while it checks, and puts the ReLU back after)."""
+
+    def __init__(self, relu, mask):
+        super().__init__(relu.dtype, relu.device, relu.inplace)
+        self.mask = mask
+
+    def forward(self, x):
+        self.cache = self.mask                                   # backward multiplies by it, as ReLU's
+        return self.xp.multiply(x, self.mask, out=x if self.inplace else None)
+
+
 @contextlib.contextmanager
 def relu_patterns_held(model, x, eps):
     """Hold every ReLU's on/off pattern at what it is at the current parameters.
@@ -137,21 +155,24 @@ def relu_patterns_held(model, x, eps):
     here, so central differences may take a large step: on a loss of ~10³ the derivative along a unit
     direction in one parameter can be ~10⁻⁵ (10⁻⁸ of the loss: the default model's conv3 weights at
     initialisation), and rounding (ε·|f|/h) needs h ≈ 10⁻² to stay far below it, far more than a ReLU allows.
+    Each ReLU in the model's encoder and decoder lists is swapped for a HeldReLU with its mask, and back.
     """
     model.loss(x, eps)
-    for r in model.relus.values():
-        r.frozen = r.cache
+    lists = (model.encoder, model.decoder)
+    kept = [list(layers) for layers in lists]
+    for layers in lists:
+        layers[:] = [HeldReLU(r, r.cache) if isinstance(r, ReLU) else r for r in layers]
     try:
         yield
     finally:
-        for r in model.relus.values():
-            r.frozen = None
+        for layers, old in zip(lists, kept):
+            layers[:] = old
 
 
 def _model_evaluator(model, x, eps):
     def evaluate():
         value = float(model.loss(x, eps)["loss"])
-        return value, [model.cache[-1]]                # which images are above the free-bits floor
+        return value, [model.above_floor]              # which images are above the free-bits floor
     return evaluate
 
 
@@ -173,19 +194,8 @@ def check_model(model, x, eps, h=1e-2, floor=1e-2):
     largest), 100 times finer than rel_error."""
     grads = _analytic(model, x, eps)
     evaluate = _model_evaluator(model, x, eps)
-    errors = {}
     with relu_patterns_held(model, x, eps):
-        for k, p in model.params.items():
-            flat = p.reshape(-1)                               # a view: moving flat moves p
-            numeric = np.zeros(p.size)
-            for i in range(p.size):
-                old = flat[i].copy()
-
-                def move(t):
-                    flat[i] = old + t
-                numeric[i] = smooth_central_difference(evaluate, move, h)
-            errors[k] = rel_error_each(grads[k], numeric.reshape(p.shape), floor)
-    return errors
+        return {k: rel_error_each(grads[k], per_element(evaluate, p, h), floor) for k, p in model.params.items()}
 
 
 def check_model_directions(model, x, eps, directions=3, rng=0, h=1e-2):

@@ -9,6 +9,19 @@ The default is the World Models architecture: four 4×4 stride-2 convolutions
 layer to 1024 numbers seen as a 1024×1×1 image, and four stride-2 transposed
 convolutions (kernels 5, 5, 6, 6; 128, 64, 32, C channels; ReLU, then a sigmoid).
 
+The model is two lists of layers, run in order forwards and in reverse backwards (``forward``,
+``backward``); for the default:
+
+    encoder  conv1 ReLU conv2 ReLU conv3 ReLU conv4 ReLU Flatten Heads(mu, logvar)
+    decoder  DenseThenDeconv(dense, deconv1) ReLU deconv2 ReLU deconv3 ReLU deconv4
+
+(the dense layer and a deconv1 that reads a 1×1 image are two linear maps in a row, computed as
+one; otherwise dense, Reshape and deconv1 stand in its place, and a Crop2D ends the decoder where
+the decoded image is larger than the input). Between the two lists the loss draws z by
+reparameterization and adds the KL; after the decoder, a sigmoid and the reconstruction term.
+``model.layers`` names the layers with parameters (encoder.conv1 … decoder.deconv4), as
+checkpoints and gradients name them.
+
 Other input sizes: the encoder's shapes are computed; the decoder starts from a
 1024×h0×w0 block, h0 and w0 the smallest sizes whose decoded image covers H×W
 (1×1 for 64×64, 1×2 for 60×80), and a centred crop gives back exactly H×W.
@@ -18,9 +31,8 @@ import numpy as np
 from . import losses
 from .backend import check_dtype, device_of, get_xp
 from .im2col import batch_last
-from .layers import (Conv2D, ConvTranspose2D, Crop2D, Dense, FastConv2D, FastConvTranspose2D, Flatten, ReLU,
-                     Reshape, Sigmoid)
-from .layers.fast import DenseThenDeconv
+from .layers import (Conv2D, ConvTranspose2D, Crop2D, Dense, DenseThenDeconv, FastConv2D, FastConvTranspose2D,
+                     Flatten, Heads, ReLU, Reshape, Sigmoid)
 from .sizes import conv_out_size, conv_transpose_out_size
 
 DEFAULT_ENCODER = ((32, 4, 2), (64, 4, 2), (128, 4, 2), (256, 4, 2))    # (channels, kernel, stride)
@@ -54,6 +66,55 @@ def decoder_start(size, decoder):
         h0 += 1
 
 
+def forward(layers, h):
+    """Run h through the layers in order."""
+    for layer in layers:
+        h = layer.forward(h)
+    return h
+
+
+def backward(layers, dh):
+    """The gradient dh at the layers' output, taken back through them in reverse order (each filling its
+    grads): the gradient at their input."""
+    for layer in reversed(layers):
+        dh = layer.backward(dh)
+    return dh
+
+
+def build_encoder(c, h, w, encoder, latent_dim, conv, init, kw):
+    """The encoder as a list of layers, (N, C, H, W) → (mu, logvar): conv → ReLU for each (channels, kernel,
+    stride), flatten, and two dense heads reading the same features. Also its parametered layers by name."""
+    named, layers = {}, []
+    for i, (co, k, s) in enumerate(encoder, 1):
+        layer = named[f"encoder.conv{i}"] = conv(c, co, k, s, rng=init, **kw)
+        layers += [layer, ReLU(inplace=True, **kw)]                 # in place: the ReLU owns the conv's new output
+        c, (h, w) = co, layer.output_shape(h, w)
+    layers[0].input_grad = False                                    # nothing needs ∂L/∂x of the images
+    mu = named["encoder.mu"] = Dense(c * h * w, latent_dim, rng=init, **kw)
+    logvar = named["encoder.logvar"] = Dense(c * h * w, latent_dim, rng=init, **kw)
+    return layers + [Flatten(**kw), Heads(mu, logvar)], named
+
+
+def build_decoder(c, h, w, decoder, latent_dim, dense_size, deconv, join, init, kw):
+    """The decoder as a list of layers, z (N, D) → logits (N, C, H, W): dense → (dense_size, h0, w0), then a
+    transposed convolution for each (channels, kernel, stride), ReLU between them, and a centred crop to H×W
+    where the decoded image is larger. join: a dense layer and a deconv1 that reads a 1×1 image are two linear
+    maps in a row, computed as one (DenseThenDeconv). Also its parametered layers by name."""
+    (h0, dh), (w0, dw) = decoder_start(h, decoder), decoder_start(w, decoder)
+    dense = Dense(latent_dim, dense_size * h0 * w0, rng=init, **kw)
+    named, layers, ch = {"decoder.dense": dense}, [dense, Reshape((dense_size, h0, w0), **kw)], dense_size
+    for i, (co, k, s) in enumerate(decoder, 1):
+        layer = named[f"decoder.deconv{i}"] = deconv(ch, co, k, s, rng=init, **kw)
+        layers += [layer, ReLU(inplace=True, **kw)]
+        ch = co
+    layers.pop()                                                    # the last gives logits: the sigmoid is the loss's
+    if join and (h0, w0) == (1, 1):
+        layers[:3] = [DenseThenDeconv(dense, named["decoder.deconv1"])]
+    if (dh, dw) != (h, w):
+        layers.append(Crop2D(h, w, **kw))
+    return layers, named
+
+
 class VAE:
     def __init__(self, input_shape=(3, 64, 64), latent_dim=32, kl_tolerance=0.5, beta=1.0, recon="mse",
                  encoder=DEFAULT_ENCODER, decoder=DEFAULT_DECODER, dense_size=1024,
@@ -78,48 +139,20 @@ class VAE:
                            decoder=[list(d) for d in decoder], dense_size=int(dense_size),
                            dtype=np.dtype(dtype).name, seed=seed)
         self.input_shape = (c, h, w)
-        self.latent_dim, self.kl_tolerance, self.beta, self.recon = int(latent_dim), float(kl_tolerance), float(beta), recon
+        self.latent_dim, self.kl_tolerance, self.beta = int(latent_dim), float(kl_tolerance), float(beta)
+        self.recon_kind = recon                                     # "mse" or "bernoulli"
         self.dtype = check_dtype(dtype)
         self.device = device
         self.xp = get_xp(device)
         init_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
-        init = np.random.default_rng(init_seed)
+        init = np.random.default_rng(init_seed)                     # draws the parameters, layer by layer
         self.rng = np.random.default_rng(noise_seed)                # draws eps; saved in checkpoints
         kw = dict(dtype=self.dtype, device=device)
         conv, deconv = (FastConv2D, FastConvTranspose2D) if fast else (Conv2D, ConvTranspose2D)
-
-        # encoder: conv → ReLU, …, flatten, then two dense heads
-        self.enc = []
-        ch, eh, ew = c, h, w
-        for i, (co, k, s) in enumerate(encoder, 1):
-            layer = conv(ch, co, k, s, dtype=self.dtype, rng=init, device=device)
-            self.enc.append((f"encoder.conv{i}", layer))
-            ch, (eh, ew) = co, layer.output_shape(eh, ew)
-        self.enc[0][1].input_grad = False                          # nothing needs ∂L/∂x of the images
-        self.flat = Flatten(**kw)
-        self.mu_head = Dense(ch * eh * ew, latent_dim, rng=init, **kw)
-        self.logvar_head = Dense(ch * eh * ew, latent_dim, rng=init, **kw)
-
-        # decoder: dense → (dense_size, h0, w0), transposed convolutions, crop, sigmoid
-        (h0, dh), (w0, dw) = decoder_start(h, decoder), decoder_start(w, decoder)
-        self.dec_dense = Dense(latent_dim, dense_size * h0 * w0, rng=init, **kw)
-        self.unflat = Reshape((dense_size, h0, w0), **kw)
-        self.dec = []
-        ch = dense_size
-        for i, (co, k, s) in enumerate(decoder, 1):
-            self.dec.append((f"decoder.deconv{i}", deconv(ch, co, k, s, dtype=self.dtype, rng=init, device=device)))
-            ch = co
-        self.crop = Crop2D(h, w, **kw) if (dh, dw) != (h, w) else None
-        # decoder.dense and a deconv1 reading a 1×1 image are two linear maps in a row: one, computed as one
-        self.joined = DenseThenDeconv(self.dec_dense, self.dec[0][1]) if fast and (h0, w0) == (1, 1) else None
+        self.encoder, enc_named = build_encoder(c, h, w, encoder, latent_dim, conv, init, kw)
+        self.decoder, dec_named = build_decoder(c, h, w, decoder, latent_dim, dense_size, deconv, fast, init, kw)
         self.sigmoid = Sigmoid(**kw)
-        # in place: each ReLU reads a convolution's new output and, going back, the next layer's new dx
-        self.relus = {name: ReLU(inplace=True, **kw) for name, _ in self.enc + self.dec[:-1]}
-
-        self.layers = dict(self.enc)
-        self.layers.update({"encoder.mu": self.mu_head, "encoder.logvar": self.logvar_head,
-                            "decoder.dense": self.dec_dense})
-        self.layers.update(self.dec)
+        self.layers = {**enc_named, **dec_named}                    # the layers with parameters, by name
         self.params = {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.params.items()}
         self.cache = None
         self._backward_done = False                                 # grads hold nothing until a backward
@@ -132,10 +165,17 @@ class VAE:
                                "call loss(x) and backward() first")
         return {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.grads.items()}
 
+    @property
+    def above_floor(self):
+        """(N,) bools: the images of the last loss() whose KL is above the free-bits floor, the only ones
+        its KL gradient reaches (and where the loss has its kinks: a gradient check watches them)."""
+        if self.cache is None:
+            raise RuntimeError("VAE.above_floor: no loss() to report on (none yet, or its backward() ran)")
+        return self.cache[-1]
+
     def num_params(self):
         return sum(int(a.size) for a in self.params.values())
 
-    # ---- forward pieces -------------------------------------------------------------------------
     def _check_images(self, x):
         c, h, w = self.input_shape
         shape = getattr(x, "shape", None)
@@ -159,42 +199,11 @@ class VAE:
                 raise ValueError(f"VAE expects images in [0, 1], got values from {lo:g} to {hi:g}"
                                  + (": divide by 255" if hi > 1 and hi <= 255 and lo >= 0 else ""))
 
-    def _encode(self, x):
-        h = x                                                       # (N, C, H, W)
-        for name, conv in self.enc:
-            h = self.relus[name].forward(conv.forward(h))           # (N, Ci, Hi, Wi)
-        h = self.flat.forward(h)                                    # (N, F)
-        return self.mu_head.forward(h), self.logvar_head.forward(h)  # (N, D), (N, D)
-
-    def _encode_backward(self, dmu, dlogvar):
-        dh = self.mu_head.backward(dmu) + self.logvar_head.backward(dlogvar)  # (N, F)  both heads read h
-        dh = self.flat.backward(dh)                                 # (N, C4, H4, W4)
-        for name, conv in reversed(self.enc):
-            dh = conv.backward(self.relus[name].backward(dh))
-
-    def _decode_logits(self, z):
-        h = None if self.joined else self.unflat.forward(self.dec_dense.forward(z))  # (N, dense_size, h0, w0)
-        for i, (name, deconv) in enumerate(self.dec):
-            h = self.joined.forward(z) if i == 0 and self.joined else deconv.forward(h)  # dense+deconv1 as one
-            if name in self.relus:                                  # every one but the last
-                h = self.relus[name].forward(h)
-        return self.crop.forward(h) if self.crop else h             # (N, C, H, W) logits
-
-    def _decode_backward(self, dlogits):
-        dh = self.crop.backward(dlogits) if self.crop else dlogits
-        for i, (name, deconv) in reversed(list(enumerate(self.dec))):
-            if name in self.relus:
-                dh = self.relus[name].backward(dh)
-            if i == 0 and self.joined:
-                return self.joined.backward(dh)                     # (N, D)
-            dh = deconv.backward(dh)
-        return self.dec_dense.backward(self.unflat.backward(dh))    # (N, D)
-
     # ---- public ---------------------------------------------------------------------------------
     def encode(self, x):
         """Images (N, C, H, W) in [0, 1] → (mu, logvar), each (N, latent_dim)."""
         self._check_images(x)
-        return self._encode(batch_last(x))
+        return forward(self.encoder, batch_last(x))
 
     def decode(self, z):
         """Latents (N, latent_dim) → images (N, C, H, W) in (0, 1), C-contiguous."""
@@ -205,7 +214,7 @@ class VAE:
         if dtype != self.dtype or device_of(z) != self.device:
             raise ValueError(f"VAE.decode expects {self.dtype} latents on {self.device} (the model's), got "
                              f"{dtype} on {device_of(z)}")
-        return self.xp.ascontiguousarray(self.sigmoid.forward(self._decode_logits(z)))
+        return self.xp.ascontiguousarray(self.sigmoid.forward(forward(self.decoder, z)))
 
     def reconstruct(self, x):
         """Decode each image's mean latent."""
@@ -226,15 +235,15 @@ class VAE:
             raise ValueError(f"eps must be an array of shape ({n}, {self.latent_dim}) on {self.device}, got "
                              f"{tuple(getattr(eps, 'shape', ()))} on {device_of(eps)}")
         x = batch_last(x)                                           # stored (C, H, W, N), as the layers store theirs
-        mu, logvar = self._encode(x)                                # (N, D), (N, D)
+        mu, logvar = forward(self.encoder, x)                       # (N, D), (N, D)
         # docs: reparameterize
         std = self.xp.exp(0.5 * logvar)                             # σ = exp(logvar/2)
         z = mu + std * eps                                          # (N, D)  reparameterization
         # end docs: reparameterize
-        logits = self._decode_logits(z)                             # (N, C, H, W)
+        logits = forward(self.decoder, z)                           # (N, C, H, W)
         y = self.sigmoid.forward(logits)                            # (N, C, H, W)
-        if self.recon == "mse":
-            recon, dy = losses.mse_recon(y, x)
+        if self.recon_kind == "mse":
+            recon, dy = losses.mse_recon(y, x)                      # here dy is ∂recon/∂y
         else:
             recon, dy = losses.bernoulli_recon(logits, x)           # here dy is ∂recon/∂logits
         kl_n = losses.kl_per_image(mu, logvar)                      # (N,)
@@ -248,8 +257,8 @@ class VAE:
             raise RuntimeError("VAE.backward: the last loss() was already used by a backward(); call loss() again"
                                if self._backward_done else "VAE.backward called before any loss(); call loss() first")
         n, mu, logvar, std, eps, dy, active = self.cache
-        dlogits = self.sigmoid.backward(dy) if self.recon == "mse" else dy  # through σ for the Gaussian loss
-        dz = self._decode_backward(dlogits)                         # (N, D)
+        dlogits = self.sigmoid.backward(dy) if self.recon_kind == "mse" else dy  # through σ for the Gaussian loss
+        dz = backward(self.decoder, dlogits)                        # (N, D)
         # docs: reparameterize-backward
         dmu = dz                                                    # ∂z/∂mu = 1
         dlogvar = dz * eps * (0.5 * std)                            # ∂z/∂logvar = eps·½·exp(logvar/2)
@@ -258,7 +267,7 @@ class VAE:
         w = (self.beta / n) * active[:, None].astype(self.dtype)    # (N, 1)  β/N, zero under the floor
         dmu = dmu + w * gmu
         dlogvar = dlogvar + w * glogvar
-        self._encode_backward(dmu, dlogvar)
+        backward(self.encoder, (dmu, dlogvar))                      # the heads' input gets the sum of both
         self.cache, self._backward_done = None, True
 
     def __repr__(self):

@@ -15,8 +15,8 @@ from scratchvae.backend import get_xp, to_numpy
 from scratchvae.gradcheck import check_layer, rel_error
 from scratchvae.im2col import batch_last, col2im, im2col
 from scratchvae.layers import FastConv2D, FastConvTranspose2D, conv_transpose
-from scratchvae.layers.fast import transpose_method
 from scratchvae.parity import conv_transpose_parity, parity_costs
+from scratchvae.sizes import conv_transpose_out_size
 from shapes import conv_cases, conv_transpose_cases
 
 GRAD_TOL = 1e-7
@@ -148,16 +148,17 @@ def test_parity_costs_by_hand():
 
 def test_the_method_for_each_layer_of_the_default_vae():
     model = VAE()
-    got = {}
-    c, h, w = model.input_shape
-    for name, conv in model.enc:
-        oh, ow = conv.output_shape(h, w)
-        opy = (h - conv.kh) % conv.sy
-        got[name] = transpose_method(conv.out_channels, conv.in_channels, oh, ow, conv.kh, conv.kw, 2, 2, 0, 0, opy, opy)
+    got, (h, w) = {}, model.input_shape[1:]
+    for name in ("encoder.conv1", "encoder.conv2", "encoder.conv3", "encoder.conv4"):
+        conv = model.layers[name]
+        ci, co, oh, ow, opy, opx = conv.transposed(h, w)            # dx: convT of the oh×ow dy back to h×w
+        assert (ci, co, conv_transpose_out_size(oh, conv.kh, 2, 0, opy)) == (conv.out_channels, conv.in_channels, h)
+        got[name] = conv.method_for(h, w)
         h, w = oh, ow
     h, w = 1, 1
-    for name, d in model.dec:
-        got[name] = transpose_method(d.in_channels, d.out_channels, h, w, d.kh, d.kw, 2, 2, 0, 0, 0, 0)
+    for name in ("decoder.deconv1", "decoder.deconv2", "decoder.deconv3", "decoder.deconv4"):
+        d = model.layers[name]
+        got[name] = d.method_for(h, w)
         h, w = d.output_shape(h, w)
     assert got == {"encoder.conv1": "col2im",      # 3 channels out (but conv1 computes no input gradient)
                    "encoder.conv2": "parity", "encoder.conv3": "parity",
@@ -166,7 +167,7 @@ def test_the_method_for_each_layer_of_the_default_vae():
                    "decoder.deconv2": "col2im",    # 5×5 input: 2.8× the products
                    "decoder.deconv3": "parity",
                    "decoder.deconv4": "col2im"}    # 3 output channels: the input's windows are the larger buffer
-    assert not model.enc[0][1].input_grad          # (conv1 computes no input gradient at all)
+    assert not model.layers["encoder.conv1"].input_grad  # (conv1 computes no input gradient at all)
 
 
 def _layouts(x):

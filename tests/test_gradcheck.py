@@ -4,8 +4,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from scratchvae.gradcheck import check_layer, rel_error, rel_error_each
-from scratchvae.layers import Dense
+from scratchvae import VAE
+from scratchvae.gradcheck import (HeldReLU, check_layer, numerical_grad, rel_error, rel_error_each,
+                                  relu_patterns_held)
+from scratchvae.layers import Dense, Heads, ReLU
 
 
 def test_a_wrong_small_entry_cannot_hide():
@@ -45,3 +47,37 @@ def test_check_layer_catches_a_wrong_small_entry():
 @given(hnp.arrays(np.float64, 7, elements=st.floats(-1e3, 1e3)), hnp.arrays(np.float64, 7, elements=st.floats(-1e3, 1e3)))
 def test_rel_error_is_its_formula(a, b):
     assert rel_error(a, b) == np.max(np.abs(a - b)) / max(1e-8, np.max(np.abs(a) + np.abs(b)))
+
+
+def test_held_relu_patterns_wrap_the_model_and_leave_it_as_it_was():
+    model = VAE(input_shape=(1, 12, 12), latent_dim=2, encoder=((3, 4, 2),), decoder=((3, 4, 2), (None, 4, 1)),
+                dense_size=4, dtype=np.float64, seed=1)
+    rng = np.random.default_rng(0)
+    x, eps = rng.random((2, 1, 12, 12)), rng.normal(size=(2, 2))
+    before = (list(model.encoder), list(model.decoder))
+    relus = [layer for layer in before[0] + before[1] if isinstance(layer, ReLU)]
+    assert len(relus) == 2                                       # after conv1 and after deconv1
+    with relu_patterns_held(model, x, eps):
+        held = [layer for layer in model.encoder + model.decoder if isinstance(layer, HeldReLU)]
+        assert len(held) == 2 and not any(layer in relus for layer in model.encoder + model.decoder)
+        w = model.params["encoder.conv1.W"]
+        w += 0.5                                                 # far enough to turn some ReLUs on or off
+        held_loss = float(model.loss(x, eps)["loss"])
+        w -= 0.5
+    assert (model.encoder, model.decoder) == before              # the very same layers back, in order
+    w += 0.5
+    free_loss = float(model.loss(x, eps)["loss"])                # ReLUs follow the input again
+    assert held_loss != free_loss
+
+
+def test_heads_send_back_the_sum_of_both_gradients():
+    rng = np.random.default_rng(3)
+    heads = Heads(Dense(5, 2, dtype=np.float64, rng=1), Dense(5, 2, dtype=np.float64, rng=2))
+    x, g1, g2 = rng.normal(size=(4, 5)), rng.normal(size=(4, 2)), rng.normal(size=(4, 2))
+    heads.forward(x)
+    dx = heads.backward((g1, g2))
+
+    def f():
+        mu, logvar = heads.forward(x)
+        return float((mu * g1).sum() + (logvar * g2).sum())
+    assert rel_error_each(dx, numerical_grad(f, x)) < 1e-9

@@ -12,20 +12,14 @@ from .base import Layer
 class ReLU(Layer):
     def __init__(self, dtype=np.float32, device="cpu", inplace=False):
         super().__init__(dtype, device)
-        self.frozen = None     # a mask to use instead of x > 0 (gradient checks hold the pattern fixed)
         self.inplace = inplace  # write y over x and dx over dy: for a caller that owns both (the VAE)
 
     def forward(self, x):
-        out = x if self.inplace else None
-        if self.frozen is not None:                           # the on/off pattern held fixed
-            self.cache = self.frozen
-            return self.xp.multiply(x, self.frozen, out=out)
         self.cache = x > 0                                    # mask, same shape as x
-        return self.xp.maximum(x, 0, out=out)                 # y = max(x, 0); a NaN stays NaN
+        return self.xp.maximum(x, 0, out=x if self.inplace else None)  # y = max(x, 0); a NaN stays NaN
 
     def backward(self, dy):
-        out = dy if self.inplace else None
-        return self.xp.multiply(dy, self._need_cache(), out=out)  # dx = dy·[x > 0]
+        return self.xp.multiply(dy, self._need_cache(), out=dy if self.inplace else None)  # dx = dy·[x > 0]
 
 
 class Sigmoid(Layer):

@@ -113,15 +113,21 @@ class Conv2D(_ConvBase):
     def backward(self, dy):
         (n, c, h, w), col_mat = self._need_cache()                  # col_mat (C*kh*kw, oh*ow*N)
         W = self.params["W"]                                        # (Co, C, kh, kw)
-        oh, ow = dy.shape[2:]
         dy_mat = images_to_matrix(dy)                               # (Co, oh*ow*N)
         self.grads["b"] = dy_mat.sum(axis=1)                        # (Co,)  db = Σ_{n,p} dy
         self.grads["W"] = weight_grad(dy_mat, col_mat).reshape(W.shape)  # (Co, C, kh, kw)  dW = dY·COLᵀ
         if not self.input_grad:
             return None
+        return self.input_gradient(dy, h, w)                        # (N, C, H, W)
+
+    def input_gradient(self, dy, h, w):
+        """dx (N, C, h, w) from dy (N, Co, oh, ow): the columns' gradient painted back onto the image. (The
+        one step FastConv2D does another way: it is the transposed convolution of dy with W.)"""
+        W = self.params["W"]                                        # (Co, C, kh, kw)
+        n, _, oh, ow = dy.shape
         # docs: conv-input-gradient
-        dcol_mat = W.reshape(self.out_channels, -1).T @ dy_mat      # (C*kh*kw, oh*ow*N)  dCOL = Wᵀ·dY
-        dcol = from_matrix(dcol_mat, (n, c, self.kh, self.kw, oh, ow))  # (N, C, kh, kw, oh, ow)
+        dcol_mat = W.reshape(self.out_channels, -1).T @ images_to_matrix(dy)  # (C*kh*kw, oh*ow*N)  dCOL = Wᵀ·dY
+        dcol = from_matrix(dcol_mat, (n, self.in_channels, self.kh, self.kw, oh, ow))  # (N, C, kh, kw, oh, ow)
         return col2im(dcol, h, w, self.sy, self.sx, self.ph, self.pw)  # (N, C, H, W)  dx = col2im(dcol)
         # end docs: conv-input-gradient
 

@@ -31,3 +31,25 @@ class Dense(Layer):
         self.grads["W"] = x.T @ dy                            # (in, out)  dW = xᵀ·dy
         self.grads["b"] = dy.sum(axis=0)                      # (out,)     db = Σ_n dy
         return dy @ self.params["W"].T                        # (N, in)    dx = dy·Wᵀ
+
+
+class Heads:
+    """Two layers reading the same input, x → (first(x), second(x)): the encoder's mu and logvar heads.
+
+    x feeds both, so its gradient is the sum of what the two send back (a variable used twice
+    gets the sum of its gradients):
+
+        ∂L/∂x = first.backward(dy₁) + second.backward(dy₂)      (dense heads: dy₁·W₁ᵀ + dy₂·W₂ᵀ)
+
+    No parameters of its own: the two layers keep theirs.
+    """
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+
+    def forward(self, x):
+        return self.first.forward(x), self.second.forward(x)       # (N, D), (N, D)
+
+    def backward(self, dys):
+        dy1, dy2 = dys                                              # (N, D), (N, D)
+        return self.first.backward(dy1) + self.second.backward(dy2)  # (N, F)  x feeds both: the sum

@@ -28,7 +28,7 @@ from ..backend import xp_of
 from ..im2col import col2im, from_matrix, images_to_matrix
 from ..parity import PARITY_MAX_PRODUCTS, conv_transpose_parity, new_arrays, parity_costs
 from ..sizes import conv_transpose_out_size, skipped_rows
-from .conv import Conv2D, ConvTranspose2D, weight_grad
+from .conv import Conv2D, ConvTranspose2D
 
 
 METHODS = ("auto", "dense", "parity", "col2im")
@@ -71,7 +71,8 @@ def conv_transpose(x, W, sy, sx, ph, pw, opy, opx, method="auto", buffer=None):
 
 
 class _Method:
-    """The fast layers' extra argument: method "auto", or one forced (the tests try each)."""
+    """The fast layers' extra argument, method: "auto", or one forced (the tests try each); and what
+    their transposed convolution is for a given input size."""
 
     def __init__(self, *args, method="auto", **kwargs):
         super().__init__(*args, **kwargs)
@@ -79,25 +80,37 @@ class _Method:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.method = method
 
+    def method_for(self, h, w):
+        """"dense", "parity" or "col2im": how the transposed convolution runs for an h×w input to the layer."""
+        if self.method != "auto":
+            return self.method
+        ci, co, th, tw, opy, opx = self.transposed(h, w)
+        return transpose_method(ci, co, th, tw, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, opy, opx)
+
 
 class FastConv2D(_Method, Conv2D):
     """Conv2D with its input gradient, a transposed convolution of dy, done the fastest way."""
 
-    def backward(self, dy):
-        (n, c, h, w), col_mat = self._need_cache()                  # col_mat (C*kh*kw, oh*ow*N)
-        W = self.params["W"]                                        # (Co, C, kh, kw)
-        dy_mat = images_to_matrix(dy)                               # (Co, oh*ow*N)
-        self.grads["b"] = dy_mat.sum(axis=1)                        # (Co,)  db = Σ_{n,p} dy
-        self.grads["W"] = weight_grad(dy_mat, col_mat).reshape(W.shape)  # (Co, C, kh, kw)  dW = dY·COLᵀ
-        if not self.input_grad:
-            return None
+    def transposed(self, h, w):
+        """The transposed convolution that gives dx for an h×w input: its channels in and out, its input
+        size (the output's, oh×ow) and the output_padding that gives back h×w: (ci, co, oh, ow, opy, opx)."""
+        oh, ow = self.output_shape(h, w)
         opy, opx = skipped_rows(h, self.kh, self.sy, self.ph), skipped_rows(w, self.kw, self.sx, self.pw)
-        return conv_transpose(dy, W, self.sy, self.sx, self.ph, self.pw, opy, opx, self.method,
-                              self._buffer)                         # (N, C, H, W)  dx = convT(dy, W)
+        return self.out_channels, self.in_channels, oh, ow, opy, opx
+
+    def input_gradient(self, dy, h, w):
+        """dx = convT(dy, W) (N, C, h, w), by the method method_for picks."""
+        *_, opy, opx = self.transposed(h, w)
+        return conv_transpose(dy, self.params["W"], self.sy, self.sx, self.ph, self.pw, opy, opx,
+                              self.method_for(h, w), self._buffer)  # (N, C, h, w)
 
 
 class FastConvTranspose2D(_Method, ConvTranspose2D):
     """ConvTranspose2D with its forward, a transposed convolution, done the fastest way."""
+
+    def transposed(self, h, w):
+        """The layer's own forward for an h×w input: (ci, co, h, w, opy, opx)."""
+        return self.in_channels, self.out_channels, h, w, self.opy, self.opx
 
     def forward(self, x):
         self._check_image(x, self.in_channels)
@@ -106,7 +119,7 @@ class FastConvTranspose2D(_Method, ConvTranspose2D):
         if oh < 1 or ow < 1:
             return super().forward(x)                               # which says what is wrong
         W, b = self.params["W"], self.params["b"]                   # (Ci, Co, kh, kw), (Co,)
-        y = conv_transpose(x, W, self.sy, self.sx, self.ph, self.pw, self.opy, self.opx, self.method,
+        y = conv_transpose(x, W, self.sy, self.sx, self.ph, self.pw, self.opy, self.opx, self.method_for(h, w),
                            self._buffer)                            # (N, Co, oh, ow)
         y += b[:, None, None]                                       # (N, Co, oh, ow)
         self.cache = (x.shape, images_to_matrix(x))                 # X (Ci, H*W*N)
