@@ -1,7 +1,8 @@
 """The GPU kernels: im2col, col2im and a fused Adam update, as CuPy ElementwiseKernels.
 
-Imported only when an array is a CuPy array; everything else on the GPU is the same
-array-generic code that runs under NumPy.
+Their callers sit beside the CPU versions: im2col_gpu and col2im_gpu in im2col.py, adam_gpu
+in optim.py. Imported only when an array is a CuPy array; everything else on the GPU is the
+same array-generic code that runs under NumPy.
 
 Both kernels keep the CPU's layout (see im2col.py): images stored (C, H, W, N) and columns
 (C, kh, kw, oh, ow, N), the batch last, so neighbouring threads (neighbouring n) read and
@@ -74,37 +75,18 @@ p -= lr * (m / c1) / (sqrt(v / c2) + eps);  // θ ← θ − lr·m̂/(√v̂ + �
 """
 
 
+ADAM_PARAMS = "T g, T lr, T b1, T b2, T c1, T c2, T eps"
+
+KERNELS = {                         # name: (input parameters, output parameters, body)
+    "im2col": (IM2COL_PARAMS, "T col", IM2COL_BODY),
+    "col2im": (COL2IM_PARAMS, "T img", COL2IM_BODY),
+    "adam": (ADAM_PARAMS, "T p, T m, T v", ADAM_BODY),
+}
+
+
 @functools.lru_cache(maxsize=None)
-def _kernels():
+def kernel(name):
+    """The compiled CuPy ElementwiseKernel `name` (one of KERNELS), built the first time it is asked for."""
     import cupy
-    return (cupy.ElementwiseKernel(IM2COL_PARAMS, "T col", IM2COL_BODY, "scratchvae_im2col"),
-            cupy.ElementwiseKernel(COL2IM_PARAMS, "T img", COL2IM_BODY, "scratchvae_col2im"),
-            cupy.ElementwiseKernel("T g, T lr, T b1, T b2, T c1, T c2, T eps", "T p, T m, T v", ADAM_BODY,
-                                   "scratchvae_adam"))
-
-
-def im2col(x, kh, kw, sy, sx, ph, pw, oh, ow, out=None):
-    """(N, C, H, W) → (N, C, kh, kw, oh, ow) stored (C, kh, kw, oh, ow, N), one thread per column element;
-    (oh, ow) the output size the caller computed (scratchvae/sizes.py)."""
-    import cupy
-    n, c, h, w = x.shape
-    img = cupy.ascontiguousarray(x.transpose(1, 2, 3, 0))       # (C, H, W, N): free for the layers' outputs
-    buf = cupy.empty((c, kh, kw, oh, ow, n), dtype=x.dtype) if out is None else out  # (C, kh, kw, oh, ow, N)
-    _kernels()[0](img, n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, buf)
-    return buf.transpose(5, 0, 1, 2, 3, 4)                       # (N, C, kh, kw, oh, ow) view
-
-
-def col2im(col, h, w, sy, sx, ph, pw):
-    """(N, C, kh, kw, oh, ow) → (N, C, h, w) stored (C, h, w, N), one thread per image pixel."""
-    import cupy
-    n, c, kh, kw, oh, ow = col.shape
-    buf = cupy.ascontiguousarray(col.transpose(1, 2, 3, 4, 5, 0))  # (C, kh, kw, oh, ow, N): free from im2col
-    img = cupy.empty((c, h, w, n), dtype=col.dtype)              # (C, h, w, N)
-    _kernels()[1](buf, n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, img)
-    return img.transpose(3, 0, 1, 2)                             # (N, C, h, w) view
-
-
-def adam_update(p, g, m, v, lr, b1, b2, c1, c2, eps):
-    """One fused Adam update of p, m and v in place."""
-    t = p.dtype.type
-    _kernels()[2](g, t(lr), t(b1), t(b2), t(c1), t(c2), t(eps), p, m, v)
+    params, outputs, body = KERNELS[name]
+    return cupy.ElementwiseKernel(params, outputs, body, f"scratchvae_{name}")

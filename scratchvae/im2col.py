@@ -39,12 +39,14 @@ Memory: the column buffer holds N·C·kh·kw·oh·ow numbers, about kh·kw/(sy·
 times the input (4× for the VAE's 4×4 stride-2 convolutions; 36×/4 = 9× for a
 6×6 stride-2 transposed convolution's backward).
 
-On the CPU, im2col describes every window at once as a strided view of the input
-(no copy) and copies it in one call; col2im loops only over the kh·kw kernel offsets,
-each time adding one whole strided slice of C·oh·ow·N numbers. Both share the work
-between the CPU's cores (scratchvae.threads). On the GPU each is one CUDA kernel
-(``scratchvae.cuda``). ``scratchvae.reference`` has the naive loop versions the
-tests compare against.
+Each has a CPU and a GPU version, side by side, with the same arguments; ``im2col`` and
+``col2im`` pick one by where the array lives. On the CPU, im2col_cpu describes every window
+at once as a strided view of the input (no copy) and copies it in one call; col2im_cpu
+loops only over the kh·kw kernel offsets, each time adding one whole strided slice of
+C·oh·ow·N numbers. Both share the work between the CPU's cores (scratchvae.threads). On the
+GPU each is one CUDA kernel, one thread per number written (the kernels' C source:
+``scratchvae.cuda``). ``scratchvae.reference`` has the naive loop versions the tests
+compare against.
 """
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -59,15 +61,22 @@ def im2col(x, kh, kw, sy, sx, ph, pw, out=None):
     position sees. out: a (C, kh, kw, oh, ow, N) array to write it into (a new one when None).
 
     The column buffer holds N·C·kh·kw·oh·ow numbers, about kh·kw/(sy·sx) times the input
-    (4× for a 4×4 stride-2 convolution); a padded copy of x is made first when ph or pw > 0.
+    (4× for a 4×4 stride-2 convolution). im2col_cpu or im2col_gpu, by where x lives.
     """
     n, c, h, w = x.shape
     oh, ow = conv_out_size(h, kh, sy, ph), conv_out_size(w, kw, sx, pw)
     if out is not None and (tuple(out.shape) != (c, kh, kw, oh, ow, n) or out.dtype != x.dtype):
         raise ValueError(f"im2col out must be {x.dtype} {(c, kh, kw, oh, ow, n)}, got {out.dtype} {tuple(out.shape)}")
-    if is_gpu_array(x):
-        from . import cuda
-        return cuda.im2col(x, kh, kw, sy, sx, ph, pw, oh, ow, out)
+    if out is None:
+        out = xp_of(x).empty((c, kh, kw, oh, ow, n), dtype=x.dtype)  # (C, kh, kw, oh, ow, N)
+    (im2col_gpu if is_gpu_array(x) else im2col_cpu)(x, kh, kw, sy, sx, ph, pw, out)
+    return out.transpose(5, 0, 1, 2, 3, 4)                  # (N, C, kh, kw, oh, ow) view of it
+
+
+def im2col_cpu(x, kh, kw, sy, sx, ph, pw, out):
+    """im2col into out (C, kh, kw, oh, ow, N): one copy of a strided view of the (padded) input."""
+    n, c, h, w = x.shape
+    _, _, _, oh, ow, _ = out.shape
     img = x.transpose(1, 2, 3, 0)                           # (C, H, W, N) view
     if ph or pw:
         img = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)  # (C, H+2ph, W+2pw, N)
@@ -75,12 +84,20 @@ def im2col(x, kh, kw, sy, sx, ph, pw, out=None):
     bc, by, bx, bn = img.strides                            # bytes to the next channel, row, column, image
     # windows[c, j, i, r, s, n] = img[c, r·sy + j, s·sx + i, n]: a view, nothing copied yet
     windows = as_strided(img, (c, kh, kw, oh, ow, n), (bc, by, bx, by * sy, bx * sx, bn), writeable=False)
-    buf = np.empty(windows.shape, dtype=x.dtype) if out is None else out  # (C, kh, kw, oh, ow, N)
 
     def copy(rows):                                         # output rows `rows` of every window
-        np.copyto(buf[:, :, :, rows], windows[:, :, :, rows])
-    parallel(copy, oh, buf.size)                            # the one copy
-    return buf.transpose(5, 0, 1, 2, 3, 4)                  # (N, C, kh, kw, oh, ow) view of it
+        np.copyto(out[:, :, :, rows], windows[:, :, :, rows])
+    parallel(copy, oh, out.size)                            # the one copy
+
+
+def im2col_gpu(x, kh, kw, sy, sx, ph, pw, out):
+    """im2col into out (C, kh, kw, oh, ow, N): one thread per column element (the kernel: cuda.py),
+    reading 0 where the window hangs over the padding, so no padded copy is made."""
+    from .cuda import kernel
+    n, c, h, w = x.shape
+    _, _, _, oh, ow, _ = out.shape
+    img = xp_of(x).ascontiguousarray(x.transpose(1, 2, 3, 0))  # (C, H, W, N): free for the layers' outputs
+    kernel("im2col")(img, n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, out)
 
 
 def as_matrix(col):
@@ -112,13 +129,17 @@ def matrix_to_images(m, n, h, w):
 
 
 def col2im(col, h, w, sy, sx, ph, pw):
-    """(N, C, kh, kw, oh, ow) → (N, C, h, w), stored (C, h, w, N): add every column entry back to its pixel."""
-    if is_gpu_array(col):
-        from . import cuda
-        return cuda.col2im(col, h, w, sy, sx, ph, pw)
-    n, c, kh, kw, oh, ow = col.shape
-    img = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=col.dtype)  # (C, h+2ph, w+2pw, N)
-    stored = col.transpose(1, 2, 3, 4, 5, 0)                # (C, kh, kw, oh, ow, N): im2col's storage order
+    """(N, C, kh, kw, oh, ow) → (N, C, h, w), stored (C, h, w, N): add every column entry back to its pixel.
+    col2im_cpu or col2im_gpu, by where col lives."""
+    stored = xp_of(col).ascontiguousarray(col.transpose(1, 2, 3, 4, 5, 0))  # (C, kh, kw, oh, ow, N): free from im2col
+    img = (col2im_gpu if is_gpu_array(col) else col2im_cpu)(stored, h, w, sy, sx, ph, pw)  # (C, h, w, N)
+    return img.transpose(3, 0, 1, 2)                        # (N, C, h, w) view
+
+
+def col2im_cpu(stored, h, w, sy, sx, ph, pw):
+    """(C, kh, kw, oh, ow, N) → (C, h, w, N): a strided += per kernel offset, into a padded image."""
+    c, kh, kw, oh, ow, n = stored.shape
+    img = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=stored.dtype)  # (C, h+2ph, w+2pw, N)
 
     def add(phases, chans=slice(None)):                     # kernel offsets (j, i) of these phases
         for p in range(phases.start, phases.stop):
@@ -130,9 +151,17 @@ def col2im(col, h, w, sy, sx, ph, pw):
     # the kernel offsets of one phase (j mod sy, i mod sx) paint their own rows and columns, so the
     # threads take phases; a stride of 1 has one phase, and they take channels instead
     if sy * sx > 1:
-        parallel(add, sy * sx, col.size)
+        parallel(add, sy * sx, stored.size)
     else:
-        parallel(lambda chans: add(range(1), chans), c, col.size)
-    if ph or pw:
-        img = np.ascontiguousarray(img[:, ph:ph + h, pw:pw + w])  # (C, h, w, N)
-    return img.transpose(3, 0, 1, 2)                        # (N, C, h, w) view
+        parallel(lambda chans: add(range(1), chans), c, stored.size)
+    return np.ascontiguousarray(img[:, ph:ph + h, pw:pw + w]) if ph or pw else img  # (C, h, w, N)
+
+
+def col2im_gpu(stored, h, w, sy, sx, ph, pw):
+    """(C, kh, kw, oh, ow, N) → (C, h, w, N): one thread per image pixel, summing the column entries that
+    landed on it in col2im_cpu's order (the kernel: cuda.py), so the two agree bit for bit."""
+    from .cuda import kernel
+    c, kh, kw, oh, ow, n = stored.shape
+    img = xp_of(stored).empty((c, h, w, n), dtype=stored.dtype)  # (C, h, w, N)
+    kernel("col2im")(stored, n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, img)
+    return img

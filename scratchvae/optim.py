@@ -33,12 +33,8 @@ class Adam:
         b1, b2 = self.betas
         c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t                 # bias corrections 1 − βᵗ
         for k, p in self.params.items():
-            g, m, v = grads[k], self.m[k], self.v[k]
-            if is_gpu_array(p):                                      # the same three lines, fused in one kernel
-                from .cuda import adam_update
-                adam_update(p, g, m, v, self.lr, b1, b2, c1, c2, self.eps)
-                continue
-            _update_in_pieces(p, g, m, v, self.lr, b1, b2, c1, c2, self.eps)
+            update = adam_gpu if is_gpu_array(p) else adam_cpu
+            update(p, grads[k], self.m[k], self.v[k], self.lr, b1, b2, c1, c2, self.eps)
 
     def state(self):
         """Hyper-parameters and the step count (JSON-able) and the moment arrays."""
@@ -61,8 +57,8 @@ class Adam:
         self.betas = tuple(float(b) for b in hyper["betas"])
 
 
-def _update_in_pieces(p, g, m, v, lr, b1, b2, c1, c2, eps):
-    """Adam's three lines on NumPy arrays, a cache-sized piece at a time, pieces spread over the cores.
+def adam_cpu(p, g, m, v, lr, b1, b2, c1, c2, eps):
+    """Adam's three lines on NumPy arrays, in place, a cache-sized piece at a time, pieces spread over the cores.
 
     Written whole (m *= b1; m += (1 − b1)·g; …) every line would stream all 4.3 M numbers of the VAE
     through memory and back, and make full-size temporaries; per piece they stay in the cache. The
@@ -92,3 +88,11 @@ def _update_in_pieces(p, g, m, v, lr, b1, b2, c1, c2, eps):
             uc /= tc
             pc -= uc                                                # θ ← θ − lr·m̂/(√v̂ + ε)
     parallel(run, -(-p.size // PIECE), 4 * p.size)
+
+
+def adam_gpu(p, g, m, v, lr, b1, b2, c1, c2, eps):
+    """Adam's three lines on CuPy arrays, fused in one kernel (cuda.py's ADAM_BODY): each number of p, m and
+    v read and written once. The scalars are passed in p's dtype."""
+    from .cuda import kernel
+    t = p.dtype.type
+    kernel("adam")(g, t(lr), t(b1), t(b2), t(c1), t(c2), t(eps), p, m, v)

@@ -86,9 +86,9 @@ TAUGHT = {
     "Dense": ["scratchvae/layers/dense.py:Dense.forward", "scratchvae/layers/dense.py:Dense.backward"],
     "ReLU": ["scratchvae/layers/activations.py:ReLU"],
     "Sigmoid": ["scratchvae/elementwise.py:sigmoid", "scratchvae/layers/activations.py:Sigmoid"],
-    "im2col": ["scratchvae/reference.py:im2col", "scratchvae/im2col.py:im2col"],
+    "im2col": ["scratchvae/reference.py:im2col", "scratchvae/im2col.py:im2col_cpu"],
     "Conv2D": ["scratchvae/layers/conv.py:Conv2D.forward", "scratchvae/layers/conv.py:Conv2D.backward"],
-    "col2im": ["scratchvae/reference.py:col2im", "scratchvae/im2col.py:col2im"],
+    "col2im": ["scratchvae/reference.py:col2im", "scratchvae/im2col.py:col2im_cpu"],
     "ConvTranspose2D": ["scratchvae/layers/conv.py:ConvTranspose2D.forward",
                         "scratchvae/layers/conv.py:ConvTranspose2D.backward"],
     "The fast path: split by output parity": ["scratchvae/parity.py:conv_transpose_parity",
@@ -97,7 +97,8 @@ TAUGHT = {
     "The KL term and free bits": ["scratchvae/losses.py:kl_per_image", "scratchvae/losses.py:kl_grads",
                                   "scratchvae/losses.py:free_bits"],
     "The reparameterization": ["scratchvae/vae.py#reparameterize", "scratchvae/vae.py#reparameterize-backward"],
-    "The whole VAE": ["scratchvae/vae.py:VAE.loss", "scratchvae/vae.py:VAE.backward"],
+    "The whole VAE": ["scratchvae/vae.py:VAE.loss", "scratchvae/vae.py:VAE.backward", "scratchvae/vae.py:forward",
+                      "scratchvae/vae.py:backward", "scratchvae/layers/dense.py:Heads.backward"],
     "Adam": ["scratchvae/optim.py:Adam.step"],
 }
 
