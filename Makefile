@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh clone:
 #   make train   set up, then train the vision model (collecting CarRacing frames first if needed)
 #   make test    set up, then run the whole test suite
+#   make quick   the same without the tests marked slow (the tools run end to end)
 # Each creates the virtual environment it needs in .venv the first time.
 
 PY ?= python3
@@ -8,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: train test bench clean
+.PHONY: train test quick bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +21,10 @@ train: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+# the suite without the tests marked slow (the tools end to end, the whole model's finite differences)
+quick: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_step.py $(ARGS)

@@ -22,7 +22,7 @@ sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!
 from scratchvae.data.dataset import FrameDataset
 ds = FrameDataset({folder!r}, heldout=0.1, seed=0)
 n = 0
-for x in ds.batches(100, rng=0):
+for x in ds.batches(100, seed=0):
     n += len(x)
 print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """

@@ -6,17 +6,23 @@ import contextlib
 import errno
 import glob
 import os
-import tempfile
+import secrets
 
 
 def temporary_beside(path):
-    """(fd, name) of a new hidden temporary file in `path`'s folder; an OSError names `path`, the file
-    meant, not the temporary one."""
+    """(fd, name) of a new hidden temporary file, .NAME.XXXXXXXX.tmp, in `path`'s folder, open for writing.
+    Made with mode 0o666 less the process's umask, as an ordinary new file is (the system applies the umask:
+    nothing reads or changes it); an OSError names `path`, the file meant, not the temporary one."""
     folder = os.path.dirname(os.path.abspath(path))
-    try:
-        return tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, path) from None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:                         # another writer's: draw another name
+            continue
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, path) from None
 
 
 def make_folder(path):
@@ -41,9 +47,6 @@ def remove_temporaries(folder):
 def atomic_write(path, mode="wb"):
     """with atomic_write(path) as f: ... — the file appears at `path` only if the block finishes."""
     fd, tmp = temporary_beside(path)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)                       # as an ordinary new file would be
     try:
         with os.fdopen(fd, mode) as f:
             yield f

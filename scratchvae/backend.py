@@ -74,11 +74,6 @@ def device_of(a):
     return "gpu" if is_gpu_array(a) else "cpu"
 
 
-def to_device(a, device):
-    """Copy a NumPy array to the device (no copy when it is already there)."""
-    return get_xp(device).asarray(a)
-
-
 def to_numpy(a):
     """Copy an array to the host as a NumPy array (this waits for the GPU)."""
     return a.get() if is_gpu_array(a) else np.asarray(a)

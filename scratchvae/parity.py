@@ -45,8 +45,9 @@ from .threads import parallel
 PARITY_MAX_PRODUCTS = 1.5
 
 
-def new_arrays(like):
-    """A buffer(name, shape) that makes a new uninitialised array each time, in like's dtype and module."""
+def new_buffer_each_time(like):
+    """A buffer(name, shape) function that keeps nothing: each call makes a new uninitialised array, in like's
+    dtype and array module (the layers pass Layer._buffer instead, which keeps them from step to step)."""
     xp = xp_of(like)
     return lambda name, shape: xp.empty(shape, dtype=like.dtype)
 
@@ -95,7 +96,7 @@ def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None):
     buffer(name, shape): where to put the temporaries "windows" and "phases" (a layer's Layer._buffer,
     kept from call to call); new arrays when None."""
     xp = xp_of(x)
-    buffer = buffer or new_arrays(x)
+    buffer = buffer or new_buffer_each_time(x)
     n, ci, h, w = x.shape
     _, co, kh, kw = W.shape
     oh, paint_h, ty, r0, gy, fy = phase_grid(h, kh, sy, ph, opy)    # paint_h, paint_w: rows, columns painted

@@ -2,8 +2,8 @@
 
 Drawn with matplotlib's object interface (a Figure, never pyplot), so nothing needs a display
 and nothing global changes for a program that imports this. Each ``*_figure`` function builds a
-Figure (what the tests look at); the function without the suffix writes it as a PNG, atomically
-(temporary name, then rename).
+Figure (what the tests look at); ``save`` writes one as a PNG, atomically (temporary name, then
+rename), and ``write_all`` writes a run's set.
 """
 import os
 
@@ -165,33 +165,12 @@ def write_all(folder, model, x, step, source, seed=0, rows=None, samples=32):
     """The pictures a run shows, into `folder`: prior samples; reconstructions of frames x and the
     traversal of x's middle frame (when x is not None); the loss curves (when there are log rows).
     Returns the names of the files written."""
-    written = ["samples.png"]
-    prior_samples(model, os.path.join(folder, "samples.png"), step, seed=seed, n=samples)
+    pictures = {"samples.png": lambda: samples_figure(model, step, n=samples, seed=seed)}
     if x is not None:
-        reconstructions(model, x, os.path.join(folder, "reconstructions.png"), step, source)
-        latent_traversal(model, x, os.path.join(folder, "traversal.png"), step)
-        written += ["reconstructions.png", "traversal.png"]
+        pictures["reconstructions.png"] = lambda: reconstructions_figure(model, x, step, source=source)
+        pictures["traversal.png"] = lambda: traversal_figure(model, x, step)
     if rows:
-        loss_curves(rows, os.path.join(folder, "loss.png"))
-        written.append("loss.png")
-    return written
-
-
-def reconstructions(model, x, path, step, source="held-out frames"):
-    save(reconstructions_figure(model, x, step, source=source), path)
-
-
-def prior_samples(model, path, step, seed=0, n=32):
-    save(samples_figure(model, step, n=n, seed=seed), path)
-
-
-def latent_traversal(model, x, path, step):
-    save(traversal_figure(model, x, step), path)
-
-
-def decoded(model, z, path, step, source):
-    save(decoded_figure(model, z, f"{source}, decoded (the decoder's mean for each z), step {step}"), path)
-
-
-def loss_curves(rows, path):
-    save(loss_figure(rows), path)
+        pictures["loss.png"] = lambda: loss_figure(rows)
+    for name, figure in pictures.items():
+        save(figure(), os.path.join(folder, name))
+    return list(pictures)

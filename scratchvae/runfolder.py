@@ -41,6 +41,18 @@ PICTURES = ("reconstructions.png", "samples.png", "traversal.png", "loss.png")
 CAN_CHANGE = ("steps", "epochs", "device", "lr", "log_every", "eval_every", "checkpoint_every", "keep", "eval_frames")
 
 
+def parse_channels(text):
+    """'32,64,128,256' → (32, 64, 128, 256): the four convolutions' output channels, each at least 1."""
+    try:
+        c = tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        c = ()
+    if len(c) != 4 or min(c) < 1:
+        raise ValueError(f"channels must be four whole numbers of at least 1, separated by commas (the encoder's "
+                         f"convolutions, e.g. 32,64,128,256), got {text!r}")
+    return c
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Everything a run is given, once: the command line builds it, the Trainer reads it, and it is
@@ -52,6 +64,8 @@ class RunSettings:
     batch_size: int = 100
     lr: float = 1e-3
     latent_dim: int = 32
+    channels: str = "32,64,128,256"     # the encoder's four convolutions; the decoder's first three, reversed
+    dense_size: int = 1024              # the decoder's dense layer: the channels of its 1×1 (h0×w0) image
     kl_tolerance: float = 0.5           # free bits: each image's KL floored at this × latent_dim
     beta: float = 1.0
     seed: int = 0                       # weights, noise, batch order and the held-out split
@@ -68,6 +82,7 @@ class RunSettings:
         if (self.steps is None) == (self.epochs is None):
             raise ValueError("give the length of the run as steps or as epochs (one of them)")
         object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
+        object.__setattr__(self, "channels", ",".join(str(c) for c in parse_channels(self.channels)))
 
     @classmethod
     def default(cls, name):
@@ -109,9 +124,14 @@ class RunSettings:
         return replace(self, **given), changes
 
     def model_config(self, h, w):
-        """The VAE arguments these settings fix for h×w frames (what a checkpoint must agree with)."""
+        """The VAE arguments these settings fix for h×w frames (what a checkpoint must agree with): the World
+        Models architecture (kernels 4, 4, 4, 4 down and 5, 5, 6, 6 up, all stride 2) with these widths."""
+        c = parse_channels(self.channels)
+        encoder = [[ch, 4, 2] for ch in c]
+        decoder = [[ch, k, 2] for ch, k in zip([c[2], c[1], c[0], 3], (5, 5, 6, 6))]   # 3: RGB out
         return dict(input_shape=[3, h, w], latent_dim=int(self.latent_dim), kl_tolerance=float(self.kl_tolerance),
-                    beta=float(self.beta), dtype=self.dtype)
+                    beta=float(self.beta), dtype=self.dtype, encoder=encoder, decoder=decoder,
+                    dense_size=int(self.dense_size))
 
 
 class RunFolder:

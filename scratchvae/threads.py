@@ -24,7 +24,7 @@ CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (o
 # OPENBLAS_THREAD_TIMEOUT once, when NumPy loads it, so only a program's launcher can set it: the
 # tools in bin/ set it before anything imports NumPy, then call use_every_core().
 WORKERS = 1
-MIN_NUMBERS = 1 << 16           # below this, one thread is quicker than handing out the work
+MIN_SIZE = 1 << 16              # array elements: below this, one thread is quicker than handing out the work
 
 _pool, _pool_pid = None, None
 
@@ -54,14 +54,14 @@ def _executor():
     return _pool
 
 
-def parallel(fn, n, numbers, like=None):
+def parallel(fn, n, size, like=None):
     """Call fn(slice) for slices of range(n) that cover it, one per core, and wait for them all.
     The slices must touch disjoint memory (each writes its own channels, say).
 
-    numbers: how many array elements the whole job touches (small jobs stay on one thread);
+    size: how many array elements the whole job touches (a job under MIN_SIZE stays on one thread);
     like: an array of the job's device (GPU jobs are one call: the device runs them in parallel)."""
     parts = min(WORKERS, n)
-    if parts < 2 or numbers < MIN_NUMBERS or (like is not None and is_gpu_array(like)):
+    if parts < 2 or size < MIN_SIZE or (like is not None and is_gpu_array(like)):
         fn(slice(0, n))
         return
     bounds = [n * i // parts for i in range(parts + 1)]

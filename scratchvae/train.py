@@ -42,11 +42,6 @@ class TrainingStopped(Exception):
         self.exit_code = exit_code
 
 
-def epoch_order(seed, epoch, n):
-    """The shuffled order of the n training frames in a given epoch."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
-
-
 def say_on_stderr(message, prog="scratchvae"):
     """One line on stderr, above the progress bar if there is one."""
     from tqdm import tqdm
@@ -152,7 +147,8 @@ class Trainer:
 
     # ---- data ---------------------------------------------------------------------------------------
     def batch_for(self, step):
-        """The training batch of a given step: a function of (seed, step) alone."""
+        """The training batch of a given step: a function of (seed, step) alone, the step's slice of its
+        epoch's order (FrameDataset.order: the batches index_batches gives for that epoch)."""
         epoch, i = divmod(step, self.steps_per_epoch)
         order = self._order(epoch)
         pick = order[i * self.settings.batch_size:(i + 1) * self.settings.batch_size]
@@ -162,7 +158,7 @@ class Trainer:
 
     def _order(self, epoch):
         if self._order_epoch != epoch:
-            self._order_cache, self._order_epoch = epoch_order(self.settings.seed, epoch, self.n_train), epoch
+            self._order_cache, self._order_epoch = self.data.order("train", self.settings.seed, epoch), epoch
         return self._order_cache
 
     def eval_images(self, n):

@@ -9,8 +9,11 @@ import numpy as np
 from scratchvae.data.episodes import episode_name, write_episode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# a run the tools' tests can afford: small batches, short intervals, and a small model (the World Models
+# architecture at widths 4–8, 9,859 parameters against 4.3 million: what is tested is the tool, not the size)
+SMALL = dict(latent_dim=8, channels="4,8,8,8", dense_size=16)
 FAST = ["--batch-size", "8", "--log-every", "2", "--eval-every", "2", "--checkpoint-every", "3", "--quiet",
-        "--latent-dim", "8"]
+        "--latent-dim", "8", "--channels", "4,8,8,8", "--dense-size", "16"]
 
 
 def tiny_data(folder, episodes=4, frames=12, size=(64, 64), seed=0, policy="test"):

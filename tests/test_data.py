@@ -54,6 +54,7 @@ def test_preprocess_bad_input():
 
 
 @needs_env
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["brownian", "random"])
 def test_rollout_is_repeatable_per_seed(policy):
     a = run_episode(5, 30, policy)
@@ -76,6 +77,7 @@ def episode_files(folder):
 
 
 @needs_env
+@pytest.mark.slow
 def test_resume_collects_only_what_is_missing(tmp_path):
     out = str(tmp_path / "eps")
     s = collect(out, 3, 15, workers=2, seed=100, progress=False)
@@ -161,7 +163,7 @@ def test_batches_cover_every_training_frame_once(tmp_path):
     ds = FrameDataset(folder, heldout=0.25, seed=1)
     assert len(ds.heldout_episodes) == 2 and len(ds.train_episodes) == 6
     seen = []
-    for x in ds.batches(4, rng=3):
+    for x in ds.batches(4, seed=3):
         assert x.dtype == np.float32 and x.shape[1:] == (3, 8, 6) and x.shape[0] <= 4
         assert x.min() >= 0 and x.max() <= 1
         codes = np.rint(x[:, :2, 0, 0] * 255).astype(int)              # (episode, frame) of each image
@@ -172,11 +174,13 @@ def test_batches_cover_every_training_frame_once(tmp_path):
     held = [tuple(c) for x in ds.batches(5, "heldout") for c in np.rint(x[:, :2, 0, 0] * 255).astype(int)]
     assert {e for e, _ in held} == set(ds.heldout_episodes.tolist())
     # shuffled across episodes: a batch mixes episodes, and another seed gives another order
-    ep3, frame3 = next(ds.index_batches(20, rng=3))
-    ep4, frame4 = next(ds.index_batches(20, rng=4))
+    ep3, frame3 = next(ds.index_batches(20, seed=3))
+    ep4, frame4 = next(ds.index_batches(20, seed=4))
+    ep3b, _ = next(ds.index_batches(20, seed=3, epoch=1))          # another epoch, another order
+    assert not np.array_equal(ep3, ep3b)
     assert len(set(ep3.tolist())) > 1
     assert not (np.array_equal(ep3, ep4) and np.array_equal(frame3, frame4))
-    ep_plain, _ = next(ds.index_batches(20))                          # no rng: file order
+    ep_plain, _ = next(ds.index_batches(20))                          # no seed: file order
     assert np.all(np.diff(ep_plain) >= 0)
 
 
@@ -238,7 +242,9 @@ def test_all_files_bad(tmp_path):
 def test_locate_numbers_a_split_in_episode_order(tmp_path):
     ds = FrameDataset(make_folder(tmp_path / "d", [4, 1, 6, 3, 5]), heldout=0.4, seed=2)
     for split in ("train", "heldout"):
-        ep_idx, frame_idx = ds.frames_of(ds.episodes(split))
+        episodes = ds.episodes(split)                              # every frame of the split, in order:
+        ep_idx = np.concatenate([[e] * ds.lengths[e] for e in episodes])
+        frame_idx = np.concatenate([np.arange(ds.lengths[e]) for e in episodes])
         n = ds.num_frames(split)
         got_ep, got_frame = ds.locate(np.arange(n), split)
         np.testing.assert_array_equal(got_ep, ep_idx)

@@ -130,6 +130,7 @@ def test_pages_with_worked_examples_have_them():
         assert text.count("\n>>> ") >= least, f"docs/{page}: fewer than {least} worked examples"
 
 
+@pytest.mark.slow
 def test_the_readme_examples_run(tmp_path, monkeypatch):
     """The first trains a step; the second loads a trained run: it runs where `make train` leaves one (here a
     tiny one, in a folder of its own)."""

@@ -56,7 +56,7 @@ def test_pieces_on_threads_are_the_same_arithmetic_as_whole_arrays(monkeypatch, 
     """Adam updates a cache-sized piece at a time, the pieces spread over threads: bit for bit the
     three lines written on whole arrays."""
     monkeypatch.setattr(optim, "PIECE", 7)
-    monkeypatch.setattr(threads, "MIN_NUMBERS", 0)
+    monkeypatch.setattr(threads, "MIN_SIZE", 0)
     monkeypatch.setattr(threads, "WORKERS", 3)
     rng = np.random.default_rng(0)
     p0 = rng.normal(size=(5, 9)).astype(dtype)

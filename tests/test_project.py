@@ -18,6 +18,7 @@ def test_every_phony_target_exists():
     assert phony and set(phony) <= rules, f".PHONY names {sorted(set(phony) - rules)}, which have no rule"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(GPU_SKIP_REASON is None, reason="a GPU is here: nothing is skipped for want of one")
 def test_the_gpu_skip_reason_is_said_once():
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_im2col.py",

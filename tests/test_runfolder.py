@@ -27,6 +27,7 @@ from scratchvae.data.episodes import episode_name, write_episode
 from scratchvae.lock import FolderInUse, locked
 from scratchvae.runfolder import RunFolder
 
+pytestmark = pytest.mark.slow                  # every test here runs a tool end to end
 LONG = ["--steps", "100000", "--checkpoint-every", "100000"]        # runs until a signal stops it
 
 
@@ -99,7 +100,7 @@ def test_a_nan_before_the_first_checkpoint_says_what_to_type(tmp_path, data):
     assert "No checkpoint was written before it; start again with a lower learning rate: " in line
     again = said_command(err, "lower learning rate: ")
     assert again.endswith(f"bin/train-scratch --data {data} --out {out} --steps 6 --batch-size 8 --latent-dim 8 "
-                          "--log-every 2 --eval-every 2 --checkpoint-every 100")        # --lr: the default
+                          "--channels 4,8,8,8 --dense-size 16 --log-every 2 --eval-every 2 --checkpoint-every 100")        # --lr: the default
     assert not RunFolder(out).holds_run() and RunFolder(out).leftovers() == ["run.json", "log.jsonl"]
     resume = subprocess.run([sys.executable, os.path.join("bin", "train-scratch"), "--out", out, "--resume"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -176,6 +177,7 @@ sys.path.insert(0, {root!r})
 import numpy as np
 import scratchvae.checkpoint as ck
 from scratchvae.cli.train import main
+
 real, calls = np.savez, []
 def slow(f, **arrays):                              # the second checkpoint: half written, then the kill
     calls.append(1)

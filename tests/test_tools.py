@@ -2,6 +2,7 @@
 encode-latents' checks. (Training itself: tests/test_train.py.)"""
 import errno
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from scratchvae.cli.train import main as train_main
 from scratchvae.data.rollouts import collect
 
 from runs import FAST, tiny_data
+
+pytestmark = pytest.mark.slow                  # every test here runs a tool end to end
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +87,13 @@ def test_a_full_disk_while_training(tmp_path, data, monkeypatch, capsys):
 
 
 def test_a_read_only_folder(tmp_path, data, run_dir, monkeypatch, capsys):
-    import scratchvae.atomic
-    refuse(monkeypatch, scratchvae.atomic.tempfile, "mkstemp", errno.EROFS)   # atomic_write's and check_writable's
+    real_open = os.open
+
+    def refuse_temporaries(path, *a, **k):                     # atomic_write's and check_writable's
+        if str(path).endswith(".tmp"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_open(path, *a, **k)
+    monkeypatch.setattr(os, "open", refuse_temporaries)
     out = tmp_path / "run"
     assert run("train-scratch", train_main, ["--data", data, "--steps", "2", "--out", str(out), *FAST]) == 2
     assert one_line(capsys) == f"train-scratch: error: {out / 'run.json'}: Read-only file system"
@@ -93,6 +101,19 @@ def test_a_read_only_folder(tmp_path, data, run_dir, monkeypatch, capsys):
     assert run("encode-latents", encode_main, ["--checkpoint", run_dir, "--data", data, "--out", str(target),
                                                "--quiet"]) == 2
     assert one_line(capsys) == f"encode-latents: error: {target}: cannot write here: Read-only file system"
+
+
+def test_files_are_made_as_the_umask_says(tmp_path):
+    from scratchvae.atomic import atomic_write
+    old = os.umask(0o027)
+    try:
+        with atomic_write(tmp_path / "f.txt", "w") as f:
+            f.write("x")
+        assert os.umask(0o027) == 0o027                         # left as it was
+    finally:
+        os.umask(old)
+    assert (os.stat(tmp_path / "f.txt").st_mode & 0o777) == 0o640 and (tmp_path / "f.txt").read_text() == "x"
+    assert os.listdir(tmp_path) == ["f.txt"]
 
 
 def test_a_refused_folder_when_collecting(tmp_path, monkeypatch, capsys):
@@ -168,3 +189,20 @@ def test_collect_refuses_to_add_to_a_folder_collected_otherwise(tmp_path, capsys
     assert ("holds 3 episode(s) collected with other options, first episode_000000.npz: seed 0 (asked: 5)"
             in one_line(capsys))
     assert sorted(f for f in os.listdir(folder) if f.endswith(".npz")) == [f"episode_00000{i}.npz" for i in range(3)]
+
+
+def test_run_shows_warnings_its_way_and_puts_pythons_back(capsys):
+    import warnings
+    from scratchvae.cli import run as run_tool
+    before = warnings.formatwarning
+
+    def main(argv):
+        warnings.warn("something odd")
+        return 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+            warnings.formatwarning(message, category, filename, lineno, line))
+        assert run_tool("tool", main, []) == 0
+    assert capsys.readouterr().err == "tool: warning: something odd\n"
+    assert warnings.formatwarning is before

@@ -6,7 +6,7 @@ import signal
 import numpy as np
 import pytest
 
-from runs import FAST, files_and_times, params_equal, run_as_printed, run_cli, said_command, start, tiny_data, \
+from runs import FAST, SMALL, files_and_times, params_equal, run_as_printed, run_cli, said_command, start, tiny_data, \
     wait_for_a_row
 from scratchvae.checkpoint import load
 from scratchvae.cli.encode import main as encode_main
@@ -17,6 +17,7 @@ from scratchvae.latents import episode_rows
 from scratchvae.runfolder import RunFolder, RunSettings
 from scratchvae.train import Trainer, TrainingStopped
 
+pytestmark = pytest.mark.slow                  # every test here runs a tool end to end
 
 
 def test_train_writes_every_output(tmp_path, data, capsys, device):
@@ -52,7 +53,7 @@ def test_images_per_second_is_images_over_the_time_between_rows(tmp_path, data, 
     import scratchvae.train
     ticks = itertools.count()
     monkeypatch.setattr(scratchvae.train.time, "perf_counter", lambda: 0.5 * next(ticks))
-    t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=4, batch_size=8, latent_dim=8, log_every=2,
+    t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=4, batch_size=8, **SMALL, log_every=2,
                             eval_every=100, checkpoint_every=100), progress=False)
     t.run()
     assert [(r["step"], r["images_per_s"]) for r in t.read_log()] == [(2, 32.0), (4, 32.0)]
@@ -146,7 +147,7 @@ def test_signal_checkpoints_and_says_how_to_resume(tmp_path, data, sig, device):
 
 def poisoned_trainer(data, out, log_every, checkpoint_every, after_step, name, value, device="cpu"):
     """A 20-step Trainer whose update `after_step` writes `value` into the first entry of parameter `name`."""
-    t = Trainer(RunSettings(data, out, steps=20, batch_size=8, latent_dim=8, log_every=log_every,
+    t = Trainer(RunSettings(data, out, steps=20, batch_size=8, **SMALL, log_every=log_every,
                             eval_every=log_every, checkpoint_every=checkpoint_every, device=device), progress=False)
     real_step = t.opt.step
 
@@ -295,7 +296,8 @@ def test_encode_latents(tmp_path, data, device):
 # ---- resuming and runs, as a user meets them ---------------------------------------------------------
 
 OWN = ["--batch-size", "5", "--seed", "3", "--latent", "4", "--lr", "0.002", "--heldout", "0.3", "--steps", "6",
-       "--log-every", "2", "--eval-every", "2", "--checkpoint-every", "3", "--quiet"]
+       "--log-every", "2", "--eval-every", "2", "--checkpoint-every", "3", "--quiet", "--channels", "4,8,8,8",
+       "--dense-size", "16"]
 
 
 def test_resume_continues_with_the_runs_own_settings(tmp_path, data, capsys):
@@ -370,6 +372,7 @@ def test_default_data_is_finished_before_training(tmp_path, data, monkeypatch):
     assert calls == [[2, 3]]
     assert json.load(open(os.path.join("first", "run.json")))["train_frames"] + \
         json.load(open(os.path.join("first", "run.json")))["heldout_frames"] == 48
+
     assert train_main([*FAST, "--out", "second"]) == 0
     assert calls == [[2, 3]]                                        # nothing missing: no collection
 
@@ -418,10 +421,21 @@ def test_batch_larger_than_the_data_and_images_counted(tmp_path, data, monkeypat
     import scratchvae.train
     ticks = itertools.count()
     monkeypatch.setattr(scratchvae.train.time, "perf_counter", lambda: 0.5 * next(ticks))
-    t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=5, batch_size=8, latent_dim=8, log_every=5,
+    t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=5, batch_size=8, **SMALL, log_every=5,
                             eval_every=100, checkpoint_every=100), progress=False)
     t.run()
     assert [(r["step"], r["images_per_s"]) for r in t.read_log()] == [(5, 72.0)]
+
+
+def test_the_trainers_batches_are_the_datasets_epochs(tmp_path, data):
+    """Step by step, the Trainer trains on the batches FrameDataset.batches gives epoch after epoch: one
+    order of the frames, defined once."""
+    t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=12, batch_size=8, seed=5, **SMALL), progress=False)
+    want = [x for epoch in range(3) for x in t.data.batches(8, "train", seed=5, epoch=epoch)]
+    assert len(want) == 15 and t.steps_per_epoch == 5                 # 36 frames: 8, 8, 8, 8 and 4 an epoch
+    for step, x in enumerate(want):
+        np.testing.assert_array_equal(t.batch_for(step), x)
+    assert not np.array_equal(want[0], want[5])                      # the second epoch is shuffled anew
 
 
 def test_nothing_held_out_is_not_called_held_out(tmp_path, data, capsys):
@@ -436,7 +450,8 @@ def test_nothing_held_out_is_not_called_held_out(tmp_path, data, capsys):
 def test_a_diverging_run_says_one_line(tmp_path, data, device):
     """lr 100 overflows within two steps: no NumPy warnings, one line naming the step, exit 3."""
     r = run_cli("--data", data, "--out", str(tmp_path / "run"), "--lr", "100", "--steps", "30", "--log-every", "10",
-                "--batch-size", "8", "--latent", "8", "--quiet", "--device", device)
+                "--batch-size", "8", "--latent", "8", "--channels", "4,8,8,8", "--dense-size", "16", "--quiet",
+                "--device", device)
     assert r.returncode == 3
     line, = r.stderr.strip().splitlines()
     assert "the loss became" in line and "at step 2;" in line and "warning" not in line
@@ -444,12 +459,14 @@ def test_a_diverging_run_says_one_line(tmp_path, data, device):
 
 def test_a_second_signal_stops_at_once(tmp_path, data):
     heard = []
-    t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=2, batch_size=8), progress=False, say=heard.append)
+    t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=2, batch_size=8, **SMALL), progress=False,
+                say=heard.append)
     t._on_signal(signal.SIGINT, None)
     assert heard == ["SIGINT received: stopping after this step, with a checkpoint (send it again to stop at once)"]
     with pytest.raises(TrainingStopped, match="stopped at once by a second SIGTERM during step 1, before the first "
                                               "checkpoint, so there is nothing to resume; start again with: "
                                               f"train-scratch --data {data} --out {tmp_path / 'run'} --steps 2 "
-                                              "--batch-size 8$") as e:
+                                              "--batch-size 8 --latent-dim 8 --channels 4,8,8,8 --dense-size 16$"
+                                              ) as e:
         t._on_signal(signal.SIGTERM, None)
     assert e.value.exit_code == 143

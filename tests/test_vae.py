@@ -104,6 +104,7 @@ def test_bad_eps():
         VAE().loss(np.zeros((2, 3, 64, 64), np.float32), eps=np.zeros((2, 16), np.float32))
 
 
+@pytest.mark.slow
 @settings(max_examples=6)
 @given(st.integers(1, 3), st.integers(9, 14), st.integers(9, 14), st.sampled_from(["mse", "bernoulli"]),
        st.sampled_from([0.0, 0.5, 50.0]), st.integers(0, 2**32 - 1))

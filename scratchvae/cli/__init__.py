@@ -11,6 +11,7 @@ from ..checkpoint import CheckpointError
 from ..data.episodes import DataError
 from ..data.rollouts import MissingPackage
 from ..lock import FolderInUse
+from ..runfolder import parse_channels
 
 EXPECTED = (BackendError, CheckpointError, DataError, FolderInUse, MissingPackage, ValueError, OSError)
 BIN = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bin")
@@ -27,8 +28,10 @@ def run(prog, main, argv=None):
     """Run main(argv); expected mistakes (bad input, and anything the file system refuses: a
     read-only folder, a full disk) become one line on stderr and exit status 2, and warnings (a
     skipped file, say) one line each. Files are written under temporary names, so a failure
-    leaves none half-written."""
+    leaves none half-written. Python's way of showing warnings is the tool's while main runs, and
+    put back after."""
     import warnings
+    shown = warnings.formatwarning
     warnings.formatwarning = lambda message, *a, **k: f"{prog}: warning: {message}\n"
     threads.use_every_core()                # the launcher has let OpenBLAS's threads sleep (bin/*)
     try:
@@ -39,6 +42,8 @@ def run(prog, main, argv=None):
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = shown
 
 
 def command(prog, script=None):
@@ -103,3 +108,11 @@ non_negative_int = number_type(lambda v: v >= 0, "a whole number of at least 0",
 fraction = number_type(lambda v: 0 <= v < 1, "a fraction in [0, 1)")
 positive_float = number_type(lambda v: 0 < v < math.inf, "a number above 0")
 non_negative_float = number_type(lambda v: 0 <= v < math.inf, "a number of at least 0")
+
+
+def channel_list(text):
+    """An argparse type: four channel counts, '32,64,128,256', kept as that text (RunSettings.channels)."""
+    try:
+        return ",".join(str(c) for c in parse_channels(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

@@ -130,7 +130,8 @@ def main(argv=None):
     written = pictures.write_all(args.out, model, x, ck.step, source, seed=args.seed, rows=run_log(ck),
                                  samples=args.samples)
     if z is not None:
-        pictures.decoded(model, z, os.path.join(args.out, "decoded.png"), ck.step, f"{len(z)} codes of {args.codes}")
+        title = f"{len(z)} codes of {args.codes}, decoded (the decoder's mean for each z), step {ck.step}"
+        pictures.save(pictures.decoded_figure(model, z, title), os.path.join(args.out, "decoded.png"))
         written.append("decoded.png")
     print(f"sample: wrote {', '.join(written)} into {args.out}")
     return 0

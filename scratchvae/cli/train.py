@@ -4,8 +4,8 @@ import os
 import sys
 from dataclasses import fields
 
-from . import (OneLineParser, command, fraction, non_negative_float, non_negative_int, positive_float, positive_int,
-               run)
+from . import (OneLineParser, channel_list, command, fraction, non_negative_float, non_negative_int, positive_float,
+               positive_int, run)
 from ..backend import resolve_device
 from ..runfolder import RunFolder, RunSettings
 from ..train import Trainer, TrainingStopped, say_on_stderr
@@ -42,6 +42,9 @@ def parser():
     setting("batch_size", positive_int, "images per step")
     setting("lr", positive_float, "Adam's learning rate")
     setting("latent_dim", positive_int, "latent dimensions", "--latent")
+    setting("channels", channel_list, "output channels of the encoder's four convolutions, the decoder's first "
+            "three taking them in reverse (a smaller model: 8,16,32,64)")
+    setting("dense_size", positive_int, "width of the decoder's dense layer (the channels of the image it starts from)")
     setting("kl_tolerance", non_negative_float, "free bits: each image's KL is floored at this × latent-dim")
     setting("beta", non_negative_float, "weight of the KL term")
     setting("seed", non_negative_int, "seed for weights, noise, batch order and the held-out split")

@@ -101,15 +101,10 @@ class FrameDataset:
             out[i] = np.frombuffer(buf, np.uint8).reshape(h, w, 3)
         return out
 
-    def frames_of(self, episodes):
-        """(ep_idx, frame_idx) of every frame of the given episodes, in order: two arrays."""
-        ep_idx = np.repeat(episodes, self.lengths[episodes])
-        frame_idx = np.concatenate([np.arange(self.lengths[e]) for e in episodes]) if len(episodes) else ep_idx
-        return ep_idx, frame_idx
-
     def locate(self, numbers, split="train"):
-        """(ep_idx, frame_idx) of the split's frames numbered `numbers` (0 … num_frames(split) − 1, in the
-        order frames_of gives), found from the episodes' lengths: nothing is kept per frame."""
+        """(ep_idx, frame_idx) of the split's frames numbered `numbers` (0 … num_frames(split) − 1: the split's
+        episodes in order, each one's frames in order), found from the episodes' lengths: nothing is kept
+        per frame."""
         episodes, ends = self.episodes(split), self._ends[split]
         total = int(ends[-1]) if len(ends) else 0
         numbers = np.asarray(numbers, np.int64)
@@ -139,19 +134,24 @@ class FrameDataset:
             pass
 
     # ---- batches -----------------------------------------------------------------------------------
-    def batches(self, batch_size, split="train", rng=None, device="cpu", dtype=np.float32):
+    def order(self, split="train", seed=None, epoch=0):
+        """The split's frame numbers in the order epoch `epoch` takes them: shuffled across episodes by a
+        generator seeded with (seed, epoch), a function of those alone; in file order when seed is None."""
+        n = self.num_frames(split)
+        return np.arange(n) if seed is None else np.random.default_rng([seed, epoch]).permutation(n)
+
+    def batches(self, batch_size, split="train", seed=None, epoch=0, device="cpu", dtype=np.float32):
         """One epoch: every frame of the split exactly once, in batches of `batch_size` (the last may
-        be smaller), shuffled across episodes when rng is given, as float (N, 3, H, W) in [0, 1]."""
-        for ep_idx, frame_idx in self.index_batches(batch_size, split, rng):
+        be smaller), in order(split, seed, epoch), as float (N, 3, H, W) in [0, 1]."""
+        for ep_idx, frame_idx in self.index_batches(batch_size, split, seed, epoch):
             yield to_model_input(self.gather(ep_idx, frame_idx), device, dtype)
 
-    def index_batches(self, batch_size, split="train", rng=None):
-        """(ep_idx, frame_idx) arrays per batch for one epoch."""
+    def index_batches(self, batch_size, split="train", seed=None, epoch=0):
+        """(ep_idx, frame_idx) arrays per batch for one epoch, in order(split, seed, epoch)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        n = self.num_frames(split)
-        order = np.random.default_rng(rng).permutation(n) if rng is not None else np.arange(n)
-        for i in range(0, n, batch_size):
+        order = self.order(split, seed, epoch)
+        for i in range(0, len(order), batch_size):
             yield self.locate(order[i:i + batch_size], split)
 
     def spread(self, n, split="train"):

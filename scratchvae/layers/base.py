@@ -23,9 +23,6 @@ class Layer:
         self.cache = None
         self.buffers = {}       # name → array kept from call to call (see _buffer)
 
-    def __call__(self, x):
-        return self.forward(x)
-
     def _add_param(self, name, shape, bound, rng):
         """A parameter drawn from U(−bound, bound) on the host, then moved to the device."""
         value = make_rng(rng).uniform(-bound, bound, size=shape).astype(self.dtype)

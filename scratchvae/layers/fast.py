@@ -26,7 +26,7 @@ derivations are in docs/backward.md, "The fast path".
 """
 from ..backend import xp_of
 from ..im2col import col2im, from_matrix, images_to_matrix
-from ..parity import PARITY_MAX_PRODUCTS, conv_transpose_parity, new_arrays, parity_costs
+from ..parity import PARITY_MAX_PRODUCTS, conv_transpose_parity, new_buffer_each_time, parity_costs
 from ..sizes import conv_transpose_out_size, skipped_rows
 from .conv import Conv2D, ConvTranspose2D
 
@@ -49,7 +49,7 @@ def conv_transpose(x, W, sy, sx, ph, pw, opy, opx, method="auto", buffer=None):
     stored (Co, oh, ow, N). buffer(name, shape): where temporaries go (see Layer._buffer); its names,
     "kernels", "windows" and "phases", are not the im2col layers' own "col" and "dcol"."""
     xp = xp_of(x)
-    buffer = buffer or new_arrays(x)
+    buffer = buffer or new_buffer_each_time(x)
     n, ci, h, w = x.shape
     _, co, kh, kw = W.shape
     oh, ow = conv_transpose_out_size(h, kh, sy, ph, opy), conv_transpose_out_size(w, kw, sx, pw, opx)
