@@ -4,9 +4,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scratchvae import VAE, reference
+from scratchvae import VAE, reference, vae
 from scratchvae.backend import get_xp, to_numpy
 from scratchvae.gradcheck import check_model, check_model_directions
+from scratchvae.im2col import batch_last
 from scratchvae.optim import Adam
 
 SMALL = dict(encoder=((3, 3, 2), (4, 3, 2)), decoder=((3, 3, 2), (None, 4, 2)), dense_size=5, latent_dim=3)
@@ -37,6 +38,31 @@ def test_default_architecture():
         g = m.grads[k]
         assert g.shape == p.shape and g.dtype == p.dtype and not np.shares_memory(g, p), k
         assert np.isfinite(g).all() and np.any(g != 0), k
+
+
+def test_the_model_is_two_lists_of_layers():
+    """The forward pass is the encoder list in order, reparameterization, the decoder list in order; the
+    backward the same lists in reverse. Checked by running the lists by hand."""
+    def kinds(layers):
+        return [type(layer).__name__ for layer in layers]
+    m = VAE(input_shape=(3, 60, 80), latent_dim=4, seed=2)
+    assert kinds(m.encoder) == ["FastConv2D", "ReLU"] * 4 + ["Flatten", "Heads"]
+    assert kinds(m.decoder) == ["Dense", "Reshape"] + ["FastConvTranspose2D", "ReLU"] * 3 + \
+        ["FastConvTranspose2D", "Crop2D"]                           # 60×80: a 1024×1×2 seed, cropped at the end
+    assert kinds(VAE(latent_dim=4).decoder) == ["DenseThenDeconv", "ReLU", "FastConvTranspose2D", "ReLU",
+                                                "FastConvTranspose2D", "ReLU", "FastConvTranspose2D"]
+    assert kinds(VAE(latent_dim=4, fast=False).decoder)[:3] == ["Dense", "Reshape", "ConvTranspose2D"]
+    x = images(3, 3, 60, 80, dtype=np.float32)
+    mu, logvar = m.encode(x)
+    h = batch_last(x)
+    for layer in m.encoder:
+        h = layer.forward(h)
+    np.testing.assert_array_equal(h[0], mu)
+    np.testing.assert_array_equal(h[1], logvar)
+    y = m.sigmoid.forward(vae.forward(m.decoder, mu))
+    np.testing.assert_array_equal(y, m.decode(mu))
+    assert vae.backward(m.encoder, (np.ones_like(mu), np.ones_like(logvar))) is None   # conv1: no dx of the images
+    assert m.layers["encoder.mu"].grads["b"].tolist() == [3.0] * 4                    # Σ_n of the ones sent back
 
 
 @pytest.mark.parametrize("h, w", [(64, 64), (60, 80), (47, 51)])
