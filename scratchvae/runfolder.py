@@ -33,6 +33,7 @@ from . import checkpoint
 from .atomic import atomic_write, remove_temporaries
 from .checkpoint import CheckpointError, CheckpointUnreadable
 from .lock import locked
+from .vae import DEFAULT_DECODER, DEFAULT_ENCODER
 
 CKPT_RE = re.compile(r"ckpt_(\d+)\.npz$")
 BEST = "best.npz"
@@ -64,7 +65,9 @@ class RunSettings:
     batch_size: int = 100
     lr: float = 1e-3
     latent_dim: int = 32
-    channels: str = "32,64,128,256"     # the encoder's four convolutions; the decoder's first three, reversed
+    # the output channels of the encoder's four convolutions (32,64,128,256); the decoder's first three take
+    # them in reverse
+    channels: str = ",".join(str(ch) for ch, _, _ in DEFAULT_ENCODER)
     dense_size: int = 1024              # the decoder's dense layer: the channels of its 1×1 (h0×w0) image
     kl_tolerance: float = 0.5           # free bits: each image's KL floored at this × latent_dim
     beta: float = 1.0
@@ -125,10 +128,10 @@ class RunSettings:
 
     def model_config(self, h, w):
         """The VAE arguments these settings fix for h×w frames (what a checkpoint must agree with): the World
-        Models architecture (kernels 4, 4, 4, 4 down and 5, 5, 6, 6 up, all stride 2) with these widths."""
+        Models architecture (vae.py's default kernels and strides) with these widths."""
         c = parse_channels(self.channels)
-        encoder = [[ch, 4, 2] for ch in c]
-        decoder = [[ch, k, 2] for ch, k in zip([c[2], c[1], c[0], 3], (5, 5, 6, 6))]   # 3: RGB out
+        encoder = [[ch, k, s] for ch, (_, k, s) in zip(c, DEFAULT_ENCODER)]
+        decoder = [[ch, k, s] for ch, (_, k, s) in zip((c[2], c[1], c[0], 3), DEFAULT_DECODER)]   # 3: RGB out
         return dict(input_shape=[3, h, w], latent_dim=int(self.latent_dim), kl_tolerance=float(self.kl_tolerance),
                     beta=float(self.beta), dtype=self.dtype, encoder=encoder, decoder=decoder,
                     dense_size=int(self.dense_size))

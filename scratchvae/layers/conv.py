@@ -113,11 +113,12 @@ class Conv2D(_ConvBase):
     def backward(self, dy):
         (n, c, h, w), col_mat = self._need_cache()                  # col_mat (C*kh*kw, oh*ow*N)
         W = self.params["W"]                                        # (Co, C, kh, kw)
-        dy_mat = images_to_matrix(dy)                               # (Co, oh*ow*N)
+        dy_mat = images_to_matrix(dy)                               # (Co, oh*ow*N)  (a copy unless stored batch-last)
         self.grads["b"] = dy_mat.sum(axis=1)                        # (Co,)  db = Σ_{n,p} dy
         self.grads["W"] = weight_grad(dy_mat, col_mat).reshape(W.shape)  # (Co, C, kh, kw)  dW = dY·COLᵀ
         if not self.input_grad:
             return None
+        dy = matrix_to_images(dy_mat, n, *dy.shape[2:])            # (N, Co, oh, ow) view, stored batch-last
         return self.input_gradient(dy, h, w)                        # (N, C, H, W)
 
     def input_gradient(self, dy, h, w):
