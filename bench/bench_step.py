@@ -1,7 +1,7 @@
 """Time one training step of the default VAE (float32) against PyTorch and against its own matrix products.
 
     python bench/bench_step.py [--batch 100] [--blocks 8] [--steps 4] [--warmup 3] [--devices cpu,gpu]
-                               [--no-torch] [--no-floor] [--no-profile]
+                               [--precision fp32,tf32] [--no-graph] [--no-torch] [--no-floor] [--no-profile]
 
 A step is loss, backward and an Adam update. Timing alternates blocks: --steps steps of
 scratchvae, then --steps of PyTorch (when installed: pip install -e ".[bench]"), then the
@@ -19,10 +19,18 @@ alike. Reported: the median step of each, images per second, and
 PyTorch runs the same architecture and loss (eager mode; oneDNN on the CPU, cuDNN on the
 GPU) with as many CPU threads as this process may use. Then, per device, the per-layer
 split: forward and backward timed one layer at a time (the GPU synchronised around each).
-On the GPU, with PyTorch there, the kernels and memory copies of one step of each, counted by
-CUDA's activity tracer (CUPTI, through PyTorch's profiler, which records every kernel in the
-process, CuPy's included): at batch 100 the step is bound by kernel launches, so the count
-is what to cut.
+
+On the GPU:
+* each precision policy in --precision is timed on both sides: fp32 (scratchvae's default,
+  exact float32 products; PyTorch with torch.backends.cudnn.allow_tf32 and
+  torch.backends.cuda.matmul.allow_tf32 off) and tf32 (scratchvae's --tf32; PyTorch with
+  both on: PyTorch's own default for convolutions);
+* scratchvae's step is the training tool's: recorded once as a CUDA graph and replayed
+  (scratchvae/graph.py), or launched kernel by kernel with --no-graph;
+* with PyTorch there, the kernels and memory copies of one step of each, counted by CUDA's
+  activity tracer (CUPTI, through PyTorch's profiler, which records every kernel in the
+  process, CuPy's included), the time the GPU spends running them (busy: its share of the
+  median step) and scratchvae's kernels by time.
 """
 import argparse
 import collections
@@ -36,9 +44,10 @@ import time
 # As the tools do (bin/*): OpenBLAS's threads sleep after each product, set before NumPy loads; every core copies
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from scratchvae import VAE, threads  # noqa: E402
+from scratchvae import VAE, blas, threads  # noqa: E402
 import numpy as np  # noqa: E402
 from scratchvae.backend import get_xp, gpu_available  # noqa: E402
+from scratchvae.graph import CapturedStep  # noqa: E402
 from scratchvae.im2col import batch_last  # noqa: E402
 from scratchvae.layers import (Conv2D, ConvTranspose2D, Dense, DenseThenDeconv, Heads, ReLU,  # noqa: E402
                                Reshape, weight_grad)
@@ -123,10 +132,10 @@ def gemm_floor(products, xp, device, dtype=np.float32):
     for kind, a, b, c in products:
         if kind == "mm":
             A, B = (xp.asarray(rng.random(s, dtype=dtype)) for s in ((a, b), (b, c)))
-            ops.append(lambda A=A, B=B: A @ B)
+            ops.append(lambda A=A, B=B: blas.matmul(A, B))
         else:
             A, B = (xp.asarray(rng.random(s, dtype=dtype)) for s in ((a, c), (b, c)))
-            ops.append(lambda A=A, B=B: weight_grad(A, B))
+            ops.append(lambda A=A, B=B, out=xp.empty((a, b), dtype=dtype): weight_grad(A, B, out))
 
     def run():
         total = 0.0
@@ -152,13 +161,19 @@ def time_products(products, xp, device, repeats=5):
 
 
 # ---- the two training steps ---------------------------------------------------------------------
-def scratch_step(device, batch):
+def scratch_step(device, batch, graph=True):
     xp = get_xp(device)
     model = VAE(device=device, seed=0)
     opt = Adam(model.params, lr=1e-4)
     # stored (C, H, W, N), the layout the layers keep their images in, as the training loader
     # (data.dataset.to_model_input) delivers them; PyTorch gets its own layout, NCHW
     x = batch_last(xp.asarray(np.random.default_rng(0).random((batch, 3, 64, 64), dtype=np.float32)))
+    if device == "gpu" and graph:
+        captured = CapturedStep(model, opt)                 # as the training tool runs it
+
+        def step():
+            captured(x)
+        return step, model, x
 
     def step():
         model.loss(x)
@@ -224,9 +239,10 @@ def timed(step, device, steps):
 
 # ---- kernels per step ---------------------------------------------------------------------------
 def kernels_per_step(step, steps=3):
-    """(kernels, {copy: count}) per step on the GPU, counted by CUDA's own activity tracer (CUPTI,
-    through PyTorch's profiler), which records every kernel the process runs: CuPy's, cuBLAS's and
-    PyTorch's alike; copies by the tracer's name for them ("Memcpy HtoD (Pinned -> Device)", …)."""
+    """(kernels, {copy: count}, busy seconds, {kernel name: [seconds, count]}) per step on the GPU, counted by
+    CUDA's own activity tracer (CUPTI, through PyTorch's profiler), which records every kernel the process runs:
+    CuPy's, cuBLAS's and PyTorch's alike, inside CUDA graphs too; copies by the tracer's name for them
+    ("Memcpy HtoD (Pinned -> Device)", …); busy: the kernels', copies' and fills' durations added up."""
     from torch.profiler import ProfilerActivity, profile
     step()
     sync("gpu")
@@ -240,8 +256,23 @@ def kernels_per_step(step, steps=3):
         with open(path) as f:
             events = json.load(f)["traceEvents"]
     copies = collections.Counter(e["name"] for e in events if e.get("cat") == "gpu_memcpy")
+    busy = sum(e.get("dur", 0) for e in events if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")) * 1e-6
+    by_name = collections.defaultdict(lambda: [0.0, 0.0])
+    for e in events:
+        if e.get("cat") == "kernel":
+            by_name[e["name"]][0] += e.get("dur", 0) * 1e-6 / steps
+            by_name[e["name"]][1] += 1 / steps
     return (sum(e.get("cat") == "kernel" for e in events) / steps,
-            {name: n / steps for name, n in sorted(copies.items())})
+            {name: n / steps for name, n in sorted(copies.items())}, busy / steps, dict(by_name))
+
+
+def set_precision(policy, have_torch):
+    """fp32: exact float32 products on both sides; tf32: TF32 tensor cores on both (PyTorch's default for its
+    convolutions, here for its matrix products too)."""
+    blas.set_tf32(policy == "tf32")
+    if have_torch:
+        import torch
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = policy == "tf32"
 
 
 # ---- per layer ----------------------------------------------------------------------------------
@@ -252,10 +283,10 @@ def profile_layers(model, x, device, repeats=3):
     def wrap(name, layer, method):
         inner = getattr(layer, method)
 
-        def timed_call(arg):
+        def timed_call(arg, **kw):
             sync(device)
             t = time.perf_counter()
-            out = inner(arg)
+            out = inner(arg, **kw)
             sync(device)
             spent[(name, method)] = spent.get((name, method), 0.0) + time.perf_counter() - t
             return out
@@ -316,6 +347,10 @@ def main():
     p.add_argument("--steps", type=int, default=4, help="timed steps per block (default 4)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--devices", default="cpu,gpu" if gpu_available() else "cpu")
+    p.add_argument("--precision", default="fp32,tf32", help="GPU precision policies to time, fp32 and/or tf32 "
+                   "(default both; the CPU is always fp32)")
+    p.add_argument("--no-graph", action="store_true", help="GPU: launch scratchvae's step kernel by kernel")
+    p.add_argument("--top", type=int, default=12, help="GPU: scratchvae's kernels listed by time (default 12)")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-floor", action="store_true")
     p.add_argument("--no-profile", action="store_true")
@@ -331,60 +366,78 @@ def main():
     rows = []
     for device in a.devices.split(","):
         xp = get_xp(device)
-        for batch in (int(b) for b in a.batch.split(",")):
-            step, model, x = scratch_step(device, batch)
-            runs = {"scratchvae": step}
-            if have_torch:
-                runs["torch"] = torch_step(device, batch, cores)
-            products = [p for ps in layer_products(model, batch)[0].values() for p in ps]
-            if not a.no_floor:
-                runs["floor"] = gemm_floor(products, xp, device)
-            for run in runs.values():
-                for _ in range(a.warmup):
-                    run()
-            times = {k: [] for k in runs}
-            for _ in range(a.blocks):
-                for k, run in runs.items():
-                    if k == "floor":
-                        times[k] += [run() for _ in range(a.steps)]
-                    else:
-                        times[k] += timed(run, device, a.steps)
-            med = {k: statistics.median(v) for k, v in times.items()}
-            rows.append(dict(device=device, batch=batch, med=med, n=len(times["scratchvae"]),
-                             flops=step_flops(products)))
-            if device == "gpu" and have_torch:
-                print(f"\nkernels per step on the GPU, batch {batch} (CUPTI, through PyTorch's profiler):")
-                for k in ("scratchvae", "torch"):
-                    count, copies = kernels_per_step(runs[k])
-                    rows[-1][f"{k} kernels"] = count
-                    said = ", ".join(f"{n:g} × {name}" for name, n in copies.items()) or "none"
-                    print(f"  {k:<11}{count:6.0f} kernels; memory copies: {said}")
-            if not a.no_profile:
-                print_profile(model, x, device, batch)
+        for policy in (a.precision.split(",") if device == "gpu" else ["fp32"]):
+            if device == "gpu":
+                set_precision(policy, have_torch)
+            for batch in (int(b) for b in a.batch.split(",")):
+                rows.append(measure(a, device, policy, batch, xp, cores, have_torch))
+    if "gpu" in a.devices:
+        set_precision("fp32", have_torch)
     print(f"\ntraining step, default VAE, float32, {cores} CPU thread(s), {threads.WORKERS} copying; medians of "
-          f"{a.blocks} alternating blocks × {a.steps} steps:")
-    head = f"{'device':<8}{'batch':>6}{'ms/step':>10}{'img/s':>9}{'GFLOP/s':>9}"
+          f"{a.blocks} alternating blocks × {a.steps} steps; GPU step "
+          f"{'launched kernel by kernel' if a.no_graph else 'replayed as a CUDA graph'}:")
+    head = f"{'device':<8}{'prec':>5}{'batch':>6}{'ms/step':>10}{'img/s':>9}{'GFLOP/s':>9}"
     if have_torch:
         head += f"{'torch ms':>10}{'torch img/s':>12}{'ratio':>7}"
     if not a.no_floor:
         head += f"{'floor ms':>10}{'step/floor':>11}"
     counted = any("scratchvae kernels" in r for r in rows)
     if counted:
-        head += f"{'kernels':>9}{'torch kernels':>14}"
+        head += f"{'kernels':>9}{'torch kernels':>14}{'busy':>6}{'torch busy':>11}"
     print(head)
     for r in rows:
         m, b = r["med"], r["batch"]
-        line = (f"{r['device']:<8}{b:>6}{m['scratchvae'] * 1e3:>10.1f}{b / m['scratchvae']:>9.0f}"
+        line = (f"{r['device']:<8}{r['policy']:>5}{b:>6}{m['scratchvae'] * 1e3:>10.2f}{b / m['scratchvae']:>9.0f}"
                 f"{r['flops'] / m['scratchvae'] / 1e9:>9.1f}")
         if have_torch:
-            line += f"{m['torch'] * 1e3:>10.1f}{b / m['torch']:>12.0f}{m['torch'] / m['scratchvae']:>7.2f}"
+            line += f"{m['torch'] * 1e3:>10.2f}{b / m['torch']:>12.0f}{m['torch'] / m['scratchvae']:>7.2f}"
         if "floor" in m:
-            line += f"{m['floor'] * 1e3:>10.1f}{m['scratchvae'] / m['floor']:>11.2f}"
+            line += f"{m['floor'] * 1e3:>10.2f}{m['scratchvae'] / m['floor']:>11.2f}"
         if "scratchvae kernels" in r:
-            line += f"{r['scratchvae kernels']:>9.0f}{r['torch kernels']:>14.0f}"
+            line += (f"{r['scratchvae kernels']:>9.0f}{r['torch kernels']:>14.0f}"
+                     f"{r['scratchvae busy'] / m['scratchvae']:>6.0%}{r['torch busy'] / m['torch']:>11.0%}")
         print(line)
     if not have_torch:
         print("(PyTorch is not installed: no reference column; pip install -e '.[bench]' to add it)")
+
+
+def measure(a, device, policy, batch, xp, cores, have_torch):
+    """One row of the table: the alternating blocks, then (GPU) the kernel counts and (unless --no-profile)
+    the per-layer split."""
+    step, model, x = scratch_step(device, batch, graph=not a.no_graph)
+    runs = {"scratchvae": step}
+    if have_torch:
+        runs["torch"] = torch_step(device, batch, cores)
+    products = [p for ps in layer_products(model, batch)[0].values() for p in ps]
+    if not a.no_floor:
+        runs["floor"] = gemm_floor(products, xp, device)
+    for run in runs.values():
+        for _ in range(a.warmup):
+            run()
+    times = {k: [] for k in runs}
+    for _ in range(a.blocks):
+        for k, run in runs.items():
+            if k == "floor":
+                times[k] += [run() for _ in range(a.steps)]
+            else:
+                times[k] += timed(run, device, a.steps)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    row = dict(device=device, policy=policy, batch=batch, med=med, n=len(times["scratchvae"]),
+               flops=step_flops(products))
+    if device == "gpu" and have_torch:
+        print(f"\nkernels per step on the GPU, {policy}, batch {batch} (CUPTI, through PyTorch's profiler):")
+        for k in ("scratchvae", "torch"):
+            count, copies, busy, by_name = kernels_per_step(runs[k])
+            row[f"{k} kernels"], row[f"{k} busy"] = count, busy
+            said = ", ".join(f"{n:g} × {name}" for name, n in copies.items()) or "none"
+            print(f"  {k:<11}{count:6.0f} kernels, GPU busy {busy * 1e3:.2f} ms of the median "
+                  f"{med[k] * 1e3:.2f} ms step; memory copies: {said}")
+            if k == "scratchvae":
+                for name, (sec, n) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:a.top]:
+                    print(f"      {sec * 1e3:8.3f} ms {n:5.1f}×  {name[:90]}")
+    if not a.no_profile:
+        print_profile(model, x, device, batch)
+    return row
 
 
 if __name__ == "__main__":

@@ -91,3 +91,48 @@ def make_rng(rng):
     if isinstance(rng, np.random.Generator):
         return rng
     return np.random.default_rng(rng)
+
+
+PERMUTATIONS = ((0, 1, 2, 3), (1, 2, 3, 0))     # images as NCHW, or stored (C, H, W, N) as the layers keep them
+
+
+def in_memory_order(*arrays):
+    """The arrays seen in the order their numbers lie in memory, each C-contiguous, all through the same
+    transposition (so element k of one goes with element k of the others); None when no one order fits all.
+    For an elementwise pass: run over these, each thread's neighbour is its neighbour in memory."""
+    shape = arrays[0].shape
+    if any(a.shape != shape for a in arrays):
+        return None
+    perms = PERMUTATIONS if len(shape) == 4 else (tuple(range(len(shape))), tuple(reversed(range(len(shape)))))
+    for perm in perms:
+        views = [a.transpose(perm) for a in arrays]
+        if all(v.flags.c_contiguous for v in views):
+            return views
+    return None
+
+
+def tiling(arrays):
+    """The 1-d array that the arrays tile, one after another in the order given, each a C-contiguous view
+    of the next piece of it; None if they do not (a VAE's parameters and gradients do: see VAE.flatten)."""
+    arrays = list(arrays)
+    if not arrays:
+        return None
+    base = _root(arrays[0])
+    if base is arrays[0] or base.ndim != 1 or not base.flags.c_contiguous or base.dtype != arrays[0].dtype:
+        return None
+    gpu = is_gpu_array(base)
+    start = base.data.ptr if gpu else base.ctypes.data
+    offset = 0
+    for a in arrays:
+        ptr = a.data.ptr if gpu else a.ctypes.data
+        if _root(a) is not base or not a.flags.c_contiguous or ptr != start + offset * base.itemsize:
+            return None
+        offset += a.size
+    return base if offset == base.size else None
+
+
+def _root(a):
+    """The array that owns a view's memory."""
+    while a.base is not None:
+        a = a.base
+    return a

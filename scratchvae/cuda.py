@@ -1,57 +1,82 @@
-"""The GPU kernels: im2col, col2im and a fused Adam update, as CuPy ElementwiseKernels.
+"""The GPU kernels, as CuPy ElementwiseKernels: one C body each, run once per element.
 
-Their callers sit beside the CPU versions: im2col_gpu and col2im_gpu in im2col.py, adam_gpu
-in optim.py. Imported only when an array is a CuPy array; everything else on the GPU is the
-same array-generic code that runs under NumPy.
+Their callers sit beside the CPU versions of the same step (im2col.py, parity.py, layers/,
+losses.py, optim.py: each ``*_gpu`` next to its ``*_cpu``). Imported only when an array is a
+CuPy array; everything else on the GPU is array-generic code that runs under NumPy too.
 
-Both kernels keep the CPU's layout (see im2col.py): images stored (C, H, W, N) and columns
-(C, kh, kw, oh, ow, N), the batch last, so neighbouring threads (neighbouring n) read and
-write neighbouring addresses.
+Every kernel walks its output in the order it lies in memory: images stored (C, H, W, N),
+columns (C, kh, kw, oh, ow, N), the batch last, so neighbouring threads (neighbouring n) read
+and write neighbouring addresses. Index arithmetic is 32-bit (``int k = i``): a 64-bit division
+costs several times a 32-bit one, and these kernels divide on every element; ``check_size``
+refuses, with one line, an array the int type cannot index (2³¹ numbers and more). The three
+that copy images (im2col, col2im, interleave) do so for vec neighbouring images per thread
+(``vec_for``: 4 when the batch allows), decoding the index once for all of them; their arrays
+are passed flat (1-d), so reading one costs one addition.
 
-im2col: one thread per column element (c, j, i, r, s, n) of the (C, kh, kw, oh, ow, N)
-    buffer, (r, s) the output position. It reads x[n, c, r·sy − ph + j, s·sx − pw + i], or 0
-    where the window hangs over the padding: no padded copy of the input is made.
+im2col      one thread per column element (c, j, ii, r, s, n): x[n, c, r·sy − ph + j, s·sx − pw + ii],
+            0 where the window hangs over the padding (no padded copy of the input is made). With
+            stride 1, a negative padding and the grid's size given, it is also the parity split's
+            gather of input windows (parity.py).
+col2im      one thread per image pixel (c, Y, X, n): the sum of every column element that landed on it,
+            in the CPU's order (j, then ii, ascending), so the two agree bit for bit; plus the layer's
+            bias where it has one. No atomics: each pixel is owned by one thread.
+interleave  the parity split's last step: each output pixel copied from its phase's product, plus the
+            bias; output_padding's rows and columns get the bias alone.
+phase_weights  W (C_in, C_out, kh, kw) gathered into the parity split's Wp (sy·sx·C_out, C_in·Ty·Tx).
+bias_rows   y[c, ·] += b[c] in place, for a layer's (C, H·W·N) output.
+relu_back   dy ← dy·[y > 0] in place, the mask read from the ReLU's own output (y > 0 exactly where
+            x > 0): no mask array is kept.
+mse_grad    ∂recon/∂logits for the Gaussian loss, in place over the logits: y = σ(l),
+            dl = 2(y − x)/N · y(1 − y); its sum, mse_sum, a ReductionKernel.
+bce_grad    ∂recon/∂logits for the Bernoulli loss, (σ(l) − x)/N; its sum, bce_sum.
+reparam     one thread per image: σ = exp(logvar/2), z = mu + σ·eps for each dimension, and the
+            image's KL, ½ Σ_d (mu² + exp(logvar) − 1 − logvar).
+latent_back one thread per (image, dimension): dmu = dz + w·mu, dlogvar = dz·eps·σ/2 + w·(exp(logvar) − 1)/2,
+            w = β/N for an image above the free-bits floor, 0 under it.
+adam        Adam's three lines for every parameter of the model in one launch, over one flat buffer;
+            the step's lr, 1 − β₁ᵗ and 1 − β₂ᵗ read from a small device array (so a captured step
+            replays with the current ones).
 
-col2im: one thread per image pixel (c, Y, X, n) of the (C, H, W, N) image. It sums every
-    column element that landed on it: the kernel offsets (j, i) with
-    (Y + ph − j) and (X + pw − i) divisible by the strides and inside the output grid.
-    No atomics: each pixel is owned by one thread, and it adds in the same order as the
-    CPU code (j, then i, ascending), so results are deterministic and equal the CPU's bit
-    for bit.
-
-Each kernel is compiled once, the first time it is used, and reused. The kernel bodies
-are plain C: tests/test_kernel_source.py compiles the same text for the CPU (one loop
-iteration per thread) and checks it against NumPy where there is no GPU.
+Each kernel is compiled once, the first time it is used, and reused. The kernel bodies are
+plain C: tests/test_kernel_source.py compiles the same text for the CPU (one loop iteration
+per thread) and runs the GPU callers with it in CuPy's place, where there is no GPU.
 """
 import functools
 
+INT_MAX = 2 ** 31 - 1
+
 IM2COL_PARAMS = ("raw T img, int32 nimg, int32 nch, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
-                 "int32 sy, int32 sx, int32 ph, int32 pw")
+                 "int32 sy, int32 sx, int32 ph, int32 pw, int32 vec")
 # docs: im2col-kernel
 IM2COL_BODY = """
-int n = i % nimg;               // buffer index i → (c, j, ii, r, s, n), n fastest
-int t = i / nimg;
-int s = t % ow;   t /= ow;
-int r = t % oh;   t /= oh;
-int ii = t % kw;  t /= kw;
-int j = t % kh;
-int c = t / kh;
-int iy = r * sy - ph + j;       // the input pixel this element copies
+int k = i * vec;                // the first of vec neighbouring images this thread copies
+int n = k % nimg;  k /= nimg;   // buffer index → (c, j, ii, r, s, n), n fastest
+int s = k % ow;    k /= ow;
+int r = k % oh;    k /= oh;
+int ii = k % kw;   k /= kw;
+int j = k % kh;
+int c = k / kh;
+int iy = r * sy - ph + j;       // the input pixel these elements copy
 int ix = s * sx - pw + ii;
-col = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? img[((c * h + iy) * w + ix) * nimg + n] : (T)0;
+bool inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
+int from = ((c * h + iy) * w + ix) * nimg + n;
+for (int v = 0; v < vec; ++v)
+    col[i * vec + v] = inside ? img[from + v] : (T)0;
 """
 # end docs: im2col-kernel
 
-COL2IM_PARAMS = ("raw T col, int32 nimg, int32 nch, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
-                 "int32 sy, int32 sx, int32 ph, int32 pw")
+COL2IM_PARAMS = ("raw T col, raw T bias, int32 has_bias, int32 nimg, int32 nch, int32 h, int32 w, int32 oh, "
+                 "int32 ow, int32 kh, int32 kw, int32 sy, int32 sx, int32 ph, int32 pw, int32 vec")
 # docs: col2im-kernel
 COL2IM_BODY = """
-int n = i % nimg;               // image pixel i → (c, Y, X, n), in padded coordinates
-int X = i / nimg % w + pw;
-int Y = i / (nimg * w) % h + ph;
-int c = i / (nimg * w * h);
-T val = 0;
-for (int j = 0; j < kh; ++j) {              // same order as the CPU: j, then i, ascending
+int k = i * vec;                // the first of vec neighbouring images this thread sums for
+int n = k % nimg;  k /= nimg;   // image pixel → (c, Y, X, n), in padded coordinates
+int X = k % w + pw;  k /= w;
+int Y = k % h + ph;
+int c = k / h;
+T val[VEC_MAX];
+for (int v = 0; v < vec; ++v) val[v] = 0;
+for (int j = 0; j < kh; ++j) {              // same order as the CPU: j, then ii, ascending
     int py = Y - j;
     if (py < 0) break;
     if (py % sy != 0 || py / sy >= oh) continue;
@@ -61,32 +86,165 @@ for (int j = 0; j < kh; ++j) {              // same order as the CPU: j, then i,
         if (px < 0) break;
         if (px % sx != 0 || px / sx >= ow) continue;
         int s = px / sx;
-        val += col[((((c * kh + j) * kw + ii) * oh + r) * ow + s) * nimg + n];
+        int from = ((((c * kh + j) * kw + ii) * oh + r) * ow + s) * nimg + n;
+        for (int v = 0; v < vec; ++v) val[v] += col[from + v];
     }
 }
-img = val;
+for (int v = 0; v < vec; ++v)
+    img[i * vec + v] = has_bias ? val[v] + bias[c] : val[v];
 """
 # end docs: col2im-kernel
 
-ADAM_BODY = """
-m = b1 * m + (1 - b1) * g;                  // m ← β₁m + (1 − β₁)g
-v = b2 * v + (1 - b2) * g * g;              // v ← β₂v + (1 − β₂)g²
-p -= lr * (m / c1) / (sqrt(v / c2) + eps);  // θ ← θ − lr·m̂/(√v̂ + ε)
+INTERLEAVE_PARAMS = ("raw T phases, raw T bias, int32 has_bias, int32 nimg, int32 nch, int32 oh, int32 ow, "
+                     "int32 paint_h, int32 paint_w, int32 sy, int32 sx, int32 ph, int32 pw, int32 r0, int32 q0, "
+                     "int32 gy, int32 gx, int32 vec")
+# docs: interleave-kernel
+INTERLEAVE_BODY = """
+int k = i * vec;                // the first of vec neighbouring images this thread writes
+int n = k % nimg;  k /= nimg;   // output pixel → (c, Y, X, n)
+int X = k % ow;    k /= ow;
+int Y = k % oh;
+int c = k / oh;
+T b = has_bias ? bias[c] : (T)0;
+if (Y < paint_h && X < paint_w) {
+    int py = Y + ph, px = X + pw;           // padded row = grid row·sy + phase
+    int phy = py % sy, phx = px % sx;
+    int R = py / sy - r0, Q = px / sx - q0;
+    int from = (((((phy * sx + phx) * nch + c) * gy + R) * gx + Q) * nimg) + n;
+    for (int v = 0; v < vec; ++v)
+        y[i * vec + v] = has_bias ? phases[from + v] + b : phases[from + v];
+} else {                                    // output_padding's rows and columns: nothing painted there
+    for (int v = 0; v < vec; ++v)
+        y[i * vec + v] = b;
+}
+"""
+# end docs: interleave-kernel
+
+PHASE_WEIGHTS_PARAMS = "raw T W, int32 ci, int32 co, int32 kh, int32 kw, int32 sy, int32 sx, int32 ty, int32 tx"
+PHASE_WEIGHTS_BODY = """
+int k = i;                      // Wp element → ((phy, phx, o), (c, a, b))
+int b = k % tx;   k /= tx;
+int a = k % ty;   k /= ty;
+int c = k % ci;   k /= ci;
+int o = k % co;   k /= co;
+int phx = k % sx;
+int phy = k / sx;
+int j = phy + sy * (ty - 1 - a);            // window column a is tap T − 1 − a
+int jj = phx + sx * (tx - 1 - b);
+wp = (j < kh && jj < kw) ? W[((c * co + o) * kh + j) * kw + jj] : (T)0;   // taps past the kernel: 0
 """
 
+BIAS_ROWS_PARAMS = "raw T b, int32 row"
+BIAS_ROWS_BODY = """
+int k = i;
+y = y + b[k / row];                         // y[c, ·] += b[c]
+"""
 
-ADAM_PARAMS = "T g, T lr, T b1, T b2, T c1, T c2, T eps"
+RELU_BACK_PARAMS = "T y"
+RELU_BACK_BODY = """
+dy = y > (T)0 ? dy : (T)0;                  // dx = dy·[y > 0]
+"""
+
+SIGMOID = "exp(min(l, (T)0)) / (1 + exp(-fabs(l)))"     # 1/(1 + e^−l), no exponent ever positive
+SOFTPLUS = "(max(l, (T)0) + log1p(exp(-fabs(l))))"       # log(1 + e^l)
+
+MSE_GRAD_PARAMS = "T x, T scale"
+MSE_GRAD_BODY = f"""
+T y = {SIGMOID};
+T dy = (y - x) * scale;                     // ∂recon/∂y = 2(y − x)/N   (scale = 2/N)
+l = dy * y * (1 - y);                       // ∂recon/∂l = ∂recon/∂y · y(1 − y)
+"""
+
+BCE_GRAD_PARAMS = "T x, T scale"
+BCE_GRAD_BODY = f"""
+T y = {SIGMOID};
+l = (y - x) * scale;                        // ∂recon/∂l = (σ(l) − x)/N   (scale = 1/N)
+"""
+
+REPARAM_PARAMS = "raw T mu, raw T logvar, raw T eps, int32 dim"
+# docs: reparam-kernel
+REPARAM_BODY = """
+int n = i;                                  // one image: its dim numbers sit side by side
+T sum = 0;
+for (int d = n * dim; d < (n + 1) * dim; ++d) {
+    T s = exp((T)0.5 * logvar[d]);          // σ = exp(logvar/2)
+    std[d] = s;
+    z[d] = mu[d] + s * eps[d];              // z = mu + σ·eps
+    sum += mu[d] * mu[d] + exp(logvar[d]) - 1 - logvar[d];
+}
+kl = (T)0.5 * sum;                          // KL(q(z|x) ‖ N(0, I)) of this image
+"""
+# end docs: reparam-kernel
+
+LATENT_BACK_PARAMS = "T dz, T mu, T logvar, T eps, T std, raw T active, T w, int32 dim"
+# docs: latent-back-kernel
+LATENT_BACK_BODY = """
+int k = i;
+T on = w * active[k / dim];                 // β/N above the free-bits floor, 0 under it
+dmu = dz + on * mu;                         // ∂z/∂mu = 1;  ∂kl/∂mu = mu
+dlogvar = dz * eps * ((T)0.5 * std) + on * ((T)0.5 * (exp(logvar) - 1));  // ∂z/∂logvar = eps·σ/2
+"""
+# end docs: latent-back-kernel
+
+ADAM_PARAMS = "T g, raw T hyper, T b1, T b2, T omb1, T omb2, T eps"
+# docs: adam-kernel
+ADAM_BODY = """
+T lr = hyper[0], c1 = hyper[1], c2 = hyper[2];   // this step's lr, 1 − β₁ᵗ, 1 − β₂ᵗ
+m = b1 * m + omb1 * g;                      // m ← β₁m + (1 − β₁)g
+v = b2 * v + g * g * omb2;                  // v ← β₂v + (1 − β₂)g²
+p -= lr * (m / c1) / (sqrt(v / c2) + eps);  // θ ← θ − lr·m̂/(√v̂ + ε)
+"""
+# end docs: adam-kernel
 
 KERNELS = {                         # name: (input parameters, output parameters, body)
-    "im2col": (IM2COL_PARAMS, "T col", IM2COL_BODY),
-    "col2im": (COL2IM_PARAMS, "T img", COL2IM_BODY),
+    "im2col": (IM2COL_PARAMS, "raw T col", IM2COL_BODY),      # raw outputs, size given: a thread per vec numbers
+    "col2im": (COL2IM_PARAMS, "raw T img", COL2IM_BODY),
+    "interleave": (INTERLEAVE_PARAMS, "raw T y", INTERLEAVE_BODY),
+    "phase_weights": (PHASE_WEIGHTS_PARAMS, "T wp", PHASE_WEIGHTS_BODY),
+    "bias_rows": (BIAS_ROWS_PARAMS, "T y", BIAS_ROWS_BODY),
+    "relu_back": (RELU_BACK_PARAMS, "T dy", RELU_BACK_BODY),
+    "mse_grad": (MSE_GRAD_PARAMS, "T l", MSE_GRAD_BODY),
+    "bce_grad": (BCE_GRAD_PARAMS, "T l", BCE_GRAD_BODY),
+    "reparam": (REPARAM_PARAMS, "T kl, raw T std, raw T z", REPARAM_BODY),   # raw outputs: written per image
+    "latent_back": (LATENT_BACK_PARAMS, "T dmu, T dlogvar", LATENT_BACK_BODY),
     "adam": (ADAM_PARAMS, "T p, T m, T v", ADAM_BODY),
 }
+
+# Sums of a term over the columns of (rows, L) matrices: (input parameters, output, the term each element adds).
+# Run as CuPy ReductionKernels over axis 1, a block per row (a sum over everything at once would be one block);
+# the CPU harness adds the terms in order.
+SUMS = {
+    "mse_sum": ("T l, T x", "T total", f"(({SIGMOID}) - x) * (({SIGMOID}) - x)"),    # Σ (σ(l) − x)²
+    "bce_sum": ("T l, T x", "T total", f"{SOFTPLUS} - x * l"),                      # Σ softplus(l) − x·l
+}
+
+
+VEC_MAX = 4                         # numbers (neighbouring images) per thread in im2col, col2im and interleave
+
+
+def vec_for(nimg):
+    """How many neighbouring images one thread handles: the largest of 4, 2, 1 that divides the batch. Each
+    thread then decodes its index once for vec numbers (the divisions cost more than the copying)."""
+    return next(v for v in (VEC_MAX, 2, 1) if nimg % v == 0)
+
+
+def check_size(what, *arrays):
+    """A kernel indexes with 32-bit ints: refuse, in one line, an array of 2³¹ numbers or more."""
+    for a in arrays:
+        if a.size > INT_MAX:
+            raise ValueError(f"{what}: an array of {a.size:,} numbers {tuple(a.shape)} is past the 2³¹ − 1 the GPU "
+                             "kernels index; use a smaller batch")
 
 
 @functools.lru_cache(maxsize=None)
 def kernel(name):
-    """The compiled CuPy ElementwiseKernel `name` (one of KERNELS), built the first time it is asked for."""
+    """The compiled CuPy kernel `name` (one of KERNELS or SUMS), built the first time it is asked for."""
     import cupy
+    if name in SUMS:
+        params, output, term = SUMS[name]
+        return cupy.ReductionKernel(params, output, term, "a + b", "total = a", "0", f"scratchvae_{name}")
     params, outputs, body = KERNELS[name]
-    return cupy.ElementwiseKernel(params, outputs, body, f"scratchvae_{name}")
+    return cupy.ElementwiseKernel(params, outputs, body, f"scratchvae_{name}", preamble=PREAMBLE)
+
+
+PREAMBLE = f"#define VEC_MAX {VEC_MAX}\n"

@@ -5,7 +5,7 @@ is ever positive, so neither overflows for any input.
 Elementwise operations only: each keeps its input's memory layout (an xp.where would copy the
 layers' batch-last images into NCHW order, slowly).
 """
-from .backend import xp_of
+from .backend import in_memory_order, is_gpu_array, xp_of
 
 
 def sigmoid(x):
@@ -19,3 +19,54 @@ def softplus(x):
     """log(1 + eˣ) without overflow: max(x, 0) + log1p(e^−|x|)."""
     xp = xp_of(x)
     return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+# ---- the layers' passes over a (C, L) matrix: a layer's output stored (C, H, W, N) is one, C rows of H·W·N ----
+def add_bias_rows(m, b):
+    """m[c, ·] += b[c], in place, for m (C, L) C-contiguous: the bias of a layer whose output m is."""
+    if is_gpu_array(m):
+        return add_bias_rows_gpu(m, b)
+    m += b[:, None]                                         # (C, L)
+    return m
+
+
+def add_bias_rows_gpu(m, b):
+    """The same as one kernel, a pass over m in memory order."""
+    from .cuda import check_size, kernel
+    check_size("add_bias_rows", m)
+    kernel("bias_rows")(b, m.shape[1], m)                   # (C, L)
+    return m
+
+
+_ones = {}
+
+
+def row_sums(m, out):
+    """out[c] = Σ_l m[c, l] for m (C, L) C-contiguous, into out (C,): a bias's gradient."""
+    if is_gpu_array(m):
+        return row_sums_gpu(m, out)
+    return m.sum(axis=1, out=out)
+
+
+def row_sums_gpu(m, out):
+    """The same as a product with a vector of ones, which streams m once at the memory's speed (a summing
+    kernel over the rows ran at a fifth of it). The ones are made once per length and kept."""
+    from . import blas
+    xp = xp_of(m)
+    key = (m.shape[1], m.dtype.str, xp.__name__)
+    if key not in _ones:
+        _ones[key] = xp.ones((m.shape[1], 1), dtype=m.dtype)   # (L, 1)
+    blas.matmul(m, _ones[key], out=out.reshape(-1, 1))      # (C, 1) = m · 1
+    return out
+
+
+def relu_backward_gpu(dy, y):
+    """dy ← dy·[y > 0] in place, y the ReLU's output (y > 0 exactly where its input was): one pass over both in
+    memory order where they lie alike; False when they do not (the caller then does it another way)."""
+    views = in_memory_order(dy, y)
+    if views is None:
+        return False
+    from .cuda import check_size, kernel
+    check_size("relu_backward", dy)
+    kernel("relu_back")(views[1], views[0])
+    return True

@@ -92,12 +92,16 @@ def im2col_cpu(x, kh, kw, sy, sx, ph, pw, out):
 
 def im2col_gpu(x, kh, kw, sy, sx, ph, pw, out):
     """im2col into out (C, kh, kw, oh, ow, N): one thread per column element (the kernel: cuda.py),
-    reading 0 where the window hangs over the padding, so no padded copy is made."""
-    from .cuda import kernel
+    reading 0 where the window hangs over the padding, so no padded copy is made. The output grid
+    is out's (oh, ow), so the parity split gathers its windows with this too (stride 1, padding < 0)."""
+    from .cuda import check_size, kernel, vec_for
     n, c, h, w = x.shape
     _, _, _, oh, ow, _ = out.shape
     img = xp_of(x).ascontiguousarray(x.transpose(1, 2, 3, 0))  # (C, H, W, N): free for the layers' outputs
-    kernel("im2col")(img, n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, out)
+    check_size("im2col", img, out)
+    vec = vec_for(n)                                        # neighbouring images per thread
+    kernel("im2col")(img.reshape(-1), n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, vec, out.reshape(-1),
+                     size=out.size // vec)
 
 
 def as_matrix(col):
@@ -128,16 +132,16 @@ def matrix_to_images(m, n, h, w):
     return m.reshape(-1, h, w, n).transpose(3, 0, 1, 2)
 
 
-def col2im(col, h, w, sy, sx, ph, pw):
-    """(N, C, kh, kw, oh, ow) → (N, C, h, w), stored (C, h, w, N): add every column entry back to its pixel.
-    col2im_cpu or col2im_gpu, by where col lives."""
+def col2im(col, h, w, sy, sx, ph, pw, bias=None):
+    """(N, C, kh, kw, oh, ow) → (N, C, h, w), stored (C, h, w, N): add every column entry back to its pixel
+    (and bias (C,) to every pixel of its channel, when given). col2im_cpu or col2im_gpu, by where col lives."""
     stored = xp_of(col).ascontiguousarray(col.transpose(1, 2, 3, 4, 5, 0))  # (C, kh, kw, oh, ow, N): free from im2col
-    img = (col2im_gpu if is_gpu_array(col) else col2im_cpu)(stored, h, w, sy, sx, ph, pw)  # (C, h, w, N)
+    img = (col2im_gpu if is_gpu_array(col) else col2im_cpu)(stored, h, w, sy, sx, ph, pw, bias)  # (C, h, w, N)
     return img.transpose(3, 0, 1, 2)                        # (N, C, h, w) view
 
 
-def col2im_cpu(stored, h, w, sy, sx, ph, pw):
-    """(C, kh, kw, oh, ow, N) → (C, h, w, N): a strided += per kernel offset, into a padded image."""
+def col2im_cpu(stored, h, w, sy, sx, ph, pw, bias=None):
+    """(C, kh, kw, oh, ow, N) → (C, h, w, N): a strided += per kernel offset, into a padded image; then the bias."""
     c, kh, kw, oh, ow, n = stored.shape
     img = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=stored.dtype)  # (C, h+2ph, w+2pw, N)
 
@@ -154,14 +158,22 @@ def col2im_cpu(stored, h, w, sy, sx, ph, pw):
         parallel(add, sy * sx, stored.size)
     else:
         parallel(lambda chans: add(range(1), chans), c, stored.size)
-    return np.ascontiguousarray(img[:, ph:ph + h, pw:pw + w]) if ph or pw else img  # (C, h, w, N)
+    img = np.ascontiguousarray(img[:, ph:ph + h, pw:pw + w]) if ph or pw else img  # (C, h, w, N)
+    if bias is not None:
+        img += bias[:, None, None, None]                    # (C, h, w, N)
+    return img
 
 
-def col2im_gpu(stored, h, w, sy, sx, ph, pw):
+def col2im_gpu(stored, h, w, sy, sx, ph, pw, bias=None):
     """(C, kh, kw, oh, ow, N) → (C, h, w, N): one thread per image pixel, summing the column entries that
-    landed on it in col2im_cpu's order (the kernel: cuda.py), so the two agree bit for bit."""
-    from .cuda import kernel
+    landed on it in col2im_cpu's order (the kernel: cuda.py), so the two agree bit for bit; the bias added
+    in the same pass."""
+    from .cuda import check_size, kernel, vec_for
     c, kh, kw, oh, ow, n = stored.shape
     img = xp_of(stored).empty((c, h, w, n), dtype=stored.dtype)  # (C, h, w, N)
-    kernel("col2im")(stored, n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, img)
+    check_size("col2im", stored, img)
+    vec = vec_for(n)
+    flat = img.reshape(-1)
+    kernel("col2im")(stored.reshape(-1), flat if bias is None else bias, int(bias is not None), n, c, h, w, oh, ow,
+                     kh, kw, sy, sx, ph, pw, vec, flat, size=img.size // vec)
     return img

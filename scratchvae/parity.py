@@ -38,7 +38,8 @@ Conv2D's input gradient is a transposed convolution of dy with the same W (see
 layers/conv.py), so this one routine is the fast transposed direction of both layers.
 ``scratchvae.reference.conv_transpose2d_by_parity`` is the loop version, pixel by pixel.
 """
-from .backend import xp_of
+from .backend import is_gpu_array, xp_of
+from .blas import matmul
 from .sizes import conv_transpose_out_size
 from .threads import parallel
 
@@ -89,12 +90,14 @@ def phase_weights(W, sy, sx, ty, tx):
     return wp.transpose(3, 5, 1, 0, 2, 4).reshape(sy * sx * co, ci * ty * tx)  # [(φ, ψ, o), (c, a, b)]
 
 
-def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None):
-    """y = the transposed convolution of x (N, C_in, H, W) with W (C_in, C_out, kh, kw), no bias,
-    by output parity. Returns (N, C_out, oh, ow), stored (C_out, oh, ow, N) like im2col's outputs.
+def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None, bias=None):
+    """y = the transposed convolution of x (N, C_in, H, W) with W (C_in, C_out, kh, kw), plus bias (C_out,)
+    when given, by output parity. Returns (N, C_out, oh, ow), stored (C_out, oh, ow, N) like im2col's outputs.
 
-    buffer(name, shape): where to put the temporaries "windows" and "phases" (a layer's Layer._buffer,
-    kept from call to call); new arrays when None."""
+    buffer(name, shape): where to put the temporaries "windows", "wp" and "phases" (a layer's Layer._buffer,
+    kept from call to call); new arrays when None. conv_transpose_parity_gpu on CuPy arrays."""
+    if is_gpu_array(x):
+        return conv_transpose_parity_gpu(x, W, sy, sx, ph, pw, opy, opx, buffer, bias)
     xp = xp_of(x)
     buffer = buffer or new_buffer_each_time(x)
     n, ci, h, w = x.shape
@@ -120,8 +123,8 @@ def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None):
     parallel(gather, ci, col.size, like=x)
     wp = phase_weights(W, sy, sx, ty, tx)                            # (sy*sx*Co, Ci*Ty*Tx)
     phases = buffer("phases", (sy, sx, co, gy, gx, n))               # (sy, sx, Co, Gy, Gx, N)
-    xp.matmul(wp, col.reshape(ci * ty * tx, gy * gx * n),
-              out=phases.reshape(sy * sx * co, gy * gx * n))         # (sy*sx*Co, Gy*Gx*N)  Y = Wp·COL
+    matmul(wp, col.reshape(ci * ty * tx, gy * gx * n),
+           out=phases.reshape(sy * sx * co, gy * gx * n))            # (sy*sx*Co, Gy*Gx*N)  Y = Wp·COL
     y = xp.empty((co, oh, ow, n), dtype=x.dtype)                     # (Co, oh, ow, N): every pixel written once
 
     def interleave(chans):                                           # output channels `chans`
@@ -139,4 +142,33 @@ def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None):
                 grid_cols = slice((x0 + pw) // sx - q0, (x0 + pw) // sx - q0 + (paint_w - 1 - x0) // sx + 1)
                 y[chans, y0:paint_h:sy, x0:paint_w:sx] = phases[phy, phx, chans, grid_rows, grid_cols]  # (Co, R, Q, N)
     parallel(interleave, co, y.size, like=x)
+    if bias is not None:
+        y += bias[:, None, None, None]                               # (Co, oh, ow, N)
+    return y.transpose(3, 0, 1, 2)                                   # (N, Co, oh, ow) view
+
+
+def conv_transpose_parity_gpu(x, W, sy, sx, ph, pw, opy, opx, buffer, bias):
+    """The same on the GPU, in four launches and no copies: the windows gathered by the im2col kernel
+    (stride 1, the grid's rows, padding −first), Wp by a gather kernel, one product, and one kernel that
+    puts every output pixel in place with its bias (cuda.py's interleave)."""
+    from .cuda import check_size, kernel, vec_for
+    from .im2col import im2col_gpu
+    xp = xp_of(x)
+    buffer = buffer or new_buffer_each_time(x)
+    n, ci, h, w = x.shape
+    _, co, kh, kw = W.shape
+    oh, paint_h, ty, r0, gy, fy = phase_grid(h, kh, sy, ph, opy)
+    ow, paint_w, tx, q0, gx, fx = phase_grid(w, kw, sx, pw, opx)
+    col = buffer("windows", (ci, ty, tx, gy, gx, n))                 # (Ci, Ty, Tx, Gy, Gx, N)
+    im2col_gpu(x, ty, tx, 1, 1, -fy, -fx, col)                       # COL[(c,a,b),(r,q,n)] = x[n, c, r+a+fy, q+b+fx]
+    wp = buffer("wp", (sy * sx * co, ci * ty * tx))                  # (sy*sx*Co, Ci*Ty*Tx)
+    kernel("phase_weights")(W.reshape(-1), ci, co, kh, kw, sy, sx, ty, tx, wp)   # Wp, as phase_weights(W, …)
+    phases = buffer("phases", (sy, sx, co, gy, gx, n))               # (sy, sx, Co, Gy, Gx, N)
+    matmul(wp, col.reshape(ci * ty * tx, gy * gx * n),
+           out=phases.reshape(sy * sx * co, gy * gx * n))            # (sy*sx*Co, Gy*Gx*N)  Y = Wp·COL
+    y = xp.empty((co, oh, ow, n), dtype=x.dtype)                     # (Co, oh, ow, N): every pixel written once
+    check_size("conv_transpose_parity", col, phases, y)
+    vec, flat = vec_for(n), y.reshape(-1)
+    kernel("interleave")(phases.reshape(-1), flat if bias is None else bias, int(bias is not None), n, co, oh, ow,
+                         paint_h, paint_w, sy, sx, ph, pw, r0, q0, gy, gx, vec, flat, size=y.size // vec)
     return y.transpose(3, 0, 1, 2)                                   # (N, Co, oh, ow) view

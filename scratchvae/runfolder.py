@@ -39,7 +39,7 @@ CKPT_RE = re.compile(r"ckpt_(\d+)\.npz$")
 BEST = "best.npz"
 PICTURES = ("reconstructions.png", "samples.png", "traversal.png", "loss.png")
 # what --resume may change (each change is said); every other setting stays as the run began
-CAN_CHANGE = ("steps", "epochs", "device", "lr", "log_every", "eval_every", "checkpoint_every", "keep", "eval_frames")
+CAN_CHANGE = ("steps", "epochs", "device", "tf32", "no_graph", "lr", "log_every", "eval_every", "checkpoint_every", "keep", "eval_frames")
 
 
 def parse_channels(text):
@@ -73,6 +73,8 @@ class RunSettings:
     beta: float = 1.0
     seed: int = 0                       # weights, noise, batch order and the held-out split
     device: str = "cpu"
+    tf32: bool = False                  # GPU: float32 products on TF32 tensor cores (scratchvae/blas.py)
+    no_graph: bool = False              # GPU: launch the step kernel by kernel, not as a CUDA graph (graph.py)
     dtype: str = "float32"
     heldout: float = 0.1                # fraction of episodes held out
     log_every: int = 10
@@ -99,8 +101,10 @@ class RunSettings:
         options = ["--data", s.data, "--out", s.out]
         options += ["--steps", s.steps] if s.steps is not None else ["--epochs", s.epochs]
         for f in fields(s):
-            if f.name not in ("data", "out", "steps", "epochs") and getattr(s, f.name) != f.default:
-                options += ["--" + f.name.replace("_", "-"), getattr(s, f.name)]
+            value = getattr(s, f.name)
+            if f.name in ("data", "out", "steps", "epochs") or value == f.default:
+                continue
+            options += ["--" + f.name.replace("_", "-")] + ([] if isinstance(value, bool) else [value])
         return options
 
     def resumed(self, given):

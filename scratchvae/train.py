@@ -21,10 +21,11 @@ from dataclasses import asdict
 
 import numpy as np
 
-from . import checkpoint, pictures
+from . import blas, checkpoint, pictures
 from .backend import to_numpy
 from .data.dataset import FrameDataset, to_model_input
 from .data.episodes import DataError
+from .graph import CapturedStep
 from .optim import Adam
 from .progress import bar as progress_bar
 from .runfolder import RunFolder, RunSettings
@@ -119,6 +120,11 @@ class Trainer:
                          "train_frames": self.n_train, "heldout_frames": self.data.num_frames("heldout"),
                          "data_episodes": len(self.data.paths), "data_fingerprint": self.data.fingerprint}
         self._stop, self._images, self._last_eval, self._best = None, 0, None, None
+        self.captured = None                                        # GPU: the step as a CUDA graph (graph.py)
+        if s.device == "gpu":
+            blas.set_tf32(s.tf32)
+            if not s.no_graph:
+                self.captured = CapturedStep(self.model, self.opt)
         self._order_epoch, self._order_cache = None, None
 
     def _nothing_to_resume(self):
@@ -277,9 +283,12 @@ class Trainer:
 
     def _step(self):
         """One optimizer step. Its losses go into the device-side buffer; nothing is read back."""
-        out = self.model.loss(self.batch_for(self.step))
-        self.model.backward()
-        self.opt.step(self.model.grads)
+        if self.captured is not None:
+            out = self.captured(self.batch_for(self.step))         # loss, backward and Adam, replayed
+        else:
+            out = self.model.loss(self.batch_for(self.step))
+            self.model.backward()
+            self.opt.step(self.model.grads)
         self._losses[self._pending] = self.model.xp.stack([out[key] for key in LOSS_KEYS])
         self._pending += 1
         self.step += 1

@@ -153,9 +153,26 @@ class VAE:
         self.decoder, dec_named = build_decoder(c, h, w, decoder, latent_dim, dense_size, deconv, fast, init, kw)
         self.sigmoid = Sigmoid(**kw)
         self.layers = {**enc_named, **dec_named}                    # the layers with parameters, by name
+        self.flat_params, self.flat_grads = self.flatten()
         self.params = {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.params.items()}
         self.cache = None
         self._backward_done = False                                 # grads hold nothing until a backward
+
+    def flatten(self):
+        """Move every parameter into one flat buffer and every gradient into another, in the order of
+        model.params; the layers keep views of them (and write their gradients into those). An optimizer
+        then updates the whole model in one pass (Adam: one kernel on the GPU). Returns the two buffers."""
+        sizes = [a.size for layer in self.layers.values() for a in layer.params.values()]
+        flat_p = self.xp.empty(sum(sizes), dtype=self.dtype)
+        flat_g = self.xp.zeros(sum(sizes), dtype=self.dtype)
+        off = 0
+        for layer in self.layers.values():
+            for k, a in layer.params.items():
+                view = flat_p[off:off + a.size].reshape(a.shape)
+                view[...] = a
+                layer.params[k], layer.grads[k] = view, flat_g[off:off + a.size].reshape(a.shape)
+                off += a.size
+        return flat_p, flat_g
 
     @property
     def grads(self):
@@ -236,19 +253,14 @@ class VAE:
                              f"{tuple(getattr(eps, 'shape', ()))} on {device_of(eps)}")
         x = batch_last(x)                                           # stored (C, H, W, N), as the layers store theirs
         mu, logvar = forward(self.encoder, x)                       # (N, D), (N, D)
-        # docs: reparameterize
-        std = self.xp.exp(0.5 * logvar)                             # σ = exp(logvar/2)
-        z = mu + std * eps                                          # (N, D)  reparameterization
-        # end docs: reparameterize
+        z, std, kl_n = losses.reparameterize(mu, logvar, eps)       # z = mu + σ·eps; each image's KL (N,)
         logits = forward(self.decoder, z)                           # (N, C, H, W)
-        y = self.sigmoid.forward(logits)                            # (N, C, H, W)
-        if self.recon_kind == "mse":
-            recon, dy = losses.mse_recon(y, x)                      # here dy is ∂recon/∂y
+        if self.recon_kind == "mse":                                # y = σ(logits) inside
+            recon, dlogits = losses.mse_from_logits(logits, x)      # dlogits = ∂recon/∂logits (y(1 − y) applied)
         else:
-            recon, dy = losses.bernoulli_recon(logits, x)           # here dy is ∂recon/∂logits
-        kl_n = losses.kl_per_image(mu, logvar)                      # (N,)
+            recon, dlogits = losses.bernoulli_recon(logits, x)
         kl, active = losses.free_bits(kl_n, self.kl_tolerance * self.latent_dim)
-        self.cache = (n, mu, logvar, std, eps, dy, active)
+        self.cache = (n, mu, logvar, std, eps, dlogits, active)
         return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "kl_raw": kl_n.mean()}
 
     def backward(self):
@@ -256,17 +268,9 @@ class VAE:
         if self.cache is None:
             raise RuntimeError("VAE.backward: the last loss() was already used by a backward(); call loss() again"
                                if self._backward_done else "VAE.backward called before any loss(); call loss() first")
-        n, mu, logvar, std, eps, dy, active = self.cache
-        dlogits = self.sigmoid.backward(dy) if self.recon_kind == "mse" else dy  # through σ for the Gaussian loss
+        n, mu, logvar, std, eps, dlogits, active = self.cache
         dz = backward(self.decoder, dlogits)                        # (N, D)
-        # docs: reparameterize-backward
-        dmu = dz                                                    # ∂z/∂mu = 1
-        dlogvar = dz * eps * (0.5 * std)                            # ∂z/∂logvar = eps·½·exp(logvar/2)
-        # end docs: reparameterize-backward
-        gmu, glogvar = losses.kl_grads(mu, logvar)                  # mu, ½(exp(logvar) − 1)
-        w = (self.beta / n) * active[:, None].astype(self.dtype)    # (N, 1)  β/N, zero under the floor
-        dmu = dmu + w * gmu
-        dlogvar = dlogvar + w * glogvar
+        dmu, dlogvar = losses.latent_backward(dz, mu, logvar, eps, std, active, self.beta / n)  # + β/N·∂kl where active
         backward(self.encoder, (dmu, dlogvar))                      # the heads' input gets the sum of both
         self.cache, self._backward_done = None, True
 

@@ -4,6 +4,8 @@ Every test here is marked gpu and skipped, with the reason, where CuPy or a GPU 
 (The finite-difference and learning tests elsewhere also run on the GPU, through the
 `device` fixture.)
 """
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -15,7 +17,7 @@ from scratchvae.gradcheck import rel_error_each
 from scratchvae.im2col import col2im, im2col
 from scratchvae.layers import FastConv2D, FastConvTranspose2D
 from scratchvae.optim import Adam
-from shapes import conv_cases
+from shapes import conv_cases, conv_transpose_cases
 
 pytestmark = pytest.mark.gpu
 
@@ -25,15 +27,20 @@ def cp():
     return cupy
 
 
-@given(conv_cases(max_extra=12))
-def test_im2col_gpu_equals_cpu_exactly(c):
+batches = st.sampled_from([1, 2, 3, 4, 6, 8])     # 4 and 8: four neighbouring images per thread; 2, 6: two
+
+
+@given(conv_cases(max_extra=12), batches)
+def test_im2col_gpu_equals_cpu_exactly(c, batch):
+    c = replace(c, n=batch)
     x = np.random.default_rng(0).normal(size=(c.n, c.cin, c.h, c.w))
     args = (c.kh, c.kw, c.sy, c.sx, c.ph, c.pw)
     np.testing.assert_array_equal(to_numpy(im2col(cp().asarray(x), *args)), im2col(x, *args))
 
 
-@given(conv_cases(max_extra=12))
-def test_col2im_gpu_equals_cpu_exactly(c):
+@given(conv_cases(max_extra=12), batches)
+def test_col2im_gpu_equals_cpu_exactly(c, batch):
+    c = replace(c, n=batch)
     oh, ow = (c.h + 2 * c.ph - c.kh) // c.sy + 1, (c.w + 2 * c.pw - c.kw) // c.sx + 1
     col = np.random.default_rng(1).normal(size=(c.n, c.cin, c.kh, c.kw, oh, ow))
     args = (c.h, c.w, c.sy, c.sx, c.ph, c.pw)
@@ -171,7 +178,8 @@ def test_a_training_step_never_waits_for_the_gpu(tmp_path):
 
     def probed(name, call):
         def wrapped():
-            if name == "step" and t.step == 1:          # step 1 compiled the kernels and made cuBLAS's handle
+            if name == "step" and t.step == 1:          # step 1 compiled the kernels, made cuBLAS's handle and
+                #                                           recorded the step as a CUDA graph (graph.py)
                 cp().cuda.Device().synchronize()
                 spin.append(busy_gpu(10.0))
             out = call()
@@ -182,3 +190,159 @@ def test_a_training_step_never_waits_for_the_gpu(tmp_path):
     t.run()
     assert finished["step 3"] is False, "the spinning kernel had finished when step 3 returned: a step waited for it"
     assert finished["row 3"] is True, "the log row returned before the spinning kernel finished: it read nothing"
+
+
+# ---- the fused kernels, each against its CPU sibling, element by element ---------------------------------
+def _stored(a):
+    """a (N, C, H, W) as the layers keep images: stored (C, H, W, N), seen NCHW."""
+    return np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+
+
+def _to_gpu_stored(a):
+    return cp().ascontiguousarray(cp().asarray(a).transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+
+
+@pytest.mark.parametrize("dtype, tol, floor", LAYER_TOL)
+@given(conv_transpose_cases(max_extra=6), st.booleans(), batches)
+def test_parity_split_gpu_matches_cpu(dtype, tol, floor, c, with_bias, batch):
+    from scratchvae.parity import conv_transpose_parity
+    c = replace(c, n=batch)
+    rng = np.random.default_rng(8)
+    x = _stored(rng.normal(size=(c.n, c.cin, c.h, c.w)).astype(dtype))
+    W = rng.normal(size=(c.cin, c.cout, c.kh, c.kw)).astype(dtype)
+    b = rng.normal(size=c.cout).astype(dtype) if with_bias else None
+    args = (c.sy, c.sx, c.ph, c.pw, c.opy, c.opx)
+    want = conv_transpose_parity(x, W, *args, bias=b)
+    got = conv_transpose_parity(cp().asarray(x), cp().asarray(W), *args, bias=None if b is None else cp().asarray(b))
+    assert rel_error_each(got, want, floor) <= tol
+
+
+@pytest.mark.parametrize("dtype, tol, floor", LAYER_TOL)
+@pytest.mark.parametrize("kind", ["mse", "bce"])
+def test_loss_kernels_match_cpu(dtype, tol, floor, kind):
+    from scratchvae import losses
+    rng = np.random.default_rng(9)
+    logits = _stored(rng.normal(scale=3, size=(7, 3, 9, 5)).astype(dtype))
+    x = _stored(rng.uniform(size=logits.shape).astype(dtype))
+    f = losses.mse_from_logits if kind == "mse" else losses.bernoulli_recon
+    want_value, want_grad = f(logits, x)
+    value, grad = f(_to_gpu_stored(logits), _to_gpu_stored(x))
+    assert rel_error_each(value, want_value, floor) <= tol and rel_error_each(grad, want_grad, floor) <= tol
+
+
+@pytest.mark.parametrize("dtype, tol, floor", LAYER_TOL)
+def test_latent_kernels_match_cpu(dtype, tol, floor):
+    from scratchvae import losses
+    rng = np.random.default_rng(10)
+    mu, logvar, eps, dz = (rng.normal(size=(9, 6)).astype(dtype) for _ in range(4))
+    want = losses.reparameterize(mu, logvar, eps)
+    got = losses.reparameterize(*(cp().asarray(a) for a in (mu, logvar, eps)))
+    for a, b in zip(got, want):
+        assert rel_error_each(a, b, floor) <= tol
+    active = np.arange(9) % 2 == 0
+    want = losses.latent_backward(dz, mu, logvar, eps, want[1], active, 0.25)
+    got = losses.latent_backward(*(cp().asarray(a) for a in (dz, mu, logvar, eps)), got[1], cp().asarray(active), 0.25)
+    for a, b in zip(got, want):
+        assert rel_error_each(a, b, floor) <= tol
+
+
+@pytest.mark.parametrize("dtype, tol, floor", LAYER_TOL)
+def test_relu_bias_and_row_sums_match_cpu(dtype, tol, floor):
+    from scratchvae.elementwise import add_bias_rows, row_sums
+    from scratchvae.layers import ReLU
+    rng = np.random.default_rng(11)
+    m, b = rng.normal(size=(6, 500)).astype(dtype), rng.normal(size=6).astype(dtype)
+    np.testing.assert_array_equal(to_numpy(add_bias_rows(cp().asarray(m), cp().asarray(b))), add_bias_rows(m.copy(), b))
+    assert rel_error_each(row_sums(cp().asarray(m), cp().empty(6, dtype)), row_sums(m, np.empty(6, dtype)), floor) <= tol
+    x = _stored(rng.normal(size=(5, 4, 3, 7)).astype(dtype))
+    dy = _stored(rng.normal(size=x.shape).astype(dtype))
+    cpu, gpu = ReLU(dtype, "cpu", inplace=True), ReLU(dtype, "gpu", inplace=True)
+    y_gpu = gpu.forward(_to_gpu_stored(x))
+    np.testing.assert_array_equal(to_numpy(y_gpu), cpu.forward(x.copy(order="K")))
+    np.testing.assert_array_equal(to_numpy(gpu.backward(_to_gpu_stored(dy))), cpu.backward(dy.copy(order="K")))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@given(st.integers(1, 70), st.integers(1, 70), st.integers(1, 70), st.sampled_from("CF"), st.sampled_from("CF"),
+       st.sampled_from("CF"), st.booleans())
+def test_blas_matmul_every_layout(dtype, m, k, n, la, lb, lo, accumulate):
+    """cuBLAS through blas.matmul, each operand and the output C-contiguous or transposed, against NumPy."""
+    from scratchvae import blas
+    rng = np.random.default_rng(m * 10000 + k * 100 + n)
+
+    def make(r, c, layout):
+        a = rng.normal(size=(r, c) if layout == "C" else (c, r)).astype(dtype)
+        return a if layout == "C" else a.T
+    a, b, out = make(m, k, la), make(k, n, lb), make(m, n, lo)
+    a64, b64, out64 = (v.astype(np.float64) for v in (a, b, out))
+    want = out64 + a64 @ b64 if accumulate else a64 @ b64
+    got = cp().asarray(out.T).T if lo == "F" else cp().asarray(out)
+    blas.matmul(cp().asarray(a.T).T if la == "F" else cp().asarray(a),
+                cp().asarray(b.T).T if lb == "F" else cp().asarray(b), out=got, accumulate=accumulate)
+    # each entry within the rounding bound of a sum of k + 1 products, (k + 2)·u·Σ|terms| (u: the unit
+    # roundoff); a wrong layout is off by the size of the terms themselves
+    u = np.finfo(dtype).eps / 2
+    bound = (k + 2) * u * (np.abs(a64) @ np.abs(b64) + (np.abs(out64) if accumulate else 0))
+    assert (np.abs(to_numpy(got) - want) <= bound).all()
+
+
+def test_tf32_switch_changes_float32_products_only():
+    from scratchvae import blas
+    rng = np.random.default_rng(12)
+    a, b = rng.normal(size=(256, 512)), rng.normal(size=(512, 256))
+    want = a @ b
+    errors = {}
+    try:
+        for on in (False, True):
+            blas.set_tf32(on)
+            errors[on] = rel_error_each(blas.matmul(cp().asarray(a, np.float32), cp().asarray(b, np.float32)), want, 1e-2)
+            errors[on, "f64"] = rel_error_each(blas.matmul(cp().asarray(a), cp().asarray(b)), want, 1e-2)
+    finally:
+        blas.set_tf32(False)
+    assert errors[False] < 1e-4 < errors[True] < 1e-1          # TF32 keeps a 10-bit mantissa
+    assert errors[False, "f64"] < 1e-12 and errors[True, "f64"] < 1e-12
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_recorded_step_equals_the_step_launched_kernel_by_kernel(dtype):
+    """Six steps through CapturedStep (one plain and then recorded, five replays) and six plain
+    steps, from the same weights and noise: the same parameters, moments and losses, bit for bit."""
+    from scratchvae.graph import CapturedStep
+    rng = np.random.default_rng(13)
+    batches = [cp().asarray(rng.random((5, 3, 64, 64)).astype(dtype)) for _ in range(6)]
+    runs = []
+    for recorded in (False, True):
+        m = VAE(dtype=dtype, seed=3, device="gpu")
+        opt = Adam(m.params, lr=1e-3)
+        step = CapturedStep(m, opt)
+        losses = []
+        for x in batches:
+            if recorded:
+                out = step(x)
+            else:
+                out = m.loss(x)
+                m.backward()
+                opt.step(m.grads)
+            losses.append(to_numpy(cp().stack([out[k] for k in ("loss", "recon", "kl", "kl_raw")])))
+        runs.append((to_numpy(m.flat_params), to_numpy(opt.flat_m), to_numpy(opt.flat_v), np.array(losses)))
+        if recorded:
+            assert step.graph is not None and step.failed is None
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_adam_updates_a_vae_in_one_launch():
+    m = VAE(seed=1, device="gpu")
+    opt = Adam(m.params, lr=1e-3)
+    assert opt.flat is m.flat_params and opt.hyper is not None
+    calls = []
+    import scratchvae.optim as optim
+    real = optim.adam_gpu
+    optim.adam_gpu = lambda *a: (calls.append(a[0].size), real(*a))
+    try:
+        m.loss(cp().random.random((2, 3, 64, 64), dtype=np.float32))
+        m.backward()
+        opt.step(m.grads)
+    finally:
+        optim.adam_gpu = real
+    assert calls == [m.num_params()]

@@ -81,3 +81,39 @@ def test_pieces_on_threads_are_the_same_arithmetic_as_whole_arrays(monkeypatch, 
 def test_a_parameter_it_cannot_update_in_place():
     with pytest.raises(ValueError, match="needs them C-contiguous"):
         Adam({"w": np.ones((4, 3)).T}).step({"w": np.ones((3, 4))})
+
+
+def test_one_pass_over_a_flat_buffer_equals_one_per_parameter():
+    """Parameters that tile one buffer (as a VAE's do) are updated in one pass, to the same numbers."""
+    from scratchvae.backend import tiling
+    rng = np.random.default_rng(3)
+    shapes = {"a": (3, 4), "b": (5,), "c": (2, 2, 2)}
+    flat, gflat = rng.normal(size=25), np.zeros(25)
+    views, gviews, off = {}, {}, 0
+    for k, s in shapes.items():
+        size = int(np.prod(s))
+        views[k], gviews[k] = flat[off:off + size].reshape(s), gflat[off:off + size].reshape(s)
+        off += size
+    separate = {k: v.copy() for k, v in views.items()}
+    assert tiling(views.values()) is flat and tiling(separate.values()) is None
+    one, each = Adam(views, lr=0.05), Adam(separate, lr=0.05)
+    assert one.flat is flat and each.flat is None
+    for _ in range(4):
+        gflat[...] = rng.normal(size=25)
+        one.step(gviews)
+        each.step({k: g.copy() for k, g in gviews.items()})
+    for k in shapes:
+        np.testing.assert_array_equal(views[k], separate[k])
+        np.testing.assert_array_equal(one.m[k], each.m[k])
+        np.testing.assert_array_equal(one.v[k], each.v[k])
+
+
+def test_a_vaes_parameters_and_gradients_tile_two_buffers():
+    from scratchvae import VAE
+    from scratchvae.backend import tiling
+    m = VAE(input_shape=(3, 16, 16), latent_dim=4, encoder=((4, 4, 2), (4, 4, 2)),
+            decoder=((4, 5, 2), (None, 4, 2)), dense_size=8, dtype=np.float64)
+    assert tiling(m.params.values()) is m.flat_params
+    m.loss(np.random.default_rng(0).random((2, 3, 16, 16)))
+    m.backward()
+    assert tiling(m.grads.values()) is m.flat_grads         # the layers wrote their gradients in place

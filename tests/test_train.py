@@ -149,13 +149,13 @@ def poisoned_trainer(data, out, log_every, checkpoint_every, after_step, name, v
     """A 20-step Trainer whose update `after_step` writes `value` into the first entry of parameter `name`."""
     t = Trainer(RunSettings(data, out, steps=20, batch_size=8, **SMALL, log_every=log_every,
                             eval_every=log_every, checkpoint_every=checkpoint_every, device=device), progress=False)
-    real_step = t.opt.step
+    real_step = t._step
 
-    def poisoned(grads):
-        real_step(grads)
-        if t.opt.t == after_step:
+    def poisoned():                     # (around the whole step: on the GPU the step is a replayed graph)
+        real_step()
+        if t.step == after_step:
             t.model.params[name].reshape(-1)[0] = value
-    t.opt.step = poisoned
+    t._step = poisoned
     return t
 
 

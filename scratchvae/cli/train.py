@@ -33,6 +33,13 @@ def parser():
                     "the CPU into runs/default, and say where everything went; run again, it continues that run.")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu",
                    help="cpu (NumPy), gpu (CuPy), or auto: the GPU when CuPy and a GPU are there (default cpu)")
+    p.add_argument("--tf32", action="store_true",
+                   help="GPU: let float32 products round their inputs to TF32 on the tensor cores, as PyTorch's "
+                        "default convolutions do (faster, about 1e-3 relative error per product; default off: exact "
+                        "float32)")
+    p.add_argument("--no-graph", dest="no_graph", action="store_true",
+                   help="GPU: launch each step kernel by kernel instead of replaying it as one recorded CUDA graph "
+                        "(the same numbers, slower at small batches; default: recorded)")
     p.add_argument("--data", help=f"folder of episode files from collect-rollouts (default: {DEFAULT_DATA}, "
                                   "collected first, or finished, if incomplete)")
     g = p.add_mutually_exclusive_group()
@@ -54,7 +61,7 @@ def parser():
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest readable checkpoint, with the settings it was "
                         "started with: options given again either change what may change (--steps, --epochs, "
-                        "--lr, --device, the intervals, --keep), said so, or are refused")
+                        "--lr, --device, --tf32, --no-graph, the intervals, --keep), said so, or are refused")
     setting("log_every", positive_int, "steps between log rows")
     setting("eval_every", positive_int, "steps between held-out evaluations")
     setting("checkpoint_every", positive_int, "steps between checkpoints and pictures")

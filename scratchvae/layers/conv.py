@@ -33,7 +33,9 @@ import math
 
 import numpy as np
 
-from ..backend import xp_of
+from ..backend import is_gpu_array
+from ..blas import matmul
+from ..elementwise import add_bias_rows, row_sums
 from ..im2col import as_matrix, col2im, from_matrix, im2col, images_to_matrix, matrix_to_images
 from ..sizes import conv_out_size, conv_transpose_out_size
 from .base import Layer
@@ -46,17 +48,17 @@ def _pair(v, name):
     return int(p[0]), int(p[1])
 
 
-def weight_grad(a, col_mat):
-    """a · COLᵀ for a (A, N·L) and COL (K, N·L) → (A, K): a sum over every image and position.
+def weight_grad(a, col_mat, out):
+    """out = a · COLᵀ for a (A, N·L) and COL (K, N·L), out (A, K): a sum over every image and position.
 
     Conv2D: a = dY, COL = the columns of x.  ConvTranspose2D: a = X, COL = the columns of dy.
-    When the sum is long (N·L well above A and K) OpenBLAS runs the same product about 10%
-    faster as (COL·aᵀ)ᵀ; the copy that makes it C-contiguous, like the parameter it is the
-    gradient of, is small then.
+    On the CPU, when the sum is long (N·L well above A and K), OpenBLAS runs the same product
+    about 10% faster as (COL·aᵀ)ᵀ; the copy into out is small then. cuBLAS reads COLᵀ as it lies.
     """
-    if a.shape[1] >= 8 * max(a.shape[0], col_mat.shape[0]):
-        return xp_of(a).ascontiguousarray((col_mat @ a.T).T)        # (A, K)
-    return a @ col_mat.T                                            # (A, K)
+    if not is_gpu_array(a) and a.shape[1] >= 8 * max(a.shape[0], col_mat.shape[0]):
+        out[...] = (col_mat @ a.T).T                                # (A, K)
+        return out
+    return matmul(a, col_mat.T, out=out)                            # (A, K)
 
 
 class _ConvBase(Layer):
@@ -104,18 +106,17 @@ class Conv2D(_ConvBase):
         buf = self._buffer("col", (c, self.kh, self.kw, oh, ow, n))  # kept from step to step
         col = im2col(x, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out=buf)  # (N, C, kh, kw, oh, ow)
         col_mat = as_matrix(col)                                    # (C*kh*kw, oh*ow*N)
-        y_mat = W.reshape(self.out_channels, -1) @ col_mat          # (Co, oh*ow*N)  Y = W·COL
-        y = matrix_to_images(y_mat, n, oh, ow)                      # (N, Co, oh, ow)
-        y += b[:, None, None]                                       # (N, Co, oh, ow)
+        y_mat = matmul(W.reshape(self.out_channels, -1), col_mat)  # (Co, oh*ow*N)  Y = W·COL
+        add_bias_rows(y_mat, b)                                     # (Co, oh*ow*N)  Y += b
         self.cache = (x.shape, col_mat)
-        return y
+        return matrix_to_images(y_mat, n, oh, ow)                   # (N, Co, oh, ow)
 
     def backward(self, dy):
         (n, c, h, w), col_mat = self._need_cache()                  # col_mat (C*kh*kw, oh*ow*N)
         W = self.params["W"]                                        # (Co, C, kh, kw)
         dy_mat = images_to_matrix(dy)                               # (Co, oh*ow*N)  (a copy unless stored batch-last)
-        self.grads["b"] = dy_mat.sum(axis=1)                        # (Co,)  db = Σ_{n,p} dy
-        self.grads["W"] = weight_grad(dy_mat, col_mat).reshape(W.shape)  # (Co, C, kh, kw)  dW = dY·COLᵀ
+        row_sums(dy_mat, out=self.grads["b"])                       # (Co,)  db = Σ_{n,p} dy
+        weight_grad(dy_mat, col_mat, out=self.grads["W"].reshape(self.out_channels, -1))  # (Co, C*kh*kw)  dW = dY·COLᵀ
         if not self.input_grad:
             return None
         dy = matrix_to_images(dy_mat, n, *dy.shape[2:])            # (N, Co, oh, ow) view, stored batch-last
@@ -127,7 +128,7 @@ class Conv2D(_ConvBase):
         W = self.params["W"]                                        # (Co, C, kh, kw)
         n, _, oh, ow = dy.shape
         # docs: conv-input-gradient
-        dcol_mat = W.reshape(self.out_channels, -1).T @ images_to_matrix(dy)  # (C*kh*kw, oh*ow*N)  dCOL = Wᵀ·dY
+        dcol_mat = matmul(W.reshape(self.out_channels, -1).T, images_to_matrix(dy))  # (C*kh*kw, oh*ow*N)  dCOL = Wᵀ·dY
         dcol = from_matrix(dcol_mat, (n, self.in_channels, self.kh, self.kw, oh, ow))  # (N, C, kh, kw, oh, ow)
         return col2im(dcol, h, w, self.sy, self.sx, self.ph, self.pw)  # (N, C, H, W)  dx = col2im(dcol)
         # end docs: conv-input-gradient
@@ -161,11 +162,10 @@ class ConvTranspose2D(_ConvBase):
         W, b = self.params["W"], self.params["b"]                   # (Ci, Co, kh, kw), (Co,)
         x_mat = images_to_matrix(x)                                 # (Ci, H*W*N)
         # docs: transposed-forward
-        col_mat = W.reshape(ci, -1).T @ x_mat                       # (Co*kh*kw, H*W*N)  COL = Wᵀ·X
+        col_mat = matmul(W.reshape(ci, -1).T, x_mat)                # (Co*kh*kw, H*W*N)  COL = Wᵀ·X
         col = from_matrix(col_mat, (n, self.out_channels, self.kh, self.kw, h, w))  # (N, Co, kh, kw, H, W)
-        y = col2im(col, oh, ow, self.sy, self.sx, self.ph, self.pw)  # (N, Co, oh, ow)
+        y = col2im(col, oh, ow, self.sy, self.sx, self.ph, self.pw, bias=b)  # (N, Co, oh, ow)  y = col2im(COL) + b
         # end docs: transposed-forward
-        y += b[:, None, None]                                       # (N, Co, oh, ow)
         self.cache = (x.shape, x_mat)
         return y
 
@@ -175,9 +175,9 @@ class ConvTranspose2D(_ConvBase):
         buf = self._buffer("dcol", (self.out_channels, self.kh, self.kw, h, w, n))  # kept from step to step
         dcol = im2col(dy, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out=buf)  # (N, Co, kh, kw, H, W)
         dcol_mat = as_matrix(dcol)                                  # (Co*kh*kw, H*W*N)  dCOL = im2col(dy)
-        self.grads["b"] = dy.sum(axis=(0, 2, 3))                    # (Co,)  db = Σ_{n,y,x} dy
-        self.grads["W"] = weight_grad(x_mat, dcol_mat).reshape(W.shape)  # (Ci, Co, kh, kw)  dW = X·dCOLᵀ
+        row_sums(images_to_matrix(dy), out=self.grads["b"])         # (Co,)  db = Σ_{n,y,x} dy
+        weight_grad(x_mat, dcol_mat, out=self.grads["W"].reshape(ci, -1))  # (Ci, Co*kh*kw)  dW = X·dCOLᵀ
         if not self.input_grad:
             return None
-        dx_mat = W.reshape(ci, -1) @ dcol_mat                       # (Ci, H*W*N)  dX = W·dCOL
+        dx_mat = matmul(W.reshape(ci, -1), dcol_mat)                # (Ci, H*W*N)  dX = W·dCOL
         return matrix_to_images(dx_mat, n, h, w)                    # (N, Ci, H, W)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..blas import matmul
 from .base import Layer
 
 
@@ -24,13 +25,16 @@ class Dense(Layer):
         if x.shape[1] != self.in_features:
             raise ValueError(f"Dense expects {self.in_features} input features, got {x.shape[1]}")
         self.cache = x                                        # (N, in)
-        return x @ self.params["W"] + self.params["b"]        # (N, out)
+        y = matmul(x, self.params["W"])                       # (N, out)
+        y += self.params["b"]                                 # y = x·W + b
+        return y
 
-    def backward(self, dy):
+    def backward(self, dy, out=None, accumulate=False):
+        """dx (N, in), into out when given (added to it with accumulate)."""
         x = self._need_cache()                                # (N, in)
-        self.grads["W"] = x.T @ dy                            # (in, out)  dW = xᵀ·dy
-        self.grads["b"] = dy.sum(axis=0)                      # (out,)     db = Σ_n dy
-        return dy @ self.params["W"].T                        # (N, in)    dx = dy·Wᵀ
+        matmul(x.T, dy, out=self.grads["W"])                  # (in, out)  dW = xᵀ·dy
+        self.xp.sum(dy, axis=0, out=self.grads["b"])          # (out,)     db = Σ_n dy
+        return matmul(dy, self.params["W"].T, out=out, accumulate=accumulate)  # (N, in)  dx = dy·Wᵀ
 
 
 class Heads:
@@ -52,4 +56,7 @@ class Heads:
 
     def backward(self, dys):
         dy1, dy2 = dys                                              # (N, D), (N, D)
-        return self.first.backward(dy1) + self.second.backward(dy2)  # (N, F)  x feeds both: the sum
+        xp, n = self.first.xp, dy1.shape[0]
+        dx = xp.empty((self.first.in_features, n), dtype=dy1.dtype).T  # (N, F), stored (F, N) as images are
+        self.first.backward(dy1, out=dx)                            # dx = dy₁·W₁ᵀ
+        return self.second.backward(dy2, out=dx, accumulate=True)   # (N, F)  x feeds both: + dy₂·W₂ᵀ

@@ -24,7 +24,9 @@ Same parameters, same gradients, same results up to the order of the sums (the t
 all three methods against the im2col layers, the loops and finite differences). The
 derivations are in docs/backward.md, "The fast path".
 """
-from ..backend import xp_of
+from ..backend import is_gpu_array, xp_of
+from ..blas import matmul
+from ..elementwise import add_bias_rows, row_sums
 from ..im2col import col2im, from_matrix, images_to_matrix
 from ..parity import PARITY_MAX_PRODUCTS, conv_transpose_parity, new_buffer_each_time, parity_costs
 from ..sizes import conv_transpose_out_size, skipped_rows
@@ -44,10 +46,10 @@ def transpose_method(ci, co, h, w, kh, kw, sy, sx, ph, pw, opy, opx):
     return "col2im"
 
 
-def conv_transpose(x, W, sy, sx, ph, pw, opy, opx, method="auto", buffer=None):
-    """The transposed convolution of x (N, Ci, H, W) with W (Ci, Co, kh, kw), no bias: (N, Co, oh, ow),
-    stored (Co, oh, ow, N). buffer(name, shape): where temporaries go (see Layer._buffer); its names,
-    "kernels", "windows" and "phases", are not the im2col layers' own "col" and "dcol"."""
+def conv_transpose(x, W, sy, sx, ph, pw, opy, opx, method="auto", buffer=None, bias=None):
+    """The transposed convolution of x (N, Ci, H, W) with W (Ci, Co, kh, kw), plus bias (Co,) when given:
+    (N, Co, oh, ow), stored (Co, oh, ow, N). buffer(name, shape): where temporaries go (see Layer._buffer);
+    its names, "kernels", "windows", "wp" and "phases", are not the im2col layers' own "col" and "dcol"."""
     xp = xp_of(x)
     buffer = buffer or new_buffer_each_time(x)
     n, ci, h, w = x.shape
@@ -59,14 +61,16 @@ def conv_transpose(x, W, sy, sx, ph, pw, opy, opx, method="auto", buffer=None):
         if (h, w, ph, pw) != (1, 1, 0, 0):
             raise ValueError(f"the dense method needs a 1×1 input and no padding, got {h}×{w}, padding {ph, pw}")
         y = xp.zeros((co, oh, ow, n), dtype=x.dtype)               # (Co, oh, ow, N); output_padding rows stay 0
-        y[:, :kh, :kw] = (W.reshape(ci, -1).T @ images_to_matrix(x)).reshape(co, kh, kw, n)  # Y = W₂ᵀ·X
+        y[:, :kh, :kw] = matmul(W.reshape(ci, -1).T, images_to_matrix(x)).reshape(co, kh, kw, n)  # Y = W₂ᵀ·X
+        if bias is not None:
+            add_bias_rows(y.reshape(co, -1), bias)                  # (Co, oh*ow*N)
         return y.transpose(3, 0, 1, 2)                              # (N, Co, oh, ow) view
     if method == "parity":
-        return conv_transpose_parity(x, W, sy, sx, ph, pw, opy, opx, buffer)  # (N, Co, oh, ow)
+        return conv_transpose_parity(x, W, sy, sx, ph, pw, opy, opx, buffer, bias)  # (N, Co, oh, ow)
     if method == "col2im":
         col_mat = buffer("kernels", (co * kh * kw, h * w * n))      # (Co*kh*kw, H*W*N)
-        xp.matmul(W.reshape(ci, -1).T, images_to_matrix(x), out=col_mat)  # COL = W₂ᵀ·X
-        return col2im(from_matrix(col_mat, (n, co, kh, kw, h, w)), oh, ow, sy, sx, ph, pw)  # (N, Co, oh, ow)
+        matmul(W.reshape(ci, -1).T, images_to_matrix(x), out=col_mat)  # COL = W₂ᵀ·X
+        return col2im(from_matrix(col_mat, (n, co, kh, kw, h, w)), oh, ow, sy, sx, ph, pw, bias)  # (N, Co, oh, ow)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
@@ -120,8 +124,7 @@ class FastConvTranspose2D(_Method, ConvTranspose2D):
             return super().forward(x)                               # which says what is wrong
         W, b = self.params["W"], self.params["b"]                   # (Ci, Co, kh, kw), (Co,)
         y = conv_transpose(x, W, self.sy, self.sx, self.ph, self.pw, self.opy, self.opx, self.method_for(h, w),
-                           self._buffer)                            # (N, Co, oh, ow)
-        y += b[:, None, None]                                       # (N, Co, oh, ow)
+                           self._buffer, bias=b)                    # (N, Co, oh, ow)  y = convT(x, W) + b
         self.cache = (x.shape, images_to_matrix(x))                 # X (Ci, H*W*N)
         return y
 
@@ -172,12 +175,17 @@ class DenseThenDeconv:
         oh, ow = dc.output_shape(1, 1)
         Wd, bd = dense.params["W"], dense.params["b"]               # (D, F), (F,)
         W1 = dc.params["W"].reshape(dense.out_features, -1)         # (F, Co*kh*kw)
-        h = z @ Wd + bd                                             # (N, F)  kept for ∂W₁
-        weff = Wd @ W1                                              # (D, Co*kh*kw)  W_d·W₁
-        yt = weff.T @ z.T + (bd @ W1)[:, None]                      # (K, N)  Yᵀ = (W_d·W₁)ᵀzᵀ + (b_d·W₁)ᵀ
-        y = dc.xp.zeros((co, oh, ow, n), dtype=z.dtype)             # (Co, oh, ow, N); output_padding rows: bias only
-        y[:, :kh, :kw] = yt.reshape(co, kh, kw, n)
-        y += dc.params["b"][:, None, None, None]
+        h = matmul(z, Wd)                                           # (N, F)  kept for ∂W₁
+        h += bd                                                     # h = z·W_d + b_d
+        weff = matmul(Wd, W1)                                       # (D, Co*kh*kw)  W_d·W₁
+        yt = matmul(weff.T, z.T)                                    # (K, N)  Yᵀ = (W_d·W₁)ᵀzᵀ
+        add_bias_rows(yt, matmul(bd[None, :], W1).reshape(-1))      # (K, N)  + (b_d·W₁)ᵀ
+        if (oh, ow) == (kh, kw):                                    # no output_padding: Yᵀ is y, stored
+            y = yt.reshape(co, oh, ow, n)                           # (Co, oh, ow, N)
+        else:
+            y = dc.xp.zeros((co, oh, ow, n), dtype=z.dtype)         # (Co, oh, ow, N); output_padding rows: bias only
+            y[:, :kh, :kw] = yt.reshape(co, kh, kw, n)
+        add_bias_rows(y.reshape(co, -1), dc.params["b"])            # (Co, oh*ow*N)  + b₁
         self.cache = (z, h, W1, weff)
         return y.transpose(3, 0, 1, 2)                              # (N, Co, oh, ow) view
 
@@ -185,11 +193,12 @@ class DenseThenDeconv:
         if self.cache is None:
             raise RuntimeError("DenseThenDeconv.backward called before forward")
         z, h, W1, weff = self.cache                                 # (N, D), (N, F), (F, K), (D, K)
-        dc = self.deconv
+        dc, dense = self.deconv, self.dense
         dyt = images_to_matrix(dy[:, :, :dc.kh, :dc.kw]).reshape(-1, z.shape[0])  # (K, N)  dYᵀ, painted pixels
-        dc.grads["b"] = dy.sum(axis=(0, 2, 3))                      # (Co,)  db₁ = Σ_{n,y,x} dy
-        dc.grads["W"] = (h.T @ dyt.T).reshape(dc.params["W"].shape)  # (F, Co, kh, kw)  ∂W₁ = hᵀ·dY
-        dwd = W1 @ (dyt @ z)                                        # (F, D)  ∂W_dᵀ = W₁·(zᵀdY)ᵀ, small first
-        self.dense.grads["W"] = dc.xp.ascontiguousarray(dwd.T)      # (D, F)  ∂W_d = (zᵀ·dY)·W₁ᵀ
-        self.dense.grads["b"] = W1 @ dyt.sum(axis=1)                # (F,)    ∂b_d = (Σ_n dY)·W₁ᵀ
-        return (weff @ dyt).T                                       # (N, D)  ∂z = dY·(W_d·W₁)ᵀ
+        row_sums(images_to_matrix(dy), out=dc.grads["b"])           # (Co,)  db₁ = Σ_{n,y,x} dy
+        matmul(h.T, dyt.T, out=dc.grads["W"].reshape(W1.shape))    # (F, K)  ∂W₁ = hᵀ·dY
+        zdy = matmul(dyt, z)                                        # (K, D)  (zᵀ·dY)ᵀ, the small product first
+        matmul(zdy.T, W1.T, out=dense.grads["W"])                   # (D, F)  ∂W_d = (zᵀ·dY)·W₁ᵀ
+        sum_dy = row_sums(dyt, out=dc.xp.empty(dyt.shape[0], dtype=dyt.dtype))  # (K,)  Σ_n dY
+        matmul(W1, sum_dy[:, None], out=dense.grads["b"][:, None])  # (F,)    ∂b_d = (Σ_n dY)·W₁ᵀ
+        return matmul(dyt.T, weff.T)                                # (N, D)  ∂z = dY·(W_d·W₁)ᵀ
