@@ -62,10 +62,9 @@ class Adam:
         self.t += 1
         b1, b2 = self.betas
         self.c1, self.c2 = 1 - b1 ** self.t, 1 - b2 ** self.t        # bias corrections 1 − βᵗ
-        if self.hyper is not None:
-            import cupy
-            host = np.array([self.lr, self.c1, self.c2], dtype=self.hyper.dtype)
-            self.hyper.set(host, stream=cupy.cuda.get_current_stream())
+        if self.hyper is not None:                                  # (cupy.asarray stages the numbers in page-
+            import cupy                                             # locked memory: its copy is queued, not awaited)
+            self.hyper[...] = cupy.asarray(np.array([self.lr, self.c1, self.c2], dtype=self.hyper.dtype))
 
     def update(self, grads):
         """θ ← θ − lr·m̂/(√v̂ + ε) for every parameter, with the corrections prepare() made."""
