@@ -33,6 +33,8 @@ reparam     one thread per image: σ = exp(logvar/2), z = mu + σ·eps for each 
             image's KL, ½ Σ_d (mu² + exp(logvar) − 1 − logvar).
 latent_back one thread per (image, dimension): dmu = dz + w·mu, dlogvar = dz·eps·σ/2 + w·(exp(logvar) − 1)/2,
             w = β/N for an image above the free-bits floor, 0 under it.
+loss_terms  one thread: the batch's KL, floored and not, which images are above the floor, and the
+            four numbers a step reports (loss, recon, kl, kl_raw), in place of a dozen tiny launches.
 adam        Adam's three lines for every parameter of the model in one launch, over one flat buffer;
             the step's lr, 1 − β₁ᵗ and 1 − β₂ᵗ read from a small device array (so a captured step
             replays with the current ones).
@@ -176,15 +178,33 @@ kl = (T)0.5 * sum;                          // KL(q(z|x) ‖ N(0, I)) of this im
 """
 # end docs: reparam-kernel
 
-LATENT_BACK_PARAMS = "T dz, T mu, T logvar, T eps, T std, raw T active, T w, int32 dim"
+LATENT_BACK_PARAMS = "T dz, T mu, T logvar, T eps, T std, raw bool active, T w, int32 dim"
 # docs: latent-back-kernel
 LATENT_BACK_BODY = """
 int k = i;
-T on = w * active[k / dim];                 // β/N above the free-bits floor, 0 under it
+T on = active[k / dim] ? w : (T)0;          // β/N above the free-bits floor, 0 under it
 dmu = dz + on * mu;                         // ∂z/∂mu = 1;  ∂kl/∂mu = mu
 dlogvar = dz * eps * ((T)0.5 * std) + on * ((T)0.5 * (exp(logvar) - 1));  // ∂z/∂logvar = eps·σ/2
 """
 # end docs: latent-back-kernel
+
+LOSS_TERMS_PARAMS = "raw T recon, raw T kl, int32 n, T floor, T beta"
+# docs: loss-terms-kernel
+LOSS_TERMS_BODY = """
+T total = 0, floored = 0;                   // one thread: the batch's sums, in order
+for (int k = 0; k < n; ++k) {
+    T v = kl[k];
+    total += v;
+    floored += (v > floor || v != v) ? v : floor;   // free bits: max(kl_n, floor), a NaN kept
+    active[k] = v > floor;                  // only these get a KL gradient
+}
+T klf = floored / n;
+terms[0] = recon[0] + beta * klf;           // loss = recon + β·kl
+terms[1] = recon[0];
+terms[2] = klf;                             // kl: the floored mean
+terms[3] = total / n;                       // kl_raw: the unfloored mean
+"""
+# end docs: loss-terms-kernel
 
 ADAM_PARAMS = "T g, raw T hyper, T b1, T b2, T omb1, T omb2, T eps"
 # docs: adam-kernel
@@ -207,6 +227,7 @@ KERNELS = {                         # name: (input parameters, output parameters
     "bce_grad": (BCE_GRAD_PARAMS, "T l", BCE_GRAD_BODY),
     "reparam": (REPARAM_PARAMS, "T kl, raw T std, raw T z", REPARAM_BODY),   # raw outputs: written per image
     "latent_back": (LATENT_BACK_PARAMS, "T dmu, T dlogvar", LATENT_BACK_BODY),
+    "loss_terms": (LOSS_TERMS_PARAMS, "raw T terms, raw bool active", LOSS_TERMS_BODY),   # size=1: one thread
     "adam": (ADAM_PARAMS, "T p, T m, T v", ADAM_BODY),
 }
 

@@ -140,6 +140,27 @@ def latent_backward_gpu(dz, mu, logvar, eps, std, active, w):
     xp = xp_of(mu)
     dz, mu, logvar, eps, std = (xp.ascontiguousarray(a) for a in (dz, mu, logvar, eps, std))
     dmu, dlogvar = xp.empty_like(mu), xp.empty_like(mu)
-    kernel("latent_back")(dz, mu, logvar, eps, std, active.astype(mu.dtype), mu.dtype.type(w), mu.shape[1],
-                          dmu, dlogvar)
+    kernel("latent_back")(dz, mu, logvar, eps, std, active, mu.dtype.type(w), mu.shape[1], dmu, dlogvar)
     return dmu, dlogvar
+
+
+def loss_terms(recon, kl_n, floor, beta):
+    """The step's four numbers, {loss = recon + β·kl, recon, kl (free bits applied), kl_raw (the plain mean)},
+    each a 0-d array, and the (N,) mask of images above the free-bits floor. One kernel on the GPU."""
+    if is_gpu_array(kl_n):
+        return loss_terms_gpu(recon, kl_n, floor, beta)
+    kl, active = free_bits(kl_n, floor)
+    return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "kl_raw": kl_n.mean()}, active
+
+
+def loss_terms_gpu(recon, kl_n, floor, beta):
+    """loss_terms as one kernel, one thread (cuda.py's loss_terms): a dozen launches of a few numbers each
+    would cost more than the sums."""
+    from .cuda import kernel
+    xp = xp_of(kl_n)
+    kl_n = xp.ascontiguousarray(kl_n)
+    t = kl_n.dtype.type
+    terms, active = xp.empty(4, dtype=kl_n.dtype), xp.empty(kl_n.shape[0], dtype=bool)
+    kernel("loss_terms")(xp.asarray(recon, dtype=kl_n.dtype).reshape(1), kl_n, kl_n.shape[0], t(floor), t(beta),
+                         terms, active, size=1)
+    return {k: terms[i] for i, k in enumerate(("loss", "recon", "kl", "kl_raw"))}, active

@@ -259,9 +259,9 @@ class VAE:
             recon, dlogits = losses.mse_from_logits(logits, x)      # dlogits = ∂recon/∂logits (y(1 − y) applied)
         else:
             recon, dlogits = losses.bernoulli_recon(logits, x)
-        kl, active = losses.free_bits(kl_n, self.kl_tolerance * self.latent_dim)
+        terms, active = losses.loss_terms(recon, kl_n, self.kl_tolerance * self.latent_dim, self.beta)
         self.cache = (n, mu, logvar, std, eps, dlogits, active)
-        return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl, "kl_raw": kl_n.mean()}
+        return terms                                                # loss, recon, kl (free bits), kl_raw
 
     def backward(self):
         """Fill model.grads with ∂loss/∂θ for the last loss() call."""

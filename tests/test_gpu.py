@@ -247,6 +247,19 @@ def test_latent_kernels_match_cpu(dtype, tol, floor):
 
 
 @pytest.mark.parametrize("dtype, tol, floor", LAYER_TOL)
+def test_loss_terms_match_cpu(dtype, tol, floor):
+    from scratchvae import losses
+    kl = np.random.default_rng(14).uniform(0, 30, size=1000).astype(dtype)
+    kl[::7] = 16.0                                          # exactly at the floor: not above it
+    recon = np.array(812.5, dtype=dtype)
+    want, want_active = losses.loss_terms(recon, kl, 16.0, 0.5)
+    got, active = losses.loss_terms(cp().asarray(recon), cp().asarray(kl), 16.0, 0.5)
+    np.testing.assert_array_equal(to_numpy(active), want_active)
+    for k in want:
+        assert rel_error_each(got[k], want[k], floor) <= tol, k
+
+
+@pytest.mark.parametrize("dtype, tol, floor", LAYER_TOL)
 def test_relu_bias_and_row_sums_match_cpu(dtype, tol, floor):
     from scratchvae.elementwise import add_bias_rows, row_sums
     from scratchvae.layers import ReLU

@@ -61,8 +61,8 @@ def harness(name, arrays, t):
         per_i = [f"const {typ}& {var} = {var}_[i];" for _, typ, var in declarations(params)]
         total = declarations(output)[0][2]
         return (f"{PRELUDE}typedef {t} T;\n"
-                f"extern \"C\" void {name}({', '.join(c_args)}, T* {total}, std::ptrdiff_t n) {{\n"
-                f"    T a = 0;\n    for (std::ptrdiff_t i = 0; i < n; ++i) {{ {' '.join(per_i)}\n"
+                f"extern \"C\" void {name}({', '.join(c_args)}, T* {total}, std::ptrdiff_t _threads) {{\n"
+                f"    T a = 0;\n    for (std::ptrdiff_t i = 0; i < _threads; ++i) {{ {' '.join(per_i)}\n"
                 f"        a = a + ({term});\n    }}\n    *{total} = a;\n}}\n")
     params, outputs, body = cuda.KERNELS[name]
     c_args, per_i = [], []
@@ -80,8 +80,8 @@ def harness(name, arrays, t):
         if not raw:
             per_i.append(f"{typ}& {var} = {var}_[i];")
     return (f"{PRELUDE}{cuda.PREAMBLE}typedef {t} T;\n"
-            f"extern \"C\" void {name}({', '.join(c_args)}, std::ptrdiff_t n) {{\n"
-            f"    for (std::ptrdiff_t i = 0; i < n; ++i) {{ {' '.join(per_i)}\n{body}\n    }}\n}}\n")
+            f"extern \"C\" void {name}({', '.join(c_args)}, std::ptrdiff_t _threads) {{\n"
+            f"    for (std::ptrdiff_t i = 0; i < _threads; ++i) {{ {' '.join(per_i)}\n{body}\n    }}\n}}\n")
 
 
 @functools.lru_cache(maxsize=None)
@@ -126,8 +126,12 @@ def cpu_kernel(name):
         ins, outs = args[:n_in], args[n_in:]
         assert len(outs) == len(declarations(cuda.KERNELS[name][1])), f"{name}: {len(args)} arguments"
         dtype = outs[0].dtype
-        for a in (*(a for a in ins if isinstance(a, np.ndarray)), *outs):
-            assert a.dtype == dtype and a.flags.c_contiguous, f"{name}: a {a.dtype} array, contiguous: {a.flags.c_contiguous}"
+        types = [d[1] for d in declarations(cuda.KERNELS[name][0]) + declarations(cuda.KERNELS[name][1])]
+        for a, typ in zip((*ins, *outs), types):
+            if isinstance(a, np.ndarray):
+                want = np.dtype(bool) if typ == "bool" else dtype
+                assert a.dtype == want and a.flags.c_contiguous, \
+                    f"{name}: a {a.dtype} array for {typ}, contiguous: {a.flags.c_contiguous}"
         raw_out = [d[0] for d in declarations(cuda.KERNELS[name][1])]
         if size is not None:                                    # CuPy's rule: with size, every array is raw
             assert all(raw_out) and all(d[0] for d, a in zip(declarations(cuda.KERNELS[name][0]), ins)
@@ -146,6 +150,7 @@ def cpu_kernel(name):
                 c_args.append(a.ctypes.data_as(ctypes.c_void_p))
             else:
                 assert typ != "int32" or isinstance(a, (int, np.integer)), f"{name}: {a!r} for an int32"
+                assert typ != "bool", f"{name}: a scalar bool is not used"
                 c_args.append(ctypes.c_int(a) if typ == "int32" else scalar(a))
         f(*c_args, *(o.ctypes.data_as(ctypes.c_void_p) for o in outs), ctypes.c_ssize_t(size))
     return launch
@@ -256,6 +261,17 @@ def test_latent_kernels_source(kernels_on_the_cpu):
     got = losses.latent_backward_gpu(dz, mu, logvar, eps, got[1], active, 0.3)
     for name, a, b in zip(("dmu", "dlogvar"), got, want):
         np.testing.assert_allclose(a, b, rtol=1e-13, err_msg=name)
+
+
+@pytest.mark.parametrize("kl_values", [[3.0, 0.5, 9.0, 0.5, 2.0], [3.0, np.nan, 1.0, 0.2, 5.0]])
+def test_loss_terms_kernel_source(kernels_on_the_cpu, kl_values):
+    kl = np.array(kl_values)
+    recon = np.array(123.25)
+    want, want_active = losses.loss_terms(recon, kl, 0.5, 0.7)
+    got, active = losses.loss_terms_gpu(recon, kl, 0.5, 0.7)
+    np.testing.assert_array_equal(active, want_active)      # exactly 0.5 is not above the floor
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-15, err_msg=k)   # NaN where NumPy has NaN
 
 
 def test_adam_kernel_source(kernels_on_the_cpu):
