@@ -1,6 +1,9 @@
 """Elementwise functions more than one module needs: the sigmoid (a layer, and the Bernoulli
-loss's gradient) and the softplus (the Bernoulli loss). Both are written so that no exponent
-is ever positive, so neither overflows for any input.
+loss's gradient) and the softplus (the Bernoulli loss), both written so that no exponent is
+ever positive, so neither overflows for any input; and the layers' passes over a (C, L) matrix
+(a layer's output stored (C, H, W, N) is one): a bias added to each row, the rows' sums (a
+bias's gradient), and the ReLU's backward on the GPU. Each of those has its CPU and GPU
+versions side by side; the GPU's run over the numbers in the order they lie in memory.
 
 Elementwise operations only: each keeps its input's memory layout (an xp.where would copy the
 layers' batch-last images into NCHW order, slowly).

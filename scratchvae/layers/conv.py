@@ -113,7 +113,6 @@ class Conv2D(_ConvBase):
 
     def backward(self, dy):
         (n, c, h, w), col_mat = self._need_cache()                  # col_mat (C*kh*kw, oh*ow*N)
-        W = self.params["W"]                                        # (Co, C, kh, kw)
         dy_mat = images_to_matrix(dy)                               # (Co, oh*ow*N)  (a copy unless stored batch-last)
         row_sums(dy_mat, out=self.grads["b"])                       # (Co,)  db = Σ_{n,p} dy
         weight_grad(dy_mat, col_mat, out=self.grads["W"].reshape(self.out_channels, -1))  # (Co, C*kh*kw)  dW = dY·COLᵀ

@@ -24,7 +24,7 @@ Same parameters, same gradients, same results up to the order of the sums (the t
 all three methods against the im2col layers, the loops and finite differences). The
 derivations are in docs/backward.md, "The fast path".
 """
-from ..backend import is_gpu_array, xp_of
+from ..backend import xp_of
 from ..blas import matmul
 from ..elementwise import add_bias_rows, row_sums
 from ..im2col import col2im, from_matrix, images_to_matrix
