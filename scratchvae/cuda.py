@@ -10,7 +10,8 @@ and write neighbouring addresses. Index arithmetic is 32-bit (``int k = i``): a 
 costs several times a 32-bit one, and these kernels divide on every element; ``check_size``
 refuses, with one line, an array the int type cannot index (2³¹ numbers and more). The three
 that copy images (im2col, col2im, interleave) do so for vec neighbouring images per thread
-(``vec_for``: 4 when the batch allows), decoding the index once for all of them; their arrays
+(``vec_for``: 4 when the batch and the arrays' alignment allow), decoding the index once for
+all of them and moving the four as one 16-byte access (a ``Pack``, in PREAMBLE); their arrays
 are passed flat (1-d), so reading one costs one addition.
 
 im2col      one thread per column element (c, j, ii, r, s, n): x[n, c, r·sy − ph + j, s·sx − pw + ii],
@@ -60,10 +61,10 @@ int j = k % kh;
 int c = k / kh;
 int iy = r * sy - ph + j;       // the input pixel these elements copy
 int ix = s * sx - pw + ii;
-bool inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
-int from = ((c * h + iy) * w + ix) * nimg + n;
-for (int v = 0; v < vec; ++v)
-    col[i * vec + v] = inside ? img[from + v] : (T)0;
+Pack<T> a = {};                 // zeros where the window hangs over the padding
+if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+    a = load_pack(&img[((c * h + iy) * w + ix) * nimg + n], vec);
+store_pack(&col[i * vec], a, vec);
 """
 # end docs: im2col-kernel
 
@@ -76,8 +77,7 @@ int n = k % nimg;  k /= nimg;   // image pixel → (c, Y, X, n), in padded coord
 int X = k % w + pw;  k /= w;
 int Y = k % h + ph;
 int c = k / h;
-T val[VEC_MAX];
-for (int v = 0; v < vec; ++v) val[v] = 0;
+Pack<T> sum = {};
 for (int j = 0; j < kh; ++j) {              // same order as the CPU: j, then ii, ascending
     int py = Y - j;
     if (py < 0) break;
@@ -88,12 +88,13 @@ for (int j = 0; j < kh; ++j) {              // same order as the CPU: j, then ii
         if (px < 0) break;
         if (px % sx != 0 || px / sx >= ow) continue;
         int s = px / sx;
-        int from = ((((c * kh + j) * kw + ii) * oh + r) * ow + s) * nimg + n;
-        for (int v = 0; v < vec; ++v) val[v] += col[from + v];
+        Pack<T> a = load_pack(&col[((((c * kh + j) * kw + ii) * oh + r) * ow + s) * nimg + n], vec);
+        for (int v = 0; v < vec; ++v) sum.v[v] += a.v[v];
     }
 }
-for (int v = 0; v < vec; ++v)
-    img[i * vec + v] = has_bias ? val[v] + bias[c] : val[v];
+if (has_bias)
+    for (int v = 0; v < vec; ++v) sum.v[v] += bias[c];
+store_pack(&img[i * vec], sum, vec);
 """
 # end docs: col2im-kernel
 
@@ -107,18 +108,16 @@ int n = k % nimg;  k /= nimg;   // output pixel → (c, Y, X, n)
 int X = k % ow;    k /= ow;
 int Y = k % oh;
 int c = k / oh;
-T b = has_bias ? bias[c] : (T)0;
+Pack<T> a = {};                 // output_padding's rows and columns: nothing painted there
 if (Y < paint_h && X < paint_w) {
     int py = Y + ph, px = X + pw;           // padded row = grid row·sy + phase
     int phy = py % sy, phx = px % sx;
     int R = py / sy - r0, Q = px / sx - q0;
-    int from = (((((phy * sx + phx) * nch + c) * gy + R) * gx + Q) * nimg) + n;
-    for (int v = 0; v < vec; ++v)
-        y[i * vec + v] = has_bias ? phases[from + v] + b : phases[from + v];
-} else {                                    // output_padding's rows and columns: nothing painted there
-    for (int v = 0; v < vec; ++v)
-        y[i * vec + v] = b;
+    a = load_pack(&phases[(((((phy * sx + phx) * nch + c) * gy + R) * gx + Q) * nimg) + n], vec);
 }
+if (has_bias)
+    for (int v = 0; v < vec; ++v) a.v[v] += bias[c];
+store_pack(&y[i * vec], a, vec);
 """
 # end docs: interleave-kernel
 
@@ -243,10 +242,14 @@ SUMS = {
 VEC_MAX = 4                         # numbers (neighbouring images) per thread in im2col, col2im and interleave
 
 
-def vec_for(nimg):
-    """How many neighbouring images one thread handles: the largest of 4, 2, 1 that divides the batch. Each
+def vec_for(nimg, *arrays):
+    """How many neighbouring images one thread handles: the largest of 4, 2, 1 that divides the batch (4 only
+    where every array starts at a multiple of 4 numbers' bytes: the four move as one aligned access). Each
     thread then decodes its index once for vec numbers (the divisions cost more than the copying)."""
-    return next(v for v in (VEC_MAX, 2, 1) if nimg % v == 0)
+    def address(a):
+        return a.data.ptr if hasattr(a.data, "ptr") else a.ctypes.data
+    aligned = all(address(a) % (VEC_MAX * a.itemsize) == 0 for a in arrays)
+    return next(v for v in (VEC_MAX, 2, 1) if nimg % v == 0 and (v < VEC_MAX or aligned))
 
 
 def check_size(what, *arrays):
@@ -268,4 +271,19 @@ def kernel(name):
     return cupy.ElementwiseKernel(params, outputs, body, f"scratchvae_{name}", preamble=PREAMBLE)
 
 
-PREAMBLE = f"#define VEC_MAX {VEC_MAX}\n"
+PREAMBLE = f"#define VEC_MAX {VEC_MAX}\n" + """
+template <typename T> struct alignas(VEC_MAX * sizeof(T)) Pack { T v[VEC_MAX]; };   // VEC_MAX numbers, one access
+
+// vec neighbouring numbers from p; VEC_MAX of them as one aligned access (the caller checked the alignment)
+template <typename T> inline __device__ Pack<T> load_pack(const T* p, int vec) {
+    Pack<T> a = {};
+    if (vec == VEC_MAX) a = *reinterpret_cast<const Pack<T>*>(p);
+    else for (int v = 0; v < vec; ++v) a.v[v] = p[v];
+    return a;
+}
+
+template <typename T> inline __device__ void store_pack(T* p, const Pack<T>& a, int vec) {
+    if (vec == VEC_MAX) *reinterpret_cast<Pack<T>*>(p) = a;
+    else for (int v = 0; v < vec; ++v) p[v] = a.v[v];
+}
+"""

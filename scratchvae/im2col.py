@@ -99,7 +99,7 @@ def im2col_gpu(x, kh, kw, sy, sx, ph, pw, out):
     _, _, _, oh, ow, _ = out.shape
     img = xp_of(x).ascontiguousarray(x.transpose(1, 2, 3, 0))  # (C, H, W, N): free for the layers' outputs
     check_size("im2col", img, out)
-    vec = vec_for(n)                                        # neighbouring images per thread
+    vec = vec_for(n, img, out)                              # neighbouring images per thread
     kernel("im2col")(img.reshape(-1), n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, vec, out.reshape(-1),
                      size=out.size // vec)
 
@@ -172,7 +172,7 @@ def col2im_gpu(stored, h, w, sy, sx, ph, pw, bias=None):
     c, kh, kw, oh, ow, n = stored.shape
     img = xp_of(stored).empty((c, h, w, n), dtype=stored.dtype)  # (C, h, w, N)
     check_size("col2im", stored, img)
-    vec = vec_for(n)
+    vec = vec_for(n, stored, img)
     flat = img.reshape(-1)
     kernel("col2im")(stored.reshape(-1), flat if bias is None else bias, int(bias is not None), n, c, h, w, oh, ow,
                      kh, kw, sy, sx, ph, pw, vec, flat, size=img.size // vec)

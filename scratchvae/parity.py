@@ -168,7 +168,7 @@ def conv_transpose_parity_gpu(x, W, sy, sx, ph, pw, opy, opx, buffer, bias):
            out=phases.reshape(sy * sx * co, gy * gx * n))            # (sy*sx*Co, Gy*Gx*N)  Y = Wp·COL
     y = xp.empty((co, oh, ow, n), dtype=x.dtype)                     # (Co, oh, ow, N): every pixel written once
     check_size("conv_transpose_parity", col, phases, y)
-    vec, flat = vec_for(n), y.reshape(-1)
+    vec, flat = vec_for(n, phases, y), y.reshape(-1)
     kernel("interleave")(phases.reshape(-1), flat if bias is None else bias, int(bias is not None), n, co, oh, ow,
                          paint_h, paint_w, sy, sx, ph, pw, r0, q0, gy, gx, vec, flat, size=y.size // vec)
     return y.transpose(3, 0, 1, 2)                                   # (N, Co, oh, ow) view

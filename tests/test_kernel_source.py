@@ -48,7 +48,7 @@ def declarations(params):
     return out
 
 
-PRELUDE = "#include <algorithm>\n#include <cmath>\n#include <cstddef>\nusing namespace std;\n"
+PRELUDE = "#include <algorithm>\n#include <cmath>\n#include <cstddef>\nusing namespace std;\n#define __device__\n"
 
 
 def harness(name, arrays, t):
@@ -213,6 +213,36 @@ def test_parity_kernels_source(kernels_on_the_cpu, c, with_bias, batch):
     got = conv_transpose_parity_gpu(x, W, *args, None, bias)
     assert not np.isnan(got).any()
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)   # the same products, the same sums
+
+
+def aligned(shape, dtype, rng, offset=0):
+    """Random numbers of shape in a fresh array starting at a multiple of 64 bytes (plus offset numbers)."""
+    size = int(np.prod(shape))
+    raw = np.empty(size + offset + 64, dtype=dtype)
+    start = (-raw.ctypes.data % 64) // raw.itemsize + offset
+    out = raw[start:start + size].reshape(shape)
+    out[...] = rng.normal(size=shape)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_four_images_per_thread_move_as_one_access(kernels_on_the_cpu, dtype):
+    """With a batch of 8 and aligned arrays the kernels take the one-access path (vec 4); one number off the
+    alignment, the same call takes four accesses (vec 2 here): the same numbers either way."""
+    from scratchvae.cuda import vec_for
+    rng = np.random.default_rng(9)
+    c = 3
+    for offset, want_vec in ((0, 4), (1, 2)):
+        x = aligned((2, 9, 7, 8), dtype, rng, offset).transpose(3, 0, 1, 2)      # (N, C, H, W) stored (C, H, W, N)
+        col = aligned((2, 3, 4, 4, 3, 8), dtype, rng, offset)                       # (C, kh, kw, oh, ow, N)
+        assert vec_for(8, np.ascontiguousarray(x.transpose(1, 2, 3, 0)), col) == want_vec
+        want = np.empty_like(col)
+        im2col_cpu(x, 3, 4, 2, 2, 0, 1, want)
+        im2col_gpu(x, 3, 4, 2, 2, 0, 1, col)
+        np.testing.assert_array_equal(col, want)
+        stored = aligned((c, 3, 4, 4, 3, 8), dtype, rng, offset)
+        np.testing.assert_array_equal(col2im_gpu(stored, 9, 7, 2, 2, 0, 1, np.arange(c, dtype=dtype)),
+                                      col2im_cpu(stored, 9, 7, 2, 2, 0, 1, np.arange(c, dtype=dtype)))
 
 
 @given(st.integers(1, 5), st.integers(1, 40))
