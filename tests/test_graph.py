@@ -1,0 +1,100 @@
+"""CapturedStep's bookkeeping, on the CPU: which call runs the step launch by launch, which records it, which
+replays a recording, and what a failed recording does. The recording itself (CUDA stream capture) is stood in
+for here; tests/test_gpu.py records and replays the real step and compares it with the plain one bit for bit."""
+import numpy as np
+import pytest
+
+from scratchvae import graph
+
+
+class Model:
+    """A stand-in for the VAE: says which calls it gets; its noise comes from a seeded generator."""
+    device = "gpu"
+
+    def __init__(self):
+        self.calls, self.rng = [], np.random.default_rng(0)
+
+    def sample_eps(self, n):
+        eps = self.rng.standard_normal((n, 2))
+        self.calls.append(("eps", n))
+        return eps
+
+    def loss(self, x, eps):
+        self.calls.append(("loss", x.shape[0], float(eps[0, 0])))
+        return {"loss": np.array(1.0)}
+
+    def backward(self):
+        self.calls.append(("backward",))
+
+    @property
+    def grads(self):
+        return {}
+
+
+class Opt:
+    def __init__(self, calls):
+        self.calls = calls
+
+    def step(self, grads):
+        self.calls.append(("adam",))
+
+
+class Recorded:
+    """A stand-in for graph.Recording: remembers what it was made from and counts its replays."""
+    made, fail = [], False
+
+    def __init__(self, model, opt, x, eps):
+        if Recorded.fail:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        self.shape, self.replays = x.shape, []
+        Recorded.made.append(self)
+
+    def replay(self, x, eps, opt):
+        self.replays.append(float(eps[0, 0]))
+        return {"loss": np.array(2.0)}
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    Recorded.made, Recorded.fail = [], False
+    monkeypatch.setattr(graph, "Recording", Recorded)
+    return Recorded
+
+
+def test_the_first_step_of_a_shape_runs_then_records_later_ones_replay(recorded):
+    model = Model()
+    step = graph.CapturedStep(model, Opt(model.calls))
+    a, b = np.zeros((4, 3, 8, 8)), np.zeros((3, 3, 8, 8))         # a batch of 4, an epoch's last batch of 3
+    outs = [step(x) for x in (a, a, a, b, b, a)]
+    assert [o["loss"].item() for o in outs] == [1.0, 2.0, 2.0, 1.0, 2.0, 2.0]   # run, replay, replay, run, …
+    assert [r.shape for r in recorded.made] == [a.shape, b.shape]      # one recording per shape, kept
+    assert len(recorded.made[0].replays) == 3 and len(recorded.made[1].replays) == 1
+    # the noise is drawn once per step, in order, from the model's generator, whichever way the step runs
+    eps = np.random.default_rng(0)
+    draws = [eps.standard_normal((n, 2))[0, 0] for n in (4, 4, 4, 3, 3, 4)]
+    ran = [c[2] for c in model.calls if c[0] == "loss"]
+    replayed = recorded.made[0].replays + recorded.made[1].replays
+    assert sorted(ran + replayed) == sorted(draws)
+    assert ran == [draws[0], draws[3]] and recorded.made[0].replays == [draws[1], draws[2], draws[5]]
+    assert model.calls.count(("adam",)) == 2                          # only the steps run launch by launch
+
+
+def test_a_step_that_cannot_be_recorded_runs_launch_by_launch_after_one_warning(recorded):
+    recorded.fail = True
+    model = Model()
+    step = graph.CapturedStep(model, Opt(model.calls))
+    x = np.zeros((4, 3, 8, 8))
+    with pytest.warns(UserWarning, match=r"could not be recorded as a CUDA graph \(RuntimeError: operation not "
+                                         r"permitted when stream is capturing\); running it launch by launch"):
+        step(x)
+    recorded.fail = False                                             # not tried again
+    outs = [step(x) for _ in range(3)]
+    assert [o["loss"].item() for o in outs] == [1.0, 1.0, 1.0] and recorded.made == []
+    assert step.graph is None and model.calls.count(("adam",)) == 4
+
+
+def test_only_a_gpu_model_is_recorded():
+    model = Model()
+    model.device = "cpu"
+    with pytest.raises(ValueError, match="CapturedStep records a GPU step; the model is on the CPU"):
+        graph.CapturedStep(model, Opt([]))
