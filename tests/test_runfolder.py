@@ -25,7 +25,7 @@ from scratchvae.cli.sample import main as sample_main
 from scratchvae.cli.train import main as train_main
 from scratchvae.data.episodes import episode_name, write_episode
 from scratchvae.lock import FolderInUse, locked
-from scratchvae.runfolder import RunFolder
+from scratchvae.runfolder import RunFolder, RunSettings
 
 pytestmark = pytest.mark.slow                  # every test here runs a tool end to end
 LONG = ["--steps", "100000", "--checkpoint-every", "100000"]        # runs until a signal stops it
@@ -416,3 +416,17 @@ def test_each_launcher_lets_openblas_sleep_before_numpy_loads_and_uses_every_cor
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert r.stdout.splitlines()[-1] == "SEEN 4 True", r.stderr
+
+
+def test_the_options_a_run_prints_start_the_same_run():
+    """as_options (what the tools print for a new start) parsed by train-scratch's own parser gives back every
+    setting, the on/off ones (--tf32, --no-graph) too."""
+    from dataclasses import fields
+    from scratchvae.cli import train as cli
+    s = RunSettings(data="d", out="o", steps=7, batch_size=3, lr=0.01, latent_dim=5, channels="4,8,8,8",
+                    dense_size=16, kl_tolerance=0.25, beta=2.0, seed=4, device="cpu", tf32=True, no_graph=True,
+                    dtype="float64", heldout=0.2, log_every=2, eval_every=3, checkpoint_every=4, keep=2,
+                    eval_frames=9)
+    assert all(getattr(s, f.name) != f.default for f in fields(s) if f.name not in ("epochs", "device"))
+    args = vars(cli.parser().parse_args([str(o) for o in s.as_options()]))
+    assert RunSettings(**{f.name: args[f.name] for f in fields(RunSettings)}) == s
