@@ -47,7 +47,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from scratchvae import VAE, blas, threads  # noqa: E402
 import numpy as np  # noqa: E402
 from scratchvae.backend import get_xp, gpu_available  # noqa: E402
-from scratchvae.graph import CapturedStep  # noqa: E402
+from scratchvae.graph import CapturedStep, train_step  # noqa: E402
 from scratchvae.im2col import batch_last  # noqa: E402
 from scratchvae.layers import (Conv2D, ConvTranspose2D, Dense, DenseThenDeconv, Heads, ReLU,  # noqa: E402
                                Reshape, weight_grad)
@@ -175,11 +175,7 @@ def scratch_step(device, batch, graph=True):
             captured(x)
         return step, model, x
 
-    def step():
-        model.loss(x)
-        model.backward()
-        opt.step(model.grads)
-    return step, model, x
+    return lambda: train_step(model, opt, x), model, x
 
 
 def torch_model(device, threads):

@@ -48,10 +48,6 @@ def set_tf32(on):
         pass
 
 
-def tf32():
-    return _tf32
-
-
 def layout(a):
     """"C" (row-major, rows contiguous), "F" (a transposed view of one) or None for a 2-d array."""
     if a.ndim != 2:

@@ -28,7 +28,16 @@ The step's losses come back as a copy, so a later replay does not overwrite what
 """
 import warnings
 
-LOSS_KEYS = ("loss", "recon", "kl", "kl_raw")
+from .losses import LOSS_KEYS
+
+
+def train_step(model, opt, x, eps=None):
+    """One training step launched kernel by kernel: the loss (eps drawn from the model's generator when
+    None), its backward, and the optimizer's update. Returns the loss terms, as model.loss does."""
+    out = model.loss(x, eps)
+    model.backward()
+    opt.step(model.grads)
+    return out
 
 
 class CapturedStep:
@@ -53,7 +62,7 @@ class CapturedStep:
         shape = tuple(x.shape)
         if self.failed is None and shape in self.graphs:
             return self.graphs[shape].replay(x, eps, opt)
-        out = self._eager(x, eps)                                   # a new shape: run it, then record it
+        out = train_step(model, opt, x, eps)                        # a new shape: run it, then record it
         if self.failed is None:
             try:
                 self.graphs[shape] = Recording(model, opt, x, eps)
@@ -64,11 +73,6 @@ class CapturedStep:
                               "running it launch by launch", stacklevel=2)
         return out
 
-    def _eager(self, x, eps):
-        out = self.model.loss(x, eps)
-        self.model.backward()
-        self.opt.step(self.model.grads)
-        return out
 
 
 class Recording:
@@ -82,7 +86,6 @@ class Recording:
         n, c, h, w = x.shape
         self.x = cupy.empty((c, h, w, n), dtype=x.dtype).transpose(3, 0, 1, 2)  # the graph's inputs, at fixed
         self.eps = cupy.empty(eps.shape, dtype=eps.dtype)              # addresses; x stored as the layers keep it
-        self.kept = [dict(layer.buffers) for layer in _all_layers(model)]   # the layers' buffers stay allocated
         with self.stream, cupy.cuda.using_allocator(self.pool.malloc):
             mode = getattr(cupy.cuda.runtime, "streamCaptureModeRelaxed", 2)
             self.stream.begin_capture(mode=mode)
@@ -93,7 +96,7 @@ class Recording:
                 self.losses = cupy.stack([out[k] for k in LOSS_KEYS])   # (4,)
             finally:
                 graph = self.stream.end_capture()
-        self.kept += [dict(layer.buffers) for layer in _all_layers(model)]
+        self.kept = [dict(layer.buffers) for layer in _all_layers(model)]   # the buffers it uses stay allocated
         self.graph = graph
 
     def replay(self, x, eps, opt):

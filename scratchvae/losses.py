@@ -25,6 +25,7 @@ from .backend import in_memory_order, is_gpu_array, xp_of
 from .elementwise import sigmoid, softplus
 
 RECON_KINDS = ("mse", "bernoulli")
+LOSS_KEYS = ("loss", "recon", "kl", "kl_raw")          # the numbers a step reports (loss_terms), in this order
 
 
 def mse_recon(y, x):
@@ -150,7 +151,7 @@ def loss_terms(recon, kl_n, floor, beta):
     if is_gpu_array(kl_n):
         return loss_terms_gpu(recon, kl_n, floor, beta)
     kl, active = free_bits(kl_n, floor)
-    return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "kl_raw": kl_n.mean()}, active
+    return dict(zip(LOSS_KEYS, (recon + beta * kl, recon, kl, kl_n.mean()))), active
 
 
 def loss_terms_gpu(recon, kl_n, floor, beta):
@@ -163,4 +164,4 @@ def loss_terms_gpu(recon, kl_n, floor, beta):
     terms, active = xp.empty(4, dtype=kl_n.dtype), xp.empty(kl_n.shape[0], dtype=bool)
     kernel("loss_terms")(xp.asarray(recon, dtype=kl_n.dtype).reshape(1), kl_n, kl_n.shape[0], t(floor), t(beta),
                          terms, active, size=1)
-    return {k: terms[i] for i, k in enumerate(("loss", "recon", "kl", "kl_raw"))}, active
+    return {k: terms[i] for i, k in enumerate(LOSS_KEYS)}, active

@@ -71,7 +71,6 @@ class Adam:
         if grads.keys() != self.params.keys():
             raise ValueError(f"Adam.step needs a gradient for each parameter: missing "
                              f"{sorted(self.params.keys() - grads.keys())}, unexpected {sorted(grads.keys() - self.params.keys())}")
-        b1, b2 = self.betas
         if self.flat is not None:
             key = tuple(id(grads[k]) for k in self.params)
             if self._flat_grads[0] != key:

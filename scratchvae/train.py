@@ -25,13 +25,12 @@ from . import blas, checkpoint, pictures
 from .backend import to_numpy
 from .data.dataset import FrameDataset, to_model_input
 from .data.episodes import DataError
-from .graph import CapturedStep
+from .graph import CapturedStep, train_step
+from .losses import LOSS_KEYS
 from .optim import Adam
 from .progress import bar as progress_bar
 from .runfolder import RunFolder, RunSettings
 from .vae import VAE
-
-LOSS_KEYS = ("loss", "recon", "kl", "kl_raw")
 
 
 class TrainingStopped(Exception):
@@ -283,12 +282,11 @@ class Trainer:
 
     def _step(self):
         """One optimizer step. Its losses go into the device-side buffer; nothing is read back."""
+        x = self.batch_for(self.step)
         if self.captured is not None:
-            out = self.captured(self.batch_for(self.step))         # loss, backward and Adam, replayed
+            out = self.captured(x)                                  # loss, backward and Adam, replayed
         else:
-            out = self.model.loss(self.batch_for(self.step))
-            self.model.backward()
-            self.opt.step(self.model.grads)
+            out = train_step(self.model, self.opt, x)
         self._losses[self._pending] = self.model.xp.stack([out[key] for key in LOSS_KEYS])
         self._pending += 1
         self.step += 1
