@@ -262,13 +262,20 @@ def check_size(what, *arrays):
 
 @functools.lru_cache(maxsize=None)
 def kernel(name):
-    """The compiled CuPy kernel `name` (one of KERNELS or SUMS), built the first time it is asked for."""
+    """The compiled CuPy kernel `name` (one of KERNELS or SUMS), built the first time it is asked for; each
+    launch first refuses, with check_size, an array argument the kernel's 32-bit indices cannot reach."""
     import cupy
     if name in SUMS:
         params, output, term = SUMS[name]
-        return cupy.ReductionKernel(params, output, term, "a + b", "total = a", "0", f"scratchvae_{name}")
-    params, outputs, body = KERNELS[name]
-    return cupy.ElementwiseKernel(params, outputs, body, f"scratchvae_{name}", preamble=PREAMBLE)
+        compiled = cupy.ReductionKernel(params, output, term, "a + b", "total = a", "0", f"scratchvae_{name}")
+    else:
+        params, outputs, body = KERNELS[name]
+        compiled = cupy.ElementwiseKernel(params, outputs, body, f"scratchvae_{name}", preamble=PREAMBLE)
+
+    def launch(*args, **kwargs):
+        check_size(name, *(a for a in args if hasattr(a, "size")))
+        return compiled(*args, **kwargs)
+    return launch
 
 
 PREAMBLE = f"#define VEC_MAX {VEC_MAX}\n" + """

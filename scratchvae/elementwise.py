@@ -35,8 +35,7 @@ def add_bias_rows(m, b):
 
 def add_bias_rows_gpu(m, b):
     """The same as one kernel, a pass over m in memory order."""
-    from .cuda import check_size, kernel
-    check_size("add_bias_rows", m)
+    from .cuda import kernel
     kernel("bias_rows")(b, m.shape[1], m)                   # (C, L)
     return m
 
@@ -69,7 +68,6 @@ def relu_backward_gpu(dy, y):
     views = in_memory_order(dy, y)
     if views is None:
         return False
-    from .cuda import check_size, kernel
-    check_size("relu_backward", dy)
+    from .cuda import kernel
     kernel("relu_back")(views[1], views[0])
     return True

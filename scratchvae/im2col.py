@@ -94,11 +94,10 @@ def im2col_gpu(x, kh, kw, sy, sx, ph, pw, out):
     """im2col into out (C, kh, kw, oh, ow, N): one thread per column element (the kernel: cuda.py),
     reading 0 where the window hangs over the padding, so no padded copy is made. The output grid
     is out's (oh, ow), so the parity split gathers its windows with this too (stride 1, padding < 0)."""
-    from .cuda import check_size, kernel, vec_for
+    from .cuda import kernel, vec_for
     n, c, h, w = x.shape
     _, _, _, oh, ow, _ = out.shape
     img = xp_of(x).ascontiguousarray(x.transpose(1, 2, 3, 0))  # (C, H, W, N): free for the layers' outputs
-    check_size("im2col", img, out)
     vec = vec_for(n, img, out)                              # neighbouring images per thread
     kernel("im2col")(img.reshape(-1), n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, vec, out.reshape(-1),
                      size=out.size // vec)
@@ -168,10 +167,9 @@ def col2im_gpu(stored, h, w, sy, sx, ph, pw, bias=None):
     """(C, kh, kw, oh, ow, N) → (C, h, w, N): one thread per image pixel, summing the column entries that
     landed on it in col2im_cpu's order (the kernel: cuda.py), so the two agree bit for bit; the bias added
     in the same pass."""
-    from .cuda import check_size, kernel, vec_for
+    from .cuda import kernel, vec_for
     c, kh, kw, oh, ow, n = stored.shape
     img = xp_of(stored).empty((c, h, w, n), dtype=stored.dtype)  # (C, h, w, N)
-    check_size("col2im", stored, img)
     vec = vec_for(n, stored, img)
     flat = img.reshape(-1)
     kernel("col2im")(stored.reshape(-1), flat if bias is None else bias, int(bias is not None), n, c, h, w, oh, ow,

@@ -148,7 +148,6 @@ def adam_gpu(p, g, m, v, hyper, b1, b2, eps):
     """Adam's three lines on CuPy arrays, fused in one kernel (cuda.py's ADAM_BODY): each number of p, m and
     v read and written once. hyper: a device array [lr, 1 − β₁ᵗ, 1 − β₂ᵗ] in p's dtype. The other scalars are
     passed in p's dtype too, 1 − β₁ and 1 − β₂ rounded from double as adam_cpu's NumPy arithmetic rounds them."""
-    from .cuda import check_size, kernel
+    from .cuda import kernel
     t = p.dtype.type
-    check_size("adam", p)
     kernel("adam")(g, hyper, t(b1), t(b2), t(1 - b1), t(1 - b2), t(eps), p, m, v)

@@ -151,7 +151,7 @@ def conv_transpose_parity_gpu(x, W, sy, sx, ph, pw, opy, opx, buffer, bias):
     """The same on the GPU, in four launches and no copies: the windows gathered by the im2col kernel
     (stride 1, the grid's rows, padding −first), Wp by a gather kernel, one product, and one kernel that
     puts every output pixel in place with its bias (cuda.py's interleave)."""
-    from .cuda import check_size, kernel, vec_for
+    from .cuda import kernel, vec_for
     from .im2col import im2col_gpu
     xp = xp_of(x)
     buffer = buffer or new_buffer_each_time(x)
@@ -167,7 +167,6 @@ def conv_transpose_parity_gpu(x, W, sy, sx, ph, pw, opy, opx, buffer, bias):
     matmul(wp, col.reshape(ci * ty * tx, gy * gx * n),
            out=phases.reshape(sy * sx * co, gy * gx * n))            # (sy*sx*Co, Gy*Gx*N)  Y = Wp·COL
     y = xp.empty((co, oh, ow, n), dtype=x.dtype)                     # (Co, oh, ow, N): every pixel written once
-    check_size("conv_transpose_parity", col, phases, y)
     vec, flat = vec_for(n, phases, y), y.reshape(-1)
     kernel("interleave")(phases.reshape(-1), flat if bias is None else bias, int(bias is not None), n, co, oh, ow,
                          paint_h, paint_w, sy, sx, ph, pw, r0, q0, gy, gx, vec, flat, size=y.size // vec)

@@ -336,8 +336,25 @@ def test_a_caller_that_passes_one_argument_too_few_fails(kernels_on_the_cpu):
         cuda.kernel("adam")(np.zeros(3), np.zeros(3), 1.0, 1.0, 1.0, 1.0, np.zeros(3), np.zeros(3), np.zeros(3))
 
 
-def test_sizes_past_32_bit_indexing_are_refused():
+def test_sizes_past_32_bit_indexing_are_refused(monkeypatch):
+    """check_size, and every launch through cuda.kernel (CuPy stood in for: the check comes before it)."""
+    import sys
+    import types
+
     class Huge:
         size, shape = 2 ** 31, (2 ** 31,)
     with pytest.raises(ValueError, match=r"im2col: an array of 2,147,483,648 numbers .* past the 2³¹ − 1"):
         cuda.check_size("im2col", np.zeros(3), Huge())
+    ran = []
+    fake = types.SimpleNamespace(ElementwiseKernel=lambda *a, **k: lambda *args, **kw: ran.append(args),
+                                 ReductionKernel=lambda *a, **k: lambda *args, **kw: ran.append(args))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    cuda.kernel.cache_clear()
+    try:
+        for name in ("col2im", "mse_sum"):
+            cuda.kernel(name)(np.zeros(3), 5, np.zeros(2))
+            with pytest.raises(ValueError, match=rf"{name}: an array of 2,147,483,648 numbers"):
+                cuda.kernel(name)(np.zeros(3), 5, Huge())
+    finally:
+        cuda.kernel.cache_clear()
+    assert len(ran) == 2                                        # the refused launches never reached the kernel
