@@ -9,6 +9,7 @@ import numpy as np
 
 from .backend import is_gpu_array, tiling, xp_of
 from .threads import parallel
+from .uploads import Uploader
 
 PIECE = 1 << 18     # numbers per piece: a piece of p, g, m, v and two scratch rows (6 MB) stay in the cache
 
@@ -43,6 +44,7 @@ class Adam:
         self.hyper = None                                           # GPU: [lr, 1 − β₁ᵗ, 1 − β₂ᵗ] for the kernel
         if first is not None and is_gpu_array(first):
             self.hyper = xp_of(first).zeros(3, dtype=first.dtype)
+            self._upload = Uploader()
         self._flat_grads = (None, None)                             # (ids of the last grads, the buffer they tile)
         self.t = 0
 
@@ -62,9 +64,8 @@ class Adam:
         self.t += 1
         b1, b2 = self.betas
         self.c1, self.c2 = 1 - b1 ** self.t, 1 - b2 ** self.t        # bias corrections 1 − βᵗ
-        if self.hyper is not None:                                  # (cupy.asarray stages the numbers in page-
-            import cupy                                             # locked memory: its copy is queued, not awaited)
-            self.hyper[...] = cupy.asarray(np.array([self.lr, self.c1, self.c2], dtype=self.hyper.dtype))
+        if self.hyper is not None:                                  # its copy queued, not awaited (uploads.py)
+            self._upload(np.array([self.lr, self.c1, self.c2], dtype=self.hyper.dtype), out=self.hyper)
 
     def update(self, grads):
         """θ ← θ − lr·m̂/(√v̂ + ε) for every parameter, with the corrections prepare() made."""

@@ -26,6 +26,7 @@ from .backend import to_numpy
 from .data.dataset import FrameDataset, to_model_input
 from .data.episodes import DataError
 from .graph import CapturedStep, train_step
+from .uploads import Uploader
 from .losses import LOSS_KEYS
 from .optim import Adam
 from .progress import bar as progress_bar
@@ -120,7 +121,9 @@ class Trainer:
                          "data_episodes": len(self.data.paths), "data_fingerprint": self.data.fingerprint}
         self._stop, self._images, self._last_eval, self._best = None, 0, None, None
         self.captured = None                                        # GPU: the step as a CUDA graph (graph.py)
+        self._upload = None                                         # GPU: the batches' copies (uploads.py)
         if s.device == "gpu":
+            self._upload = Uploader()
             blas.set_tf32(s.tf32)
             if not s.no_graph:
                 self.captured = CapturedStep(self.model, self.opt)
@@ -159,7 +162,8 @@ class Trainer:
         pick = order[i * self.settings.batch_size:(i + 1) * self.settings.batch_size]
         self._images += len(pick)                                   # an epoch's last batch may be smaller
         ep_idx, frame_idx = self.data.locate(pick, "train")
-        return to_model_input(self.data.gather(ep_idx, frame_idx), self.settings.device, self.model.dtype)
+        return to_model_input(self.data.gather(ep_idx, frame_idx), self.settings.device, self.model.dtype,
+                              upload=self._upload)
 
     def _order(self, epoch):
         if self._order_epoch != epoch:

@@ -34,6 +34,7 @@ from .im2col import batch_last
 from .layers import (Conv2D, ConvTranspose2D, Crop2D, Dense, DenseThenDeconv, FastConv2D, FastConvTranspose2D,
                      Flatten, Heads, ReLU, Reshape, Sigmoid)
 from .sizes import conv_out_size, conv_transpose_out_size
+from .uploads import Uploader
 
 DEFAULT_ENCODER = ((32, 4, 2), (64, 4, 2), (128, 4, 2), (256, 4, 2))    # (channels, kernel, stride)
 DEFAULT_DECODER = ((128, 5, 2), (64, 5, 2), (32, 6, 2), (None, 6, 2))  # None: the image's channels
@@ -147,6 +148,7 @@ class VAE:
         init_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
         init = np.random.default_rng(init_seed)                     # draws the parameters, layer by layer
         self.rng = np.random.default_rng(noise_seed)                # draws eps; saved in checkpoints
+        self._upload = None                                         # GPU: eps's copies (made on first use)
         kw = dict(dtype=self.dtype, device=device)
         conv, deconv = (FastConv2D, FastConvTranspose2D) if fast else (Conv2D, ConvTranspose2D)
         self.encoder, enc_named = build_encoder(c, h, w, encoder, latent_dim, conv, init, kw)
@@ -238,8 +240,14 @@ class VAE:
         return self.decode(self.encode(x)[0])
 
     def sample_eps(self, n):
-        """Standard normal noise (n, latent_dim), drawn on the host from the model's generator."""
-        return self.xp.asarray(self.rng.standard_normal((n, self.latent_dim), dtype=self.dtype))
+        """Standard normal noise (n, latent_dim), drawn on the host from the model's generator (on the GPU its
+        copy is queued, not awaited: scratchvae/uploads.py)."""
+        eps = self.rng.standard_normal((n, self.latent_dim), dtype=self.dtype)   # (N, D) on the host
+        if self.device != "gpu":
+            return eps
+        if self._upload is None:
+            self._upload = Uploader()
+        return self._upload(eps)
 
     def loss(self, x, eps=None):
         """Forward pass and loss; keeps what backward needs. Returns 0-d arrays on the model's device:

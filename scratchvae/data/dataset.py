@@ -170,19 +170,20 @@ class FrameDataset:
         return out
 
 
-def to_model_input(frames, device="cpu", dtype=np.float32):
+def to_model_input(frames, device="cpu", dtype=np.float32, upload=None):
     """uint8 (N, H, W, 3) on the host → float (N, 3, H, W) in [0, 1] on the device, stored (3, H, W, N):
     the layout the model's layers keep images in (see scratchvae/im2col.py), so it reads them as they are.
     Frames as episode files hold them (obs) and as images load (np.asarray(PIL.Image.open(f))) go in as they are.
 
-    The bytes travel as uint8 (a quarter of float32) and are converted where they land.
+    The bytes travel as uint8 (a quarter of float32) and are converted where they land. On the GPU,
+    `upload` (a scratchvae.uploads.Uploader) queues their copy without waiting for the GPU.
     """
     if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
         what = f"{frames.dtype} {frames.shape}" if hasattr(frames, "shape") else type(frames).__name__
         raise ValueError(f"to_model_input expects uint8 frames (N, H, W, 3) in a NumPy array, got {what}"
                          + (" (one frame: frames[None])" if getattr(frames, "ndim", 0) == 3 else ""))
     xp = get_xp(device)
-    x = xp.asarray(frames)                                      # (N, H, W, 3) uint8
+    x = upload(frames) if upload is not None and device == "gpu" else xp.asarray(frames)   # (N, H, W, 3) uint8
     x = xp.ascontiguousarray(x.transpose(3, 1, 2, 0), dtype=dtype)  # (3, H, W, N)
     x /= 255
     return x.transpose(3, 0, 1, 2)                              # (N, 3, H, W) view
