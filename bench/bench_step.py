@@ -16,6 +16,10 @@ alike. Reported: the median step of each, images per second, and
                  copies, activations, the loss, Adam) were free
     step/floor   scratchvae's median step ÷ the floor
 
+On the GPU each block also times its steps queued back to back (synchronised only before and after
+the block), as training runs them: the host prepares a step while the GPU runs the one before, so
+the host's share of a step is hidden where the GPU is the slower; a second table reports those.
+
 PyTorch runs the same architecture and loss (eager mode; oneDNN on the CPU, cuDNN on the
 GPU) with as many CPU threads as this process may use. Then, per device, the per-layer
 split: forward and backward timed one layer at a time (the GPU synchronised around each).
@@ -222,7 +226,20 @@ def torch_step(device, batch, threads):
     return step
 
 
+def queued(step, device, steps):
+    """Seconds per step of `steps` steps launched back to back, the device synchronised only before the first
+    and after the last: the host queues a step while the GPU still runs the one before, as in training (whose
+    steps never wait for the GPU). On the CPU the same as timed's."""
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return (time.perf_counter() - t) / steps
+
+
 def timed(step, device, steps):
+    """Seconds of each of `steps` steps, the device synchronised around each: a step's latency."""
     out = []
     for _ in range(steps):
         sync(device)
@@ -393,6 +410,24 @@ def main():
             line += (f"{r['scratchvae kernels']:>9.0f}{r['torch kernels']:>14.0f}"
                      f"{r['scratchvae busy'] / m['scratchvae']:>6.0%}{r['torch busy'] / m['torch']:>11.0%}")
         print(line)
+    gpu_rows = [r for r in rows if r["device"] == "gpu"]
+    if gpu_rows:
+        print(f"\nthe same steps queued back to back, as training runs them ({a.steps} a block, the GPU synchronised "
+              "before and after each block), ms/step, medians of the blocks:")
+        head = f"{'device':<8}{'prec':>5}{'batch':>6}{'queued ms':>11}{'img/s':>9}"
+        if have_torch:
+            head += f"{'torch ms':>10}{'torch img/s':>12}{'ratio':>7}"
+        if counted:
+            head += f"{'busy':>6}{'torch busy':>11}"
+        print(head)
+        for r in gpu_rows:
+            q, b = r["queued"], r["batch"]
+            line = f"{r['device']:<8}{r['policy']:>5}{b:>6}{q['scratchvae'] * 1e3:>11.2f}{b / q['scratchvae']:>9.0f}"
+            if have_torch:
+                line += f"{q['torch'] * 1e3:>10.2f}{b / q['torch']:>12.0f}{q['torch'] / q['scratchvae']:>7.2f}"
+            if "scratchvae kernels" in r:
+                line += f"{min(1, r['scratchvae busy'] / q['scratchvae']):>6.0%}{min(1, r['torch busy'] / q['torch']):>11.0%}"
+            print(line)
     if not have_torch:
         print("(PyTorch is not installed: no reference column; pip install -e '.[bench]' to add it)")
 
@@ -411,15 +446,17 @@ def measure(a, device, policy, batch, xp, cores, have_torch):
         for _ in range(a.warmup):
             run()
     times = {k: [] for k in runs}
+    back_to_back = {k: [] for k in runs if k != "floor"}
     for _ in range(a.blocks):
         for k, run in runs.items():
             if k == "floor":
                 times[k] += [run() for _ in range(a.steps)]
             else:
                 times[k] += timed(run, device, a.steps)
+                back_to_back[k].append(queued(run, device, a.steps))
     med = {k: statistics.median(v) for k, v in times.items()}
     row = dict(device=device, policy=policy, batch=batch, med=med, n=len(times["scratchvae"]),
-               flops=step_flops(products))
+               flops=step_flops(products), queued={k: statistics.median(v) for k, v in back_to_back.items()})
     if device == "gpu" and have_torch:
         print(f"\nkernels per step on the GPU, {policy}, batch {batch} (CUPTI, through PyTorch's profiler):")
         for k in ("scratchvae", "torch"):

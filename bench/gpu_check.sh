@@ -20,15 +20,15 @@ part() {    # part NAME LIMIT COMMAND...: run it under its limit, output to $O/N
     echo "$name: exit $? in $((SECONDS - t0)) s (limit $limit s)" | tee -a "$O/$name.txt"
 }
 
-part bench 90 python3 bench/bench_step.py --devices gpu --batch 100,1000 --precision fp32,tf32 --blocks 3 --steps 10 --top 12
+part bench 80 python3 bench/bench_step.py --devices gpu --batch 100,1000 --precision fp32,tf32 --blocks 3 --steps 10 --top 12
 grep -A6 "^training step" "$O/bench.txt"
-part tests_gpu 100 python3 -m pytest -m gpu -q -rfE --tb=short --durations=5 -p no:cacheprovider --timeout 40 tests/test_gpu.py
+part tests_gpu 90 python3 -m pytest -m gpu -q -rfE --tb=short --durations=5 -p no:cacheprovider --timeout 40 tests/test_gpu.py
 tail -4 "$O/tests_gpu.txt"
-part tests_rest 180 python3 -m pytest -m gpu -q -rfE --tb=short --durations=15 -p no:cacheprovider --timeout 60 tests --ignore tests/test_gpu.py
+part tests_rest 170 python3 -m pytest -m gpu -q -rfE --tb=short --durations=15 -p no:cacheprovider --timeout 60 tests --ignore tests/test_gpu.py
 tail -20 "$O/tests_rest.txt"
 part train 40 python3 bin/train-scratch --data "$DATA" --steps 1000 --device gpu --out /tmp/gpu-check-run --eval-every 250 --checkpoint-every 500 --quiet
 tail -1 /tmp/gpu-check-run/log.jsonl >> "$O/train.txt" 2>/dev/null; tail -3 "$O/train.txt"
 if [ "$2" = "--cpu-vs-gpu" ]; then
-    part cpu_vs_gpu 240 python3 bench/cpu_vs_gpu.py --data "$DATA" --first 12 --steps 200 --seeds 3 --quiet
+    part cpu_vs_gpu 180 python3 bench/cpu_vs_gpu.py --data "$DATA" --first 12 --steps 200 --seeds 3 --quiet
     grep -E "PASS|FAIL|held-out MSE after" "$O/cpu_vs_gpu.txt"
 fi
