@@ -143,8 +143,10 @@ class HeldReLU(ReLU):
         self.mask = mask
 
     def forward(self, x):
-        self.cache = self.mask                                   # backward multiplies by it, as ReLU's
         return self.xp.multiply(x, self.mask, out=x if self.inplace else None)
+
+    def backward(self, dy):
+        return self.xp.multiply(dy, self.mask, out=dy if self.inplace else None)
 
 
 @contextlib.contextmanager
@@ -161,7 +163,7 @@ def relu_patterns_held(model, x, eps):
     lists = (model.encoder, model.decoder)
     kept = [list(layers) for layers in lists]
     for layers in lists:
-        layers[:] = [HeldReLU(r, r.cache) if isinstance(r, ReLU) else r for r in layers]
+        layers[:] = [HeldReLU(r, r.cache > 0) if isinstance(r, ReLU) else r for r in layers]
     try:
         yield
     finally:

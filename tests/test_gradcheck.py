@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from scratchvae import VAE
-from scratchvae.gradcheck import (HeldReLU, check_layer, numerical_grad, rel_error, rel_error_each,
+from scratchvae.gradcheck import (HeldReLU, check_layer, check_model, numerical_grad, rel_error, rel_error_each,
                                   relu_patterns_held)
 from scratchvae.layers import Dense, Heads, ReLU
 
@@ -68,6 +68,31 @@ def test_held_relu_patterns_wrap_the_model_and_leave_it_as_it_was():
     w += 0.5
     free_loss = float(model.loss(x, eps)["loss"])                # ReLUs follow the input again
     assert held_loss != free_loss
+
+
+class _OutputAsMask(ReLU):
+    """The ReLU as the GPU runs it in place, written with NumPy: y over x, and y itself kept as the mask (y > 0
+    exactly where x > 0), so the array the ReLU keeps is the one the layer before writes its next output into."""
+
+    def forward(self, x):
+        self.cache = np.maximum(x, 0, out=x)
+        return x
+
+    def backward(self, dy):
+        return np.multiply(dy, self.cache > 0, out=dy)
+
+
+def test_a_held_pattern_is_the_ones_at_the_start_even_where_the_relu_keeps_its_output():
+    """relu_patterns_held copies each pattern out (ReLU.cache > 0): a HeldReLU holding the kept array itself
+    would multiply the next input by the last output (or, where that array is a reused buffer, by itself)."""
+    model = VAE(input_shape=(1, 12, 12), latent_dim=2, encoder=((3, 4, 2),), decoder=((3, 4, 2), (None, 4, 1)),
+                dense_size=4, dtype=np.float64, seed=1)
+    for layers in (model.encoder, model.decoder):
+        layers[:] = [_OutputAsMask(inplace=True) if isinstance(r, ReLU) else r for r in layers]
+    rng = np.random.default_rng(0)
+    x, eps = rng.random((2, 1, 12, 12)), rng.normal(size=(2, 2))
+    errors = check_model(model, x, eps)
+    assert max(errors.values()) < 1e-6, errors
 
 
 def test_heads_send_back_the_sum_of_both_gradients():
