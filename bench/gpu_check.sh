@@ -1,6 +1,6 @@
 #!/bin/bash
 # Every GPU check in one run, for a machine that has a GPU, CuPy, PyTorch and pytest but not this project
-# installed: run from the project's root, nothing is installed. About 6 minutes on an H200.
+# installed: run from the project's root, nothing is installed. Its parts took about 4 minutes together on an H200.
 #
 #   bin/collect-rollouts --episodes 6 --steps 300 --seed 777 --out .gpu/data --quiet    # beforehand, ~22 MB
 #   bash bench/gpu_check.sh [.gpu/data] [--cpu-vs-gpu]                                   # on the GPU machine
