@@ -120,15 +120,18 @@ def tiling(arrays):
     base = _root(arrays[0])
     if base is arrays[0] or base.ndim != 1 or not base.flags.c_contiguous or base.dtype != arrays[0].dtype:
         return None
-    gpu = is_gpu_array(base)
-    start = base.data.ptr if gpu else base.ctypes.data
+    start = address(base)
     offset = 0
     for a in arrays:
-        ptr = a.data.ptr if gpu else a.ctypes.data
-        if _root(a) is not base or not a.flags.c_contiguous or ptr != start + offset * base.itemsize:
+        if _root(a) is not base or not a.flags.c_contiguous or address(a) != start + offset * base.itemsize:
             return None
         offset += a.size
     return base if offset == base.size else None
+
+
+def address(a):
+    """Where an array's first number lies (in the GPU's memory for a CuPy array): an integer."""
+    return a.data.ptr if is_gpu_array(a) else a.ctypes.data
 
 
 def _root(a):

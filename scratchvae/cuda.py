@@ -46,6 +46,8 @@ per thread) and runs the GPU callers with it in CuPy's place, where there is no 
 """
 import functools
 
+from .backend import address
+
 INT_MAX = 2 ** 31 - 1
 
 IM2COL_PARAMS = ("raw T img, int32 nimg, int32 nch, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
@@ -246,8 +248,6 @@ def vec_for(nimg, *arrays):
     """How many neighbouring images one thread handles: the largest of 4, 2, 1 that divides the batch (4 only
     where every array starts at a multiple of 4 numbers' bytes: the four move as one aligned access). Each
     thread then decodes its index once for vec numbers (the divisions cost more than the copying)."""
-    def address(a):
-        return a.data.ptr if hasattr(a.data, "ptr") else a.ctypes.data
     aligned = all(address(a) % (VEC_MAX * a.itemsize) == 0 for a in arrays)
     return next(v for v in (VEC_MAX, 2, 1) if nimg % v == 0 and (v < VEC_MAX or aligned))
 

@@ -26,11 +26,11 @@ from .backend import to_numpy
 from .data.dataset import FrameDataset, to_model_input
 from .data.episodes import DataError
 from .graph import CapturedStep, train_step
-from .uploads import Uploader
 from .losses import LOSS_KEYS
 from .optim import Adam
 from .progress import bar as progress_bar
 from .runfolder import RunFolder, RunSettings
+from .uploads import Uploader
 from .vae import VAE
 
 

@@ -68,8 +68,8 @@ class Uploader:
             if event is not None:
                 event.synchronize()
         size = -(-max(nbytes, 1) // 4096) * 4096
-        self.buffers = [self.cp.cuda.alloc_pinned_memory(size) for _ in range(self.depth)]
-        self.buffers = [np.frombuffer(mem, np.uint8, size) for mem in self.buffers]
+        self.buffers = [np.frombuffer(self.cp.cuda.alloc_pinned_memory(size), np.uint8, size)
+                        for _ in range(self.depth)]
 
 
 def _cupy():

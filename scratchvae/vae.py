@@ -148,7 +148,7 @@ class VAE:
         init_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
         init = np.random.default_rng(init_seed)                     # draws the parameters, layer by layer
         self.rng = np.random.default_rng(noise_seed)                # draws eps; saved in checkpoints
-        self._upload = None                                         # GPU: eps's copies (made on first use)
+        self._upload = Uploader() if device == "gpu" else None     # GPU: eps's copies (uploads.py)
         kw = dict(dtype=self.dtype, device=device)
         conv, deconv = (FastConv2D, FastConvTranspose2D) if fast else (Conv2D, ConvTranspose2D)
         self.encoder, enc_named = build_encoder(c, h, w, encoder, latent_dim, conv, init, kw)
@@ -243,11 +243,7 @@ class VAE:
         """Standard normal noise (n, latent_dim), drawn on the host from the model's generator (on the GPU its
         copy is queued, not awaited: scratchvae/uploads.py)."""
         eps = self.rng.standard_normal((n, self.latent_dim), dtype=self.dtype)   # (N, D) on the host
-        if self.device != "gpu":
-            return eps
-        if self._upload is None:
-            self._upload = Uploader()
-        return self._upload(eps)
+        return eps if self._upload is None else self._upload(eps)
 
     def loss(self, x, eps=None):
         """Forward pass and loss; keeps what backward needs. Returns 0-d arrays on the model's device:

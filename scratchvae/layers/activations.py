@@ -21,7 +21,8 @@ class ReLU(Layer):
     def forward(self, x):
         if self.inplace and self.device == "gpu":
             flat = in_memory_order(x)                         # x as it lies: one streaming pass
-            self.xp.maximum(flat[0] if flat else x, 0, out=flat[0] if flat else x)  # y = max(x, 0) over x
+            v = flat[0] if flat else x
+            self.xp.maximum(v, 0, out=v)                      # y = max(x, 0) over x
             self.cache = x                                    # now y: its sign is the mask
             return x
         self.cache = x > 0                                    # mask, same shape as x
