@@ -13,7 +13,7 @@ ARGS ?=
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[collect,test]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[collect,test,distributed]"
 	touch $@
 
 train: $(VENV)/.installed

@@ -10,6 +10,8 @@ and Adam's state, so a resumed run is bit-identical to one that never stopped.
 Inside a step nothing is read back from the device: the step's losses go into a small
 device-side buffer, which is read every log_every steps (where a NaN is found and named).
 """
+import contextlib
+import hashlib
 import math
 import os
 import shlex
@@ -23,6 +25,7 @@ import numpy as np
 
 from . import blas, checkpoint, pictures
 from .backend import to_numpy
+from .distributed import PeerLost, World, shard
 from .data.dataset import FrameDataset, to_model_input
 from .data.episodes import DataError
 from .graph import CapturedStep, train_step
@@ -36,11 +39,11 @@ from .vae import VAE
 
 class TrainingStopped(Exception):
     """The run stopped early (a signal, or a loss that was not finite); the message says why and what
-    to type next."""
+    to type next. everywhere: every rank of a job of several stops alike (False: this rank alone)."""
 
-    def __init__(self, message, exit_code):
+    def __init__(self, message, exit_code, everywhere=True):
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code, self.everywhere = exit_code, everywhere
 
 
 def say_on_stderr(message, prog="scratchvae"):
@@ -61,15 +64,20 @@ def lower_lr(lr):
 
 
 class Trainer:
-    def __init__(self, settings, resume=False, progress=True, say=say_on_stderr, command=library_command):
+    def __init__(self, settings, resume=False, progress=True, say=say_on_stderr, command=library_command,
+                 world=None):
         """Train as `settings` (a RunSettings) say; resume: go on from the newest readable checkpoint in
         settings.out (RunFolder.read_settings and RunSettings.resumed give the settings to resume with).
         say(message): where the trainer's own messages go (that a signal was heard); command(options):
-        the shell command with these options, for messages that say what to type next.
+        the shell command with these options, for messages that say what to type next. world: the ranks
+        that train this model together (scratchvae/distributed.py; None: this process alone); rank 0
+        writes the run folder and evaluates, every rank trains on its shard of each batch.
 
         Everything is checked here and nothing is written: run() writes, holding the folder's lock."""
         s = self.settings = settings
         self.resume, self.progress, self.say, self.command = resume, progress, say, command
+        self.world = world = world or World()
+        self.writer = world.rank == 0                               # the one rank that writes the folder
         self.folder = RunFolder(s.out)
         self.folder.check_place()
         if resume and not self.folder.holds_run():
@@ -108,6 +116,9 @@ class Trainer:
         if s.batch_size > self.n_train:
             raise ValueError(f"batch size {s.batch_size} is more than the {self.n_train} training frames in "
                              f"{s.data}; give --batch-size {self.n_train} or less")
+        if s.batch_size < world.size:
+            raise ValueError(f"batch size {s.batch_size} is less than the {world.size} processes, which need at "
+                             f"least an image each; give --batch-size {world.size} or more")
         self.eval_split = "heldout" if self.data.num_frames("heldout") else "train"
         self.eval_key = "heldout_mse" if self.eval_split == "heldout" else "train_mse"
         self.steps_per_epoch = math.ceil(self.n_train / s.batch_size)
@@ -125,7 +136,7 @@ class Trainer:
         if s.device == "gpu":
             self._upload = Uploader()
             blas.set_tf32(s.tf32)
-            if not s.no_graph:
+            if not s.no_graph and world.size == 1:              # (several ranks: the sum comes mid-step)
                 self.captured = CapturedStep(self.model, self.opt)
         self._order_epoch, self._order_cache = None, None
 
@@ -156,12 +167,17 @@ class Trainer:
     # ---- data ---------------------------------------------------------------------------------------
     def batch_for(self, step):
         """The training batch of a given step: a function of (seed, step) alone, the step's slice of its
-        epoch's order (FrameDataset.order: the batches index_batches gives for that epoch)."""
+        epoch's order (FrameDataset.order: the batches index_batches gives for that epoch). With several
+        ranks, this rank's shard of it (None for an empty one); self.batch_n is the whole batch's size."""
         epoch, i = divmod(step, self.steps_per_epoch)
         order = self._order(epoch)
         pick = order[i * self.settings.batch_size:(i + 1) * self.settings.batch_size]
         self._images += len(pick)                                   # an epoch's last batch may be smaller
-        ep_idx, frame_idx = self.data.locate(pick, "train")
+        self.batch_n = len(pick)
+        lo, hi = shard(len(pick), self.world.rank, self.world.size)
+        if hi == lo:                                                # fewer images than ranks: none here
+            return None
+        ep_idx, frame_idx = self.data.locate(pick[lo:hi], "train")
         return to_model_input(self.data.gather(ep_idx, frame_idx), self.settings.device, self.model.dtype,
                               upload=self._upload)
 
@@ -202,13 +218,27 @@ class Trainer:
         try:
             checkpoint.save(path, self.model, optimizer=self.opt, step=self.step, meta=meta)
         except checkpoint.CheckpointError as e:                     # NaN or infinite numbers: not written
-            raise self._diverged(f"{e} at step {self.step}") from None
+            raise self._diverged(f"{e} at step {self.step}", everywhere=self.world.size == 1) from None
         self.folder.prune(self.settings.keep)
         if self._best is None or mse < self._best[1]:
             self.folder.keep_best(path)
             self._best = (self.step, mse)
         self.write_pictures()
         return path
+
+    def _save(self):
+        """This step's checkpoint, written by rank 0. With several ranks, first a check that every rank holds the
+        same parameters (each applies the same update to the same sum, so they must), all ranks taking part."""
+        if self.world.size > 1:
+            digest = hashlib.sha256(to_numpy(self.model.flat_params).tobytes()).hexdigest()
+            if len(set(self.world.gather(digest, "the parameters' check"))) > 1:
+                good = self.folder.checkpoints()
+                newest = f"the newest checkpoint is {good[-1][1]}" if good else "no checkpoint was written"
+                raise TrainingStopped(f"the {self.world.size} processes hold different parameters after step "
+                                      f"{self.step}, where the same update of the same sum should leave the same "
+                                      f"numbers; stopping without a checkpoint ({newest})", 5)
+        if self.writer:
+            self.save_checkpoint()
 
     def write_pictures(self):
         source = "held-out frames" if self.eval_split == "heldout" else "training frames (nothing held out)"
@@ -218,35 +248,30 @@ class Trainer:
     # ---- the loop -----------------------------------------------------------------------------------
     def _on_signal(self, signum, frame):
         name = signal.Signals(signum).name
+        alone = self.world.size == 1
         if self._stop:                          # the second: stop now (files are written atomically)
             good = self.folder.checkpoints()
             s = self.settings
             if good:
                 raise TrainingStopped(f"stopped at once by a second {name} during step {self.step + 1}; the newest "
                                       f"checkpoint is {good[-1][1]}. Resume with: "
-                                      f"{self.command(['--resume', '--out', s.out])}", 128 + signum)
+                                      f"{self.command(['--resume', '--out', s.out])}", 128 + signum, alone)
             raise TrainingStopped(f"stopped at once by a second {name} during step {self.step + 1}, before the "
                                   "first checkpoint, so there is nothing to resume; start again with: "
-                                  f"{self.command(s.as_options())}", 128 + signum)
+                                  f"{self.command(s.as_options())}", 128 + signum, alone)
         self._stop = signum
-        self.say(f"{name} received: stopping after this step, with a checkpoint (send it again to stop at once)")
+        if alone:
+            self.say(f"{name} received: stopping after this step, with a checkpoint (send it again to stop at once)")
+        elif self.writer:
+            self.say(f"{name} received: stopping at the next log row (the ranks agree there, every "
+                     f"{self.settings.log_every} steps), with a checkpoint (send it again to stop at once)")
 
     def run(self):
-        """Train to the end (or to a signal or a NaN: TrainingStopped), holding the folder's lock."""
-        with self.folder.lock("train-scratch"):
-            if self.folder.checkpoints() != self._found:
-                raise FileExistsError(f"{self.settings.out} changed since it was read: another process wrote a "
-                                      "checkpoint into it")
-            self.folder.remove_temporaries()                        # a killed writer's
-            if not self.resume:
-                self.folder.remove_leftovers()
-            for bad, _ in self.unreadable:                          # not picked again as the newest
-                os.replace(bad, bad + ".corrupt")
-            self.unreadable = []
-            self.folder.write_settings(self.run_json)
-            self.folder.write_log([r for r in self.read_log() if r["step"] <= self.step])  # none past the checkpoint
-            self.folder.drop_best_after(self.step)
-            self._best = self.folder.best()
+        """Train to the end (or to a signal or a NaN: TrainingStopped), holding the folder's lock (rank 0: the
+        other ranks of a job write nothing)."""
+        with self.folder.lock("train-scratch") if self.writer else contextlib.nullcontext():
+            if self.writer:
+                self._prepare_folder()
             old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
             try:
                 self._loop()
@@ -255,12 +280,29 @@ class Trainer:
                     signal.signal(s, h)
         return self.step
 
+    def _prepare_folder(self):
+        """The folder as the run starts: checked unchanged since it was read, a killed writer's temporaries
+        and a stopped start's leftovers gone, the settings written, the log cut back to the checkpoint."""
+        if self.folder.checkpoints() != self._found:
+            raise FileExistsError(f"{self.settings.out} changed since it was read: another process wrote a "
+                                  "checkpoint into it")
+        self.folder.remove_temporaries()                            # a killed writer's
+        if not self.resume:
+            self.folder.remove_leftovers()
+        for bad, _ in self.unreadable:                              # not picked again as the newest
+            os.replace(bad, bad + ".corrupt")
+        self.unreadable = []
+        self.folder.write_settings(self.run_json)
+        self.folder.write_log([r for r in self.read_log() if r["step"] <= self.step])   # none past the checkpoint
+        self.folder.drop_best_after(self.step)
+        self._best = self.folder.best()
+
     def _loop(self):
         s = self.settings
         self._losses = self.model.xp.zeros((s.log_every, len(LOSS_KEYS)), dtype=np.float64)  # on the device
         self._pending = 0                                           # steps in _losses since the last row
-        self._t_log, self._last_ckpt = time.perf_counter(), self.step
-        bar = progress_bar(self.steps, "training", "step", enabled=self.progress, initial=self.step)
+        self._t_log, self._last_ckpt, self._agreed_stop = time.perf_counter(), self.step, 0
+        bar = progress_bar(self.steps, "training", "step", enabled=self.progress and self.writer, initial=self.step)
         # A diverging run overflows on its way to NaN; the NaN check below names the first bad step, in one
         # line, instead of NumPy warning about each overflow.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -269,37 +311,85 @@ class Trainer:
             finally:
                 bar.close()
 
+    @property
+    def stopping(self):
+        """The signal the run stops for after this step (0: none). With several ranks, the one they agreed on at
+        the last log row: a signal reaches the ranks at different steps, and all must stop at the same one."""
+        return (self._stop or 0) if self.world.size == 1 else self._agreed_stop
+
     def _steps(self, bar):
-        s = self.settings
-        while self.step < self.steps:
-            self._step()
-            bar.update(1)
-            # a row (where the losses are checked finite) before every checkpoint too
-            if (self.step % s.log_every == 0 or self.step % s.checkpoint_every == 0 or self.step == self.steps
-                    or self._stop):
-                row = self._log_row()
-                bar.set_postfix(loss=f"{row['loss']:.1f}", recon=f"{row['recon']:.1f}", kl=f"{row['kl']:.2f}",
-                                img_s=f"{row['images_per_s']:.0f}", refresh=False)
-            self._checkpoint_or_stop()
-        if self.step != self._last_ckpt or not self.folder.checkpoints():
-            self.save_checkpoint()
+        try:
+            while self.step < self.steps:
+                self._step()
+                bar.update(1)
+                if self._row_due():                                 # (where the losses are checked finite)
+                    row = self._log_row()
+                    bar.set_postfix(loss=f"{row['loss']:.1f}", recon=f"{row['recon']:.1f}", kl=f"{row['kl']:.2f}",
+                                    img_s=f"{row['images_per_s']:.0f}", refresh=False)
+                self._checkpoint_or_stop()
+            if self.step != self._last_ckpt:
+                self._save()
+            elif self.writer and not self.folder.checkpoints():
+                self.save_checkpoint()
+        except PeerLost as e:                                       # another rank ended or hangs
+            good = self.folder.checkpoints()
+            newest = f"the newest checkpoint is {good[-1][1]}" if good else "there is no checkpoint yet"
+            raise TrainingStopped(f"{e}; stopping at step {self.step} ({newest}). Resume with: "
+                                  f"{self.command(['--resume', '--out', self.settings.out])}", 4, False) from None
+
+    def _row_due(self):
+        """A log row after this step: every log_every steps, before every checkpoint, at the end, and (one
+        process) after a signal; several ranks agree on a signal at the next row."""
+        s, step = self.settings, self.step
+        return (step % s.log_every == 0 or step % s.checkpoint_every == 0 or step == self.steps
+                or (self.world.size == 1 and bool(self._stop)))
 
     def _step(self):
         """One optimizer step. Its losses go into the device-side buffer; nothing is read back."""
         x = self.batch_for(self.step)
-        if self.captured is not None:
-            out = self.captured(x)                                  # loss, backward and Adam, replayed
+        if self.world.size > 1:
+            terms = self._shard_step(x)                             # this rank's shard, then the sum
         else:
-            out = train_step(self.model, self.opt, x)
-        self._losses[self._pending] = self.model.xp.stack([out[key] for key in LOSS_KEYS])
+            if self.captured is not None:
+                out = self.captured(x)                              # loss, backward and Adam, replayed
+            else:
+                out = train_step(self.model, self.opt, x)
+            terms = self.model.xp.stack([out[key] for key in LOSS_KEYS])
+        self._losses[self._pending] = terms
         self._pending += 1
         self.step += 1
 
+    def _shard_step(self, x):
+        """One step of a job of several ranks (scratchvae/distributed.py): the loss and backward of this rank's
+        shard x of the batch, its gradient weighted by its share n_r/B, the sum over the ranks (then the whole
+        batch's gradient, on every rank), and Adam. Returns the shard's loss terms, weighted alike (the next
+        log row sums them over the ranks)."""
+        model, n = self.model, self.batch_n
+        eps = model.sample_eps(n)                                   # (B, D): the whole batch's, as one process draws it
+        lo, hi = shard(n, self.world.rank, self.world.size)
+        if x is None:                                               # an empty shard adds nothing to the sum
+            model.flat_grads[...] = 0
+            terms = model.xp.zeros(len(LOSS_KEYS), np.float64)
+        else:
+            out = model.loss(x, eps[lo:hi])
+            model.backward()
+            share = (hi - lo) / n                                   # n_r / B
+            model.flat_grads *= share                               # (1/B) Σ_{i in shard} ∂ℓ_i/∂θ
+            terms = model.xp.stack([out[key] for key in LOSS_KEYS]) * share
+        self.world.allreduce(model.flat_grads)                      # Σ_r: ∂L/∂θ of the whole batch
+        self.opt.step(model.grad_buffers)
+        return terms
+
     def _log_row(self):
         """Read the buffered losses (the one read from the device), stop at a NaN, append a log row (with
-        the eval MSE every eval_every steps, at every checkpoint and at the end)."""
+        the eval MSE every eval_every steps, at every checkpoint and at the end). With several ranks the
+        rows are first summed over them (each holds its shards' shares), and a signal any rank heard agreed."""
         s = self.settings
         n, self._pending = self._pending, 0
+        if self.world.size > 1:
+            self.world.allreduce(self._losses[:n], "the losses' sum")
+            self.world.wait_device("the step's sums")
+            self._agreed_stop = self.world.any(self._stop or 0)
         values = to_numpy(self._losses[:n])                         # (n, len(LOSS_KEYS))
         bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
         if len(bad):
@@ -310,8 +400,10 @@ class Trainer:
                **{k: float(v) for k, v in zip(LOSS_KEYS, values.mean(axis=0))},
                "images_per_s": self._images / max(now - self._t_log, 1e-9)}
         self._t_log, self._images = now, 0
+        if not self.writer:
+            return row
         if (self.step % s.eval_every == 0 or self.step % s.checkpoint_every == 0 or self.step == self.steps
-                or self._stop):
+                or self.stopping):
             row[self.eval_key] = self.eval_mse()
         self.folder.append_log(row)
         return row
@@ -320,22 +412,27 @@ class Trainer:
         """A checkpoint when one is due; after a signal, a checkpoint and TrainingStopped."""
         s = self.settings
         if self.step % s.checkpoint_every == 0 and self.step != self._last_ckpt:
-            self.save_checkpoint()
+            self._save()
             self._last_ckpt = self.step
-        if self._stop:
-            path = self.save_checkpoint() if self.step != self._last_ckpt else self.folder.checkpoints()[-1][1]
-            name = signal.Signals(self._stop).name
+        if self.stopping:
+            if self.step != self._last_ckpt:
+                self._save()
+                self._last_ckpt = self.step
+            path = self.folder.checkpoint_path(self._last_ckpt)
+            name = signal.Signals(self.stopping).name
             raise TrainingStopped(f"stopped by {name} after step {self.step}; checkpoint {path}. Resume with: "
-                                  f"{self.command(['--resume', '--out', s.out])}", 128 + self._stop)
+                                  f"{self.command(['--resume', '--out', s.out])}", 128 + self.stopping)
 
-    def _diverged(self, what):
+    def _diverged(self, what, everywhere=True):
         """TrainingStopped for numbers that are no longer finite, naming the newest checkpoint (every
         checkpoint was checked finite before it was written) and what to type next."""
         good = self.folder.checkpoints()
         lr = lower_lr(self.opt.lr)
         if not good:
             return TrainingStopped(f"{what}; stopping. No checkpoint was written before it; start again with a "
-                                   f"lower learning rate: {self.command(self.settings.as_options(lr=lr))}", 3)
+                                   f"lower learning rate: {self.command(self.settings.as_options(lr=lr))}", 3,
+                                   everywhere)
         return TrainingStopped(f"{what}; stopping. Last good checkpoint: {good[-1][1]} (step {good[-1][0]}); "
                                "resume from it with a lower learning rate: "
-                               f"{self.command(['--resume', '--out', self.settings.out, '--lr', lr])}", 3)
+                               f"{self.command(['--resume', '--out', self.settings.out, '--lr', lr])}", 3,
+                               everywhere)

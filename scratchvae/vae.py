@@ -157,6 +157,8 @@ class VAE:
         self.layers = {**enc_named, **dec_named}                    # the layers with parameters, by name
         self.flat_params, self.flat_grads = self.flatten()
         self.params = {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.params.items()}
+        # the gradients named like params: views of flat_grads, which every backward writes into
+        self.grad_buffers = {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.grads.items()}
         self.cache = None
         self._backward_done = False                                 # grads hold nothing until a backward
 
@@ -182,7 +184,7 @@ class VAE:
         if not self._backward_done:
             raise RuntimeError("VAE.grads: no backward() has run yet, so there are no gradients; "
                                "call loss(x) and backward() first")
-        return {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.grads.items()}
+        return self.grad_buffers
 
     @property
     def above_floor(self):

@@ -3,9 +3,10 @@ import argparse
 import math
 import os
 import shlex
+import shutil
 import sys
 
-from .. import threads
+from .. import distributed, threads
 from ..backend import BackendError
 from ..checkpoint import CheckpointError
 from ..data.episodes import DataError
@@ -13,7 +14,8 @@ from ..data.rollouts import MissingPackage
 from ..lock import FolderInUse
 from ..runfolder import parse_channels
 
-EXPECTED = (BackendError, CheckpointError, DataError, FolderInUse, MissingPackage, ValueError, OSError)
+EXPECTED = (BackendError, CheckpointError, DataError, FolderInUse, MissingPackage, distributed.MissingMPI,
+            distributed.PeerLost, ValueError, OSError)
 BIN = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bin")
 
 
@@ -36,8 +38,12 @@ def run(prog, main, argv=None):
     threads.use_every_core()                # the launcher has let OpenBLAS's threads sleep (bin/*)
     try:
         return main(argv)
+    except distributed.ElsewhereFailed:                 # another rank's mistake, which rank 0 has said
+        return 2
     except EXPECTED as e:
         print(f"{prog}: error: {describe(e)}", file=sys.stderr)
+        if not getattr(e, "everywhere", False):         # under mpiexec, the other ranks wait for this one
+            distributed.abort_others(2)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
@@ -63,6 +69,13 @@ def command(prog, script=None):
     if first.strip() != f"#!{sys.executable}":
         words.insert(0, shown_path(sys.executable))
     return lambda options: shlex.join([*words, *(str(o) for o in options)])
+
+
+def under_mpiexec(command, n):
+    """command (options → a shell command) started by the MPI launcher as n processes, as it was."""
+    mpiexec = shutil.which("mpiexec")
+    launcher = shlex.join([shown_path(mpiexec) if mpiexec else "mpiexec", "-n", str(n)])
+    return lambda options: f"{launcher} {command(options)}"
 
 
 def shown_path(path):
@@ -116,3 +129,25 @@ def channel_list(text):
         return ",".join(str(c) for c in parse_channels(text))
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def together(w, fn):
+    """fn() on every rank, then agree: when it raised an expected error (ValueError, OSError, …) on any rank,
+    every rank raises, rank 0 the first failure (named by its rank when another's), the others ElsewhereFailed.
+    Returns fn()'s value."""
+    error, value = None, None
+    try:
+        value = fn()
+    except EXPECTED as e:
+        if w.size == 1:
+            raise
+        error = describe(e)
+    failed = [(r, e) for r, e in enumerate(w.gather(error, "the other ranks' start")) if e]
+    if failed:
+        r, message = failed[0]
+        if w.rank != 0:
+            raise distributed.ElsewhereFailed(message)
+        e = ValueError(message if r == 0 else f"rank {r}: {message}")
+        e.everywhere = True                                 # every rank stops: nothing to abort
+        raise e
+    return value

@@ -1,11 +1,13 @@
 """bin/train-scratch: train the World Models vision VAE, from nothing to pictures and checkpoints."""
 import argparse
+import contextlib
 import os
 import sys
 from dataclasses import fields
 
 from . import (OneLineParser, channel_list, command, fraction, non_negative_float, non_negative_int, positive_float,
-               positive_int, run)
+               positive_int, run, together, under_mpiexec)
+from .. import distributed
 from ..backend import resolve_device
 from ..runfolder import RunFolder, RunSettings
 from ..train import Trainer, TrainingStopped, say_on_stderr
@@ -30,7 +32,9 @@ def parser():
         prog="train-scratch",
         description="Train the World Models vision VAE on CarRacing frames. With no arguments: collect a small "
                     f"dataset into {DEFAULT_DATA} (what is not there yet), train {DEFAULT_TRAIN_STEPS} steps on "
-                    "the CPU into runs/default, and say where everything went; run again, it continues that run.")
+                    "the CPU into runs/default, and say where everything went; run again, it continues that run. "
+                    "Under an MPI launcher (mpiexec -n N train-scratch …) N processes train one model, each on its "
+                    "share of every batch (--device gpu: a GPU each), with the same results as one process.")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu",
                    help="cpu (NumPy), gpu (CuPy), or auto: the GPU when CuPy and a GPU are there (default cpu)")
     p.add_argument("--tf32", action="store_true",
@@ -124,35 +128,47 @@ def settings_for(args, given, folder):
 def main(argv=None):
     args = parser().parse_args(argv)
     given = explicit_options(argv)
+    world = distributed.world()                                 # the ranks, under mpiexec; else this process
     args.device = resolve_device(args.device)
     if "device" in given:
-        if given["device"] == "auto":
+        if given["device"] == "auto" and world.rank == 0:
             print(f"train-scratch: --device auto chose {args.device}")
         given["device"] = args.device
     folder = RunFolder(args.out)
     folder.check_place()
     rerun = command("train-scratch")
-    with folder.lock("train-scratch"):                          # the folder is this process's from here on
-        settings, resume, notes = settings_for(args, given, folder)
-        trainer = Trainer(settings, resume=resume, progress=not args.quiet, command=rerun,
-                          say=lambda message: say_on_stderr(message, "train-scratch"))
-        for note in notes:                                      # every check has passed: now say what goes on
-            print(f"train-scratch: {note}")
-        if trainer.replaces:
-            print(f"train-scratch: {settings.out} held a run that stopped before its first checkpoint; starting "
-                  f"anew, replacing its {', '.join(trainer.replaces)}")
+    if world.size > 1:
+        rerun = under_mpiexec(rerun, world.size)
+    gpus = []
+    if args.device == "gpu" and world.size > 1:                # a GPU per rank, picked before the model is made
+        gpus = [f"{world.size} processes, a GPU each; the sums by {world.use_gpu()[1]}"]
+    with contextlib.ExitStack() as held:
+        def prepare():
+            if world.rank == 0:                                 # the folder is this process's from here on
+                held.enter_context(folder.lock("train-scratch"))
+            settings, resume, notes = settings_for(args, given, folder)
+            trainer = Trainer(settings, resume=resume, progress=not args.quiet, command=rerun, world=world,
+                              say=lambda message: say_on_stderr(message, "train-scratch"))
+            return trainer, notes + gpus
+        # rank 0 first (it may collect the default data), then the others, which find it there; a mistake on
+        # any rank stops them all, rank 0 saying what it was
+        mine = together(world, prepare if world.rank == 0 else lambda: None)
+        trainer, notes = together(world, prepare if world.rank != 0 else lambda: mine)
+        settings = trainer.settings
+        if world.rank == 0:
+            say_what_goes_on(trainer, notes, world)
         if trainer.step == trainer.steps:
-            print(f"train-scratch: {settings.out} is already at step {trainer.step} of {trainer.steps}: nothing to "
-                  "train (give a larger --steps or --epochs to go on)")
             return 0
-        print(f"train-scratch: {trainer.model} on {trainer.n_train} training frames "
-              f"({trainer.run_json['heldout_frames']} held out) from {settings.data}; "
-              f"steps {trainer.step} → {trainer.steps}")
         try:
             trainer.run()
         except TrainingStopped as e:
-            print(f"train-scratch: {e}", file=sys.stderr)
+            if world.rank == 0 or not e.everywhere:
+                print(f"train-scratch: {e}", file=sys.stderr)
+            if not e.everywhere:                                # the others wait for this rank: end them
+                distributed.abort_others(e.exit_code)
             return e.exit_code
+    if world.rank != 0:
+        return 0
     rows = trainer.read_log()
     last = rows[-1] if rows else {}
     mse = last.get(trainer.eval_key)
@@ -164,6 +180,24 @@ def main(argv=None):
     print(f"train-scratch: wrote {settings.out}/: checkpoints/ (best.npz: the lowest {trainer.eval_key} so far), "
           "log.jsonl, reconstructions.png, samples.png, traversal.png, loss.png")
     return 0
+
+
+def say_what_goes_on(trainer, notes, world):
+    """The lines before training: what the options changed, what is replaced, and what is trained."""
+    settings = trainer.settings
+    for note in notes:                                          # every check has passed: now say what goes on
+        print(f"train-scratch: {note}")
+    if trainer.replaces:
+        print(f"train-scratch: {settings.out} held a run that stopped before its first checkpoint; starting "
+              f"anew, replacing its {', '.join(trainer.replaces)}")
+    if trainer.step == trainer.steps:
+        print(f"train-scratch: {settings.out} is already at step {trainer.step} of {trainer.steps}: nothing to "
+              "train (give a larger --steps or --epochs to go on)")
+        return
+    on = f" on {world.size} processes, each with its share of every batch" if world.size > 1 else ""
+    print(f"train-scratch: {trainer.model} on {trainer.n_train} training frames "
+          f"({trainer.run_json['heldout_frames']} held out) from {settings.data}; "
+          f"steps {trainer.step} → {trainer.steps}{on}")
 
 
 def entry():
