@@ -244,7 +244,8 @@ def world(timeout=DEFAULT_TIMEOUT):
                                      f"be imported ({e}): {MPI_HINT}") from None
             _world = World(MPI.COMM_WORLD, timeout, MPI)
             from . import threads
-            threads.set_workers(max(1, threads.CORES // _world.local_size))   # the machine's cores, shared
+            # the machine's cores shared among its ranks (a launcher that pins each rank to its own has done it)
+            threads.set_workers(max(1, min(threads.CORES, (os.cpu_count() or 1) // _world.local_size)))
         else:
             _world = World(timeout=timeout)
     return _world

@@ -302,7 +302,9 @@ def test_the_package_needs_gymnasium_only_to_collect():
     assert "gymnasium" not in requires
     assert "gymnasium[box2d]" in extras["collect"]
     assert "cupy-cuda12x" in extras["gpu"] and "cupy-cuda13x" in extras["gpu-cuda13"]
-    assert '".[collect,test]"' in open(os.path.join(ROOT, "Makefile")).read()   # what make train and make test install
+    assert "mpi4py" in extras["distributed"] and "mpi4py" not in requires
+    # what make train and make test install: the tests run the tools under mpiexec too
+    assert '".[collect,test,distributed]"' in open(os.path.join(ROOT, "Makefile")).read()
 
 
 # ---- 12. a trained model to load and draw from ------------------------------------------------------------

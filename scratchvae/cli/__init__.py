@@ -73,7 +73,8 @@ def command(prog, script=None):
 
 def under_mpiexec(command, n):
     """command (options → a shell command) started by the MPI launcher as n processes, as it was."""
-    mpiexec = shutil.which("mpiexec")
+    here = os.path.dirname(sys.executable)                  # the one the distributed extra installs, else the PATH's
+    mpiexec = shutil.which("mpiexec", path=os.pathsep.join([here, os.environ.get("PATH", "")]))
     launcher = shlex.join([shown_path(mpiexec) if mpiexec else "mpiexec", "-n", str(n)])
     return lambda options: f"{launcher} {command(options)}"
 
