@@ -104,19 +104,21 @@ class World:
         return f"World(rank {self.rank} of {self.size}, {self.local_size} on {self.host}, sums by {self.transport})"
 
     # ---- waiting, watched ------------------------------------------------------------------------
-    def watch(self, what, waited):
-        """PeerLost when a rank on this machine has ended, or the wait has lasted past the timeout."""
+    def watch(self, what, waited, timeout):
+        """PeerLost when a rank on this machine has ended, or the wait has lasted past the timeout (None: none)."""
         gone = [r for r, pid in sorted(self.peers.items()) if not alive(pid)]
         if gone:
             r = gone[0]
             raise PeerLost(f"rank {r} (process {self.peers[r]} on {self.host}) ended while rank {self.rank} "
                            f"waited for it ({what})")
-        if self.timeout and waited > self.timeout:
+        if timeout and waited > timeout:
             raise PeerLost(f"rank {self.rank} heard nothing from the other ranks for {waited:.0f} s ({what}): a "
                            "rank on another machine ended or hangs")
 
-    def wait(self, done, what):
-        """Wait until done() is true (an MPI request's Test, a GPU event's query), watching the other ranks."""
+    def wait(self, done, what, timeout=-1):
+        """Wait until done() is true (an MPI request's Test, a GPU event's query), watching the other ranks;
+        timeout: seconds (None: only the ranks' ends are watched; -1: the World's own)."""
+        timeout = self.timeout if timeout == -1 else timeout
         if done():
             return
         start = checked = time.monotonic()
@@ -127,7 +129,7 @@ class World:
             now = time.monotonic()
             if now - checked >= WATCH_EVERY:
                 checked = now
-                self.watch(what, now - start)
+                self.watch(what, now - start, timeout)
 
     # ---- collectives -----------------------------------------------------------------------------
     def allreduce(self, a, what="the gradients' sum"):
@@ -152,15 +154,15 @@ class World:
         self.wait(self.comm.Iallreduce(self.mpi.IN_PLACE, v, op=self.mpi.MAX).Test, what)
         return int(v[0])
 
-    def barrier(self, what):
+    def barrier(self, what, timeout=-1):
         if self.size > 1:
-            self.wait(self.comm.Ibarrier().Test, what)
+            self.wait(self.comm.Ibarrier().Test, what, timeout)
 
-    def gather(self, value, what):
+    def gather(self, value, what, timeout=-1):
         """Every rank's value (picklable), in rank order, on every rank; the wait watched."""
         if self.size == 1:
             return [value]
-        self.barrier(what)                                  # the watched wait; the allgather is then quick
+        self.barrier(what, timeout)                         # the watched wait; the allgather is then quick
         return self.comm.allgather(value)
 
     def wait_device(self, what):

@@ -371,3 +371,26 @@ def test_with_no_launcher_to_end_it_the_survivor_says_which_rank_ended(data, tmp
     assert "rank 1 (process" in ours[0] and "ended while rank 0 waited for it" in ours[0], err
     assert "the newest checkpoint is" in ours[0] and "Resume with: " in ours[0] and "-n 2" in ours[0], err
     assert_resumes(out)
+
+
+@pytest.mark.slow
+@needs_mpi
+def test_two_processes_collect_the_episodes_one_collects_and_resume_alike(tmp_path):
+    pytest.importorskip("gymnasium")
+    pytest.importorskip("Box2D")
+    from scratchvae.data.manifest import read_manifest
+    tool = [sys.executable, os.path.join(ROOT, "bin", "collect-rollouts"), "--episodes", "3", "--steps", "5",
+            "--workers", "1", "--quiet"]
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    assert subprocess.run([*tool, "--out", one], capture_output=True, timeout=300).returncode == 0
+    r = subprocess.run([MPIEXEC, "-n", "2", *tool, "--out", two], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.startswith("3 episodes collected (0 already there) on 2 processes"), r
+    assert sorted(read_manifest(two)) == sorted(read_manifest(one)) == [f"episode_{i:06d}.npz" for i in range(3)]
+    for name in read_manifest(one):
+        with np.load(os.path.join(one, name)) as a, np.load(os.path.join(two, name)) as b:
+            assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files), name
+    os.unlink(os.path.join(two, "episode_000001.npz"))             # as if its rank had died before writing it
+    r = subprocess.run([MPIEXEC, "-n", "2", *tool, "--out", two, "--episodes", "4"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and r.stdout.startswith("2 episodes collected (2 already there) on 2 processes"), r
+    assert sorted(read_manifest(two)) == [f"episode_{i:06d}.npz" for i in range(4)]

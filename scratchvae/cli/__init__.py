@@ -143,7 +143,7 @@ def together(w, fn):
         if w.size == 1:
             raise
         error = describe(e)
-    failed = [(r, e) for r, e in enumerate(w.gather(error, "the other ranks' start")) if e]
+    failed = [(r, e) for r, e in enumerate(w.gather(error, "the other ranks' start", timeout=None)) if e]
     if failed:
         r, message = failed[0]
         if w.rank != 0:

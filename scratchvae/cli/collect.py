@@ -1,11 +1,16 @@
 """bin/collect-rollouts: run CarRacing episodes in parallel and write one file per episode."""
 import argparse
+import contextlib
 import os
 
-from . import OneLineParser, non_negative_int, positive_int, run
+from . import OneLineParser, non_negative_int, positive_int, run, together
+from .. import distributed
 from ..data.episodes import DataError, frame_size
+from ..data.manifest import complete, read_manifest, write_manifest
 from ..data.preprocess import parse_size
-from ..data.rollouts import POLICIES, collect
+from ..data.rollouts import (ENV_ID, POLICIES, check_options, collect, jobs_for, missing_episodes, new_summary,
+                             open_folder, require_gymnasium, run_jobs)
+from ..lock import locked
 from ..vae import DEFAULT_ENCODER, encoder_min_size
 
 
@@ -27,7 +32,9 @@ def parser():
         prog="collect-rollouts",
         description="Collect CarRacing-v3 episodes as preprocessed uint8 frames with their actions, rewards and "
                     "done flags, one .npz per episode. Episode i uses seed SEED+i, so any episode can be "
-                    "regenerated; episodes already in OUT are skipped, so an interrupted run can simply be re-run.")
+                    "regenerated; episodes already in OUT are skipped, so an interrupted run can simply be re-run. "
+                    "Under an MPI launcher (mpiexec -n N collect-rollouts …) episode i is collected by process i mod N, "
+                    "each with its own --workers.")
     p.add_argument("--episodes", type=positive_int, default=20, help="number of episodes (default 20)")
     p.add_argument("--steps", type=positive_int, default=500, help="steps per episode, at most (default 500)")
     p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
@@ -44,19 +51,56 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    world = distributed.world()                         # the ranks, under mpiexec; else this process
     have = frame_size(args.out) if os.path.isdir(args.out) else None
     if have is not None and have != tuple(args.size):
         raise DataError(f"{args.out} holds {have[0]}x{have[1]} frames; --size {args.size[0]}x{args.size[1]} would "
                         "mix sizes in one folder (choose another --out)")
-    s = collect(args.out, args.episodes, args.steps, args.workers, args.policy, args.seed, args.size,
-                progress=not args.quiet)
+    if world.size == 1:
+        s = collect(args.out, args.episodes, args.steps, args.workers, args.policy, args.seed, args.size,
+                    progress=not args.quiet)
+    else:
+        s = collect_on_ranks(world, args)
+        if world.rank != 0:
+            return 0
     if not s["collected"]:
         print(f"collect-rollouts: nothing to collect: all {args.episodes} episodes are already in {args.out}")
         return 0
     fps = s["frames"] / s["seconds"] if s["seconds"] > 0 else 0.0
-    print(f"{s['collected']} episodes collected ({s['skipped']} already there), {s['frames']} frames, "
+    on = f" on {world.size} processes" if world.size > 1 else ""
+    print(f"{s['collected']} episodes collected ({s['skipped']} already there){on}, {s['frames']} frames, "
           f"{s['bytes'] / 1e6:.1f} MB, {fps:.0f} frames/s, in {args.out}")
     return 0
+
+
+def collect_on_ranks(world, args):
+    """collect() shared out by rank: rank 0 holds the folder (its lock) and checks what is in it, as one process
+    does; episode i is collected by rank i mod N; at the end rank 0 writes the one manifest (from the episode
+    files, which carry their own facts). Returns the summary of all ranks together (on rank 0)."""
+    a = args
+    with contextlib.ExitStack() as held:
+        def check():
+            check_options(a.out, a.episodes, a.steps, a.workers, a.policy, a.seed)
+            if world.rank == 0:
+                held.enter_context(locked(a.out, "collect-rollouts"))
+                open_folder(a.out, a.episodes, a.steps, a.policy, a.seed, a.size)
+            require_gymnasium()
+        together(world, check)
+        todo = missing_episodes(a.out, a.episodes)
+        mine = [i for i in todo if i % world.size == world.rank]
+        summary, records = new_summary(a.episodes, todo), complete(a.out, read_manifest(a.out))
+        if mine:
+            run_jobs(jobs_for(mine, a.steps, a.policy, a.seed, a.size, a.out), a.workers, a.out, records, summary,
+                     progress=not a.quiet and world.rank == 0, manifest=world.rank == 0)
+        # the ranks finish at their own pace: only a rank's end is watched, not how long the others take
+        parts = world.gather(summary, "the other ranks' episodes", timeout=None)
+        if world.rank == 0:
+            write_manifest(a.out, complete(a.out, read_manifest(a.out)), ENV_ID)
+    total = dict(parts[0])
+    for key in ("collected", "frames", "bytes"):
+        total[key] = sum(p[key] for p in parts)
+    total["seconds"] = max(p["seconds"] for p in parts)
+    return total
 
 
 def entry():

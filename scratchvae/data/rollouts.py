@@ -111,10 +111,8 @@ def missing_episodes(out, episodes):
     return [i for i in range(episodes) if not os.path.exists(os.path.join(out, episode_name(i)))]
 
 
-def collect(out, episodes, steps, workers=1, policy="brownian", seed=0, size=(64, 64), progress=True):
-    """Collect the episodes 0..episodes−1 that are not in `out` yet, after checking that those already
-    there were collected with these options. Returns a summary dict (collected 0 when every one is
-    there already: nothing to do)."""
+def check_options(out, episodes, steps, workers, policy, seed):
+    """The options of a collection, each in its range (a ValueError naming the first that is not)."""
     if episodes < 1 or steps < 1 or workers < 1:
         raise ValueError(f"episodes, steps and workers must be at least 1, got {episodes}, {steps}, {workers}")
     if seed < 0:
@@ -123,30 +121,51 @@ def collect(out, episodes, steps, workers=1, policy="brownian", seed=0, size=(64
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     if os.path.exists(out) and not os.path.isdir(out):
         raise NotADirectoryError(f"--out {out} is a file; expected a folder for episode files")
+
+
+def open_folder(out, episodes, steps, policy, seed, size):
+    """With the folder's lock held: a killed collection's temporary files removed, and the episodes already
+    there checked against what is asked for now. Returns (the manifest's records, the folder's records)."""
+    remove_temporaries(out)                         # a killed collection's episode or manifest
+    listed = read_manifest(out)
+    records = complete(out, listed)
+    check_request(out, records, episodes, seed, policy, steps, size)
+    return listed, records
+
+
+def new_summary(episodes, todo):
+    return dict(requested=episodes, skipped=episodes - len(todo), collected=0, frames=0, bytes=0, seconds=0.0)
+
+
+def collect(out, episodes, steps, workers=1, policy="brownian", seed=0, size=(64, 64), progress=True):
+    """Collect the episodes 0..episodes−1 that are not in `out` yet, after checking that those already
+    there were collected with these options. Returns a summary dict (collected 0 when every one is
+    there already: nothing to do)."""
+    check_options(out, episodes, steps, workers, policy, seed)
     with locked(out, "collect-rollouts"):
-        remove_temporaries(out)                     # a killed collection's episode or manifest
-        listed = read_manifest(out)
-        records = complete(out, listed)
-        check_request(out, records, episodes, seed, policy, steps, size)
+        listed, records = open_folder(out, episodes, steps, policy, seed, size)
         todo = missing_episodes(out, episodes)
-        summary = dict(requested=episodes, skipped=episodes - len(todo), collected=0, frames=0, bytes=0,
-                       seconds=0.0)
+        summary = new_summary(episodes, todo)
         if not todo:
             if records != listed:
                 write_manifest(out, records, ENV_ID)
             return summary
         require_gymnasium()                         # here, not in each worker: one line, before any work
-        jobs = [(i, seed + i, steps, policy, tuple(size), out) for i in todo]
         try:
-            _run(jobs, workers, out, records, summary, progress)
+            run_jobs(jobs_for(todo, steps, policy, seed, size, out), workers, out, records, summary, progress)
         finally:
             write_manifest(out, records, ENV_ID)
         return summary
 
 
-def _run(jobs, workers, out, records, summary, progress):
-    """Run the jobs in a pool, filling records (written to the manifest every MANIFEST_EVERY seconds)
-    and the summary as episodes arrive."""
+def jobs_for(todo, steps, policy, seed, size, out):
+    """One job per episode number: (index, its seed, steps, policy, size, folder)."""
+    return [(i, seed + i, steps, policy, tuple(size), out) for i in todo]
+
+
+def run_jobs(jobs, workers, out, records, summary, progress, manifest=True):
+    """Run the jobs in a pool, filling records (written to the manifest every MANIFEST_EVERY seconds, when
+    `manifest`: the one process that writes it) and the summary as episodes arrive."""
     t0 = last = time.perf_counter()
     bar = progress_bar(len(jobs), "collecting", "ep", enabled=progress)
     pool = None
@@ -163,7 +182,7 @@ def _run(jobs, workers, out, records, summary, progress):
             summary["bytes"] += nbytes
             bar.update(1)
             bar.set_postfix(frames=summary["frames"], fps=f"{summary['frames'] / (time.perf_counter() - t0):.0f}")
-            if time.perf_counter() - last >= MANIFEST_EVERY:
+            if manifest and time.perf_counter() - last >= MANIFEST_EVERY:
                 write_manifest(out, records, ENV_ID)
                 last = time.perf_counter()
         if pool:
