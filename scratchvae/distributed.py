@@ -93,6 +93,7 @@ class World:
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.local_rank, self.local_size, self.peers = 0, 1, {}
         self.gpu_sum = None                             # NcclSum once use_gpu() found NCCL usable
+        self.sum_seconds = 0.0                          # time spent in allreduce (the sum, and waiting for it)
         self.transport = "none" if self.size == 1 else "MPI"
         if self.size > 1:
             node = comm.Split_type(mpi.COMM_TYPE_SHARED)   # the ranks on this machine
@@ -137,13 +138,15 @@ class World:
         On a GPU with NCCL the sum is queued on the current stream; otherwise it is done on return."""
         if self.size == 1:
             return a
+        t = time.perf_counter()
         if is_gpu_array(a) and self.gpu_sum is not None:
             self.gpu_sum(a)
-            return a
-        host = to_numpy(a) if is_gpu_array(a) else a        # a GPU array without NCCL: through the host
-        self.wait(self.comm.Iallreduce(self.mpi.IN_PLACE, host, op=self.mpi.SUM).Test, what)
-        if host is not a:
-            a.set(host)
+        else:
+            host = to_numpy(a) if is_gpu_array(a) else a    # a GPU array without NCCL: through the host
+            self.wait(self.comm.Iallreduce(self.mpi.IN_PLACE, host, op=self.mpi.SUM).Test, what)
+            if host is not a:
+                a.set(host)
+        self.sum_seconds += time.perf_counter() - t
         return a
 
     def any(self, value, what="whether to stop"):

@@ -399,6 +399,9 @@ class Trainer:
         row = {"step": self.step, "time": round(time.time(), 3),
                **{k: float(v) for k, v in zip(LOSS_KEYS, values.mean(axis=0))},
                "images_per_s": self._images / max(now - self._t_log, 1e-9)}
+        if self.world.size > 1:             # this rank's share of the time in the sums (with waiting for the others)
+            row["allreduce_share"] = self.world.sum_seconds / max(now - self._t_log, 1e-9)
+            self.world.sum_seconds = 0.0
         self._t_log, self._images = now, 0
         if not self.writer:
             return row
