@@ -205,6 +205,11 @@ class World:
                 nccl = None
         own = self.local_size <= cards
         have = nccl is not None and getattr(nccl, "available", True)
+        if have:
+            try:
+                nccl.get_version()                          # its library loads (a CuPy wheel may lack it)
+            except Exception:
+                have = False
         if self.comm.allreduce(int(own and have), op=self.mpi.MIN):
             self.gpu_sum, self.transport = NcclSum(self, nccl, cupy), "NCCL"
             return device, "NCCL, one card per rank"

@@ -146,6 +146,9 @@ class FakeNccl:
     def get_unique_id(self):
         return (1, 2, 3)
 
+    def get_version(self):
+        return 22000
+
 
 class FakeCupy:
     """What use_gpu and NcclSum ask of CuPy: the number of cards, the current device and stream."""
@@ -394,3 +397,43 @@ def test_two_processes_collect_the_episodes_one_collects_and_resume_alike(tmp_pa
                        timeout=300)
     assert r.returncode == 0 and r.stdout.startswith("2 episodes collected (2 already there) on 2 processes"), r
     assert sorted(read_manifest(two)) == [f"episode_{i:06d}.npz" for i in range(4)]
+
+
+@pytest.mark.slow
+@needs_mpi
+def test_ctrl_c_to_the_launcher_stops_every_rank_at_one_step_with_a_checkpoint(data, tmp_path):
+    """The launcher passes SIGINT on; the ranks hear it at different steps, agree at the next log row, and stop
+    there together: rank 0 writes that step's checkpoint and prints the command that resumes (under mpiexec)."""
+    out = str(tmp_path / "run")
+    cmd = [MPIEXEC, "-n", "2", sys.executable, os.path.join(ROOT, "bin", "train-scratch"), "--data", data, "--out",
+           out, "--steps", "100000", *SETTINGS]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rows = os.path.join(out, "log.jsonl")
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (os.path.exists(rows) and os.path.getsize(rows)):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    stopped = [line for line in err.splitlines() if "stopped by SIGINT after step" in line]
+    assert len(stopped) == 1 and "-n 2" in stopped[0] and "--resume --out" in stopped[0], err
+    step = int(stopped[0].split("after step ")[1].split(";")[0])
+    from scratchvae.runfolder import RunFolder
+    assert RunFolder(out).checkpoints()[-1][0] == step and log(out)[-1]["step"] == step
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@needs_mpi
+def test_two_processes_on_one_gpu_train_what_one_trains(data, tmp_path):
+    """Two ranks on one card: the sum goes through the host (NCCL needs a card per rank), and the run is the
+    one-process GPU run to rounding (float64)."""
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    args = ["--data", data, "--steps", "7", "--dtype", "float64", "--device", "gpu", *SETTINGS]
+    r1 = train(0, "--out", one, *args)
+    r2 = train(2, "--out", two, *args)
+    assert r1.returncode == 0 and r2.returncode == 0, (r1.stderr, r2.stderr)
+    import cupy
+    if cupy.cuda.runtime.getDeviceCount() == 1:
+        assert "the sums by MPI through the host (2 ranks share 1 card(s)" in r2.stdout, r2.stdout
+    assert_same_run(one, two, 7, rtol=1e-12)

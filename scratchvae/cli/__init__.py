@@ -132,6 +132,13 @@ def channel_list(text):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def one_voice(world):
+    """Under mpiexec only rank 0 speaks: the other ranks' warnings (the same, about the same files) are not shown."""
+    if world.rank != 0:
+        import warnings
+        warnings.simplefilter("ignore")
+
+
 def together(w, fn):
     """fn() on every rank, then agree: when it raised an expected error (ValueError, OSError, …) on any rank,
     every rank raises, rank 0 the first failure (named by its rank when another's), the others ElsewhereFailed.

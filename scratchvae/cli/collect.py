@@ -3,7 +3,7 @@ import argparse
 import contextlib
 import os
 
-from . import OneLineParser, non_negative_int, positive_int, run, together
+from . import OneLineParser, non_negative_int, positive_int, one_voice, run, together
 from .. import distributed
 from ..data.episodes import DataError, frame_size
 from ..data.manifest import complete, read_manifest, write_manifest
@@ -52,6 +52,7 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     world = distributed.world()                         # the ranks, under mpiexec; else this process
+    one_voice(world)
     have = frame_size(args.out) if os.path.isdir(args.out) else None
     if have is not None and have != tuple(args.size):
         raise DataError(f"{args.out} holds {have[0]}x{have[1]} frames; --size {args.size[0]}x{args.size[1]} would "

@@ -6,7 +6,7 @@ import sys
 from dataclasses import fields
 
 from . import (OneLineParser, channel_list, command, fraction, non_negative_float, non_negative_int, positive_float,
-               positive_int, run, together, under_mpiexec)
+               positive_int, one_voice, run, together, under_mpiexec)
 from .. import distributed
 from ..backend import resolve_device
 from ..runfolder import RunFolder, RunSettings
@@ -129,6 +129,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     given = explicit_options(argv)
     world = distributed.world()                                 # the ranks, under mpiexec; else this process
+    one_voice(world)
     args.device = resolve_device(args.device)
     if "device" in given:
         if given["device"] == "auto" and world.rank == 0:
