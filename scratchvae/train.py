@@ -9,6 +9,10 @@ and Adam's state, so a resumed run is bit-identical to one that never stopped.
 
 Inside a step nothing is read back from the device: the step's losses go into a small
 device-side buffer, which is read every log_every steps (where a NaN is found and named).
+
+Under mpiexec several processes (ranks) train one model: each step's batch is the one a single
+process would take, every rank trains on its shard of it, and one sum of the gradients joins
+them (Trainer._shard_step; scratchvae/distributed.py). Rank 0 alone writes the run folder.
 """
 import contextlib
 import hashlib
