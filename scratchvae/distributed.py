@@ -35,7 +35,8 @@ import numpy as np
 
 from .backend import address, is_gpu_array, to_numpy
 
-SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")          # what Open MPI's and Hydra's (MPICH, Intel) launchers set
+# what the launchers set: Open MPI's mpirun, Hydra's mpiexec (MPICH, Intel MPI), Slurm's srun
+SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS")
 WATCH_EVERY = 0.5                                          # seconds between looks at the other ranks while waiting
 DEFAULT_TIMEOUT = 900.0                                    # seconds a wait may last (a checkpoint, an evaluation)
 MPI_HINT = 'pip install -e ".[distributed]" (mpi4py, and Intel\'s MPI runtime with its mpiexec)'
@@ -252,6 +253,12 @@ def world(timeout=DEFAULT_TIMEOUT):
             except ImportError as e:
                 raise MissingMPI(f"started by an MPI launcher as {launched_size()} processes, but mpi4py cannot "
                                      f"be imported ({e}): {MPI_HINT}") from None
+            if MPI.COMM_WORLD.Get_size() != launched_size():
+                library = MPI.Get_library_version().splitlines()[0].strip()
+                raise MissingMPI(f"the launcher started {launched_size()} processes, but MPI sees "
+                                 f"{MPI.COMM_WORLD.Get_size()}: the MPI that mpi4py loads ({library}) is not the "
+                                 "launcher's; start the job with that MPI's mpiexec, or build mpi4py against the "
+                                 "launcher's MPI")
             _world = World(MPI.COMM_WORLD, timeout, MPI)
             from . import threads
             # the machine's cores shared among its ranks (a launcher that pins each rank to its own has done it)

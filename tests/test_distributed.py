@@ -437,3 +437,26 @@ def test_two_processes_on_one_gpu_train_what_one_trains(data, tmp_path):
     if cupy.cuda.runtime.getDeviceCount() == 1:
         assert "the sums by MPI through the host (2 ranks share 1 card(s)" in r2.stdout, r2.stdout
     assert_same_run(one, two, 7, rtol=1e-12)
+
+
+def test_started_as_several_processes_without_mpi4py_says_how_to_install_it(tmp_path, data):
+    """A launcher's variables but no mpi4py (a package that cannot be imported stands in): one line, exit 2."""
+    fake = tmp_path / "fake" / "mpi4py"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no MPI here')\n")
+    env = {**os.environ, "PMI_SIZE": "2", "PYTHONPATH": str(tmp_path / "fake")}
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bin", "train-scratch"), "--data", data, "--out",
+                        str(tmp_path / "run"), "--steps", "2"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "started by an MPI launcher as 2 processes, but mpi4py cannot be imported (no MPI here)" in r.stderr
+    assert 'pip install -e ".[distributed]"' in r.stderr
+
+
+@needs_mpi
+def test_a_launcher_whose_mpi_is_not_mpi4pys_is_named(tmp_path, data):
+    """The launcher says 3 processes, MPI sees 1 (here: no launcher at all, only its variable): one line."""
+    env = {**os.environ, "PMI_SIZE": "3"}
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bin", "train-scratch"), "--data", data, "--out",
+                        str(tmp_path / "run"), "--steps", "2"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "the launcher started 3 processes, but MPI sees 1" in r.stderr
