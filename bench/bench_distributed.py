@@ -3,7 +3,8 @@ same sum costs on 1 … 64 GPUs, on paper.
 
     python bench/bench_distributed.py [--batch 100] [--steps 40] [--processes 1,2]
 
-Measured: bin/train-scratch with the default model (4,348,547 parameters, float32) on synthetic episodes,
+Measured: the sum alone (World.allreduce over the 17.4 MB gradient buffer on 2 processes, against MPI's own
+blocking Allreduce of the same buffer in the same run); then bin/train-scratch with the default model (4,348,547 parameters, float32) on synthetic episodes,
 plainly for N = 1 and under mpiexec -n N for the others, reading images/s and allreduce_share (rank 0's
 time in the sum, waiting for the other ranks included) from its log; the first log row, which holds the
 start, is left out. The global batch is the same for every N (each rank takes B/N images). Ratios are
@@ -27,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -67,6 +69,26 @@ def measure(n, data, out, batch, steps, mpiexec):
             float(np.mean([r.get("allreduce_share", 0.0) for r in rows])))
 
 
+def sum_alone(repeats=20):
+    """Child of mpiexec -n 2: median ms of World.allreduce (polled, watched) and of a blocking Allreduce."""
+    from mpi4py import MPI
+    from scratchvae import distributed
+    w = distributed.world()
+    a = np.ones(VAE(seed=0).num_params(), np.float32)
+    out = {}
+    for name, run in (("blocking", lambda: w.comm.Allreduce(MPI.IN_PLACE, a, op=MPI.SUM)),
+                      ("scratchvae", lambda: w.allreduce(a))):
+        times = []
+        for _ in range(repeats):
+            w.comm.Barrier()
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+        out[name] = 1000 * float(np.median(times))
+    if w.rank == 0:
+        print(json.dumps(out))
+
+
 def cost_model(params):
     size = 4 * params                                           # float32 gradients, bytes
     (b1, t1), (b2, t2) = sorted(H200_STEP.items())
@@ -97,13 +119,24 @@ def main():
     p.add_argument("--batch", type=int, default=100, help="the global batch (default 100)")
     p.add_argument("--steps", type=int, default=40, help="steps a run (default 40)")
     p.add_argument("--processes", default="1,2", help="the Ns to run (default 1,2)")
+    p.add_argument("--sum-alone", action="store_true", help=argparse.SUPPRESS)     # the child of the first part
     a = p.parse_args()
+    if a.sum_alone:
+        return sum_alone()
     mpiexec = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]))
     ns = [int(v) for v in a.processes.split(",")]
     if any(n > 1 for n in ns) and mpiexec is None:
         raise SystemExit('bench: no mpiexec: pip install -e ".[distributed]"')
     print(f"measured here: {os.cpu_count()} CPU cores, default model, float32, global batch {a.batch}, "
           f"{a.steps} steps a run")
+    if mpiexec is not None:
+        r = subprocess.run([mpiexec, "-n", "2", sys.executable, os.path.abspath(__file__), "--sum-alone"],
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise SystemExit(f"bench: the sum alone failed: {r.stderr.strip()}")
+        ms = json.loads(r.stdout.strip().splitlines()[-1])
+        print(f"the sum alone on 2 processes, 17.4 MB: World.allreduce {ms['scratchvae']:.2f} ms, MPI's blocking "
+              f"Allreduce {ms['blocking']:.2f} ms (ratio {ms['blocking'] / ms['scratchvae']:.2f}); medians of 20")
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data")
         os.makedirs(data)
