@@ -460,3 +460,58 @@ def test_a_launcher_whose_mpi_is_not_mpi4pys_is_named(tmp_path, data):
                         str(tmp_path / "run"), "--steps", "2"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "the launcher started 3 processes, but MPI sees 1" in r.stderr
+
+
+def mpmd(*per_rank):
+    """mpiexec with one command per rank (MPI's 'A : B' form): each rank given its own options."""
+    tool = [sys.executable, os.path.join(ROOT, "bin", "train-scratch")]
+    cmd = [MPIEXEC]
+    for i, args in enumerate(per_rank):
+        cmd += ([":"] if i else []) + ["-n", "1", *tool, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+@needs_mpi
+def test_a_mistake_on_another_rank_is_said_once_by_rank_0_naming_it(data, tmp_path):
+    out = str(tmp_path / "run")
+    r = mpmd(["--data", data, "--out", out, "--steps", "3", *SETTINGS],
+             ["--data", str(tmp_path / "nowhere"), "--out", out, "--steps", "3", *SETTINGS])
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"train-scratch: error: rank 1: data folder {tmp_path / 'nowhere'} does "
+                                             "not exist (collect one with collect-rollouts)"], r.stderr
+
+
+@pytest.mark.slow
+@needs_mpi
+def test_ranks_started_for_different_runs_are_refused_and_a_copy_of_the_data_is_not_a_difference(data, tmp_path):
+    out = str(tmp_path / "run")
+    r = mpmd(["--data", data, "--out", out, "--steps", "3", *SETTINGS],
+             ["--data", data, "--out", out, "--steps", "3", *SETTINGS, "--lr", "0.002"])
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["train-scratch: error: rank 1 would train another run than rank 0: lr "
+                                             "0.002 (rank 0: 0.001); start every process with the same options (and "
+                                             "data holding the same episodes)"], r.stderr
+    copy = shutil.copytree(data, str(tmp_path / "copy"))       # each machine may keep the episodes elsewhere
+    r = mpmd(["--data", data, "--out", out, "--steps", "3", *SETTINGS],
+             ["--data", copy, "--out", out, "--steps", "3", *SETTINGS])
+    assert r.returncode == 0, r.stderr
+
+
+class TwoRanksDisagreeing:
+    """Rank 0 of two, whose partner reports other parameters at the checkpoint's check."""
+    rank, size = 0, 2
+
+    def gather(self, value, what, timeout=-1):
+        return [value, "another digest"]
+
+
+def test_a_checkpoint_is_refused_when_the_ranks_hold_different_parameters(data, tmp_path):
+    from scratchvae.runfolder import RunSettings
+    from scratchvae.train import Trainer, TrainingStopped
+    out = str(tmp_path / "run")
+    t = Trainer(RunSettings(data=data, out=out, steps=3, batch_size=8, **SMALL), progress=False,
+                world=TwoRanksDisagreeing())
+    with pytest.raises(TrainingStopped, match="the 2 processes hold different parameters after step 0") as e:
+        t._save()
+    assert e.value.everywhere and not os.path.exists(os.path.join(out, "checkpoints"))

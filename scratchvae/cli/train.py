@@ -155,6 +155,9 @@ def main(argv=None):
         # any rank stops them all, rank 0 saying what it was
         mine = together(world, prepare if world.rank == 0 else lambda: None)
         trainer, notes = together(world, prepare if world.rank != 0 else lambda: mine)
+        if world.size > 1:
+            seen = world.gather(what_is_trained(trainer), "the ranks' settings", timeout=None)
+            together(world, lambda: same_run_everywhere(seen))
         settings = trainer.settings
         if world.rank == 0:
             say_what_goes_on(trainer, notes, world)
@@ -181,6 +184,23 @@ def main(argv=None):
     print(f"train-scratch: wrote {settings.out}/: checkpoints/ (best.npz: the lowest {trainer.eval_key} so far), "
           "log.jsonl, reconstructions.png, samples.png, traversal.png, loss.png")
     return 0
+
+
+def what_is_trained(trainer):
+    """What every rank of a job must agree on: the run's settings (the data folder's place aside: each machine
+    may keep its own copy), the data's fingerprint, the step it starts from and the step it ends at."""
+    return {**{k: v for k, v in trainer.run_json.items() if k != "data"}, "start": trainer.step,
+            "out": os.path.abspath(trainer.settings.out)}
+
+
+def same_run_everywhere(seen):
+    """ValueError naming the first rank whose run is not rank 0's, and each difference."""
+    for rank, theirs in enumerate(seen[1:], 1):
+        diff = [f"{k} {theirs.get(k)} (rank 0: {seen[0].get(k)})" for k in sorted(seen[0].keys() | theirs.keys())
+                if theirs.get(k) != seen[0].get(k)]
+        if diff:
+            raise ValueError(f"rank {rank} would train another run than rank 0: {'; '.join(diff)}; start every "
+                             "process with the same options (and data holding the same episodes)")
 
 
 def say_what_goes_on(trainer, notes, world):
