@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 from scratchvae import VAE  # noqa: E402
+from scratchvae.distributed import find_mpiexec  # noqa: E402
 from scratchvae.data.episodes import episode_name, write_episode  # noqa: E402
 
 # the H200's fp32 step, queued as training runs it (ms at 100 and at 1000 images)
@@ -123,7 +123,7 @@ def main():
     a = p.parse_args()
     if a.sum_alone:
         return sum_alone()
-    mpiexec = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]))
+    mpiexec = find_mpiexec()
     ns = [int(v) for v in a.processes.split(",")]
     if any(n > 1 for n in ns) and mpiexec is None:
         raise SystemExit('bench: no mpiexec: pip install -e ".[distributed]"')

@@ -28,7 +28,9 @@ Without a launcher (or with one process) world() is a World of one, whose every 
 and mpi4py is not imported.
 """
 import os
+import shutil
 import socket
+import sys
 import time
 
 import numpy as np
@@ -61,6 +63,11 @@ def launched_size(env=None):
         if env.get(var, "").isdigit():
             return int(env[var])
     return 1
+
+
+def find_mpiexec():
+    """The path of the mpiexec the distributed extra installs beside this Python, else the PATH's; None if neither."""
+    return shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
 
 
 def shard(n, rank, size):

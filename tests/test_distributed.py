@@ -18,7 +18,7 @@ from scratchvae.distributed import NcclSum, PeerLost, World, shard
 
 from runs import ROOT, SMALL, tiny_data
 
-MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
+MPIEXEC = distributed.find_mpiexec()
 needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason='no mpiexec: pip install -e ".[distributed]" (make test does)')
 
 

@@ -3,7 +3,6 @@ import argparse
 import math
 import os
 import shlex
-import shutil
 import sys
 
 from .. import distributed, threads
@@ -73,8 +72,7 @@ def command(prog, script=None):
 
 def under_mpiexec(command, n):
     """command (options → a shell command) started by the MPI launcher as n processes, as it was."""
-    here = os.path.dirname(sys.executable)                  # the one the distributed extra installs, else the PATH's
-    mpiexec = shutil.which("mpiexec", path=os.pathsep.join([here, os.environ.get("PATH", "")]))
+    mpiexec = distributed.find_mpiexec()
     launcher = shlex.join([shown_path(mpiexec) if mpiexec else "mpiexec", "-n", str(n)])
     return lambda options: f"{launcher} {command(options)}"
 

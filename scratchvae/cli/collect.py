@@ -6,7 +6,7 @@ import os
 from . import OneLineParser, non_negative_int, positive_int, one_voice, run, together
 from .. import distributed
 from ..data.episodes import DataError, frame_size
-from ..data.manifest import complete, read_manifest, write_manifest
+from ..data.manifest import complete, write_manifest
 from ..data.preprocess import parse_size
 from ..data.rollouts import (ENV_ID, POLICIES, check_options, collect, jobs_for, missing_episodes, new_summary,
                              open_folder, require_gymnasium, run_jobs)
@@ -80,23 +80,25 @@ def collect_on_ranks(world, args):
     files, which carry their own facts). Returns the summary of all ranks together (on rank 0)."""
     a = args
     with contextlib.ExitStack() as held:
-        def check():
+        def check():                                    # rank 0: the folder's records (the others keep none)
             check_options(a.out, a.episodes, a.steps, a.workers, a.policy, a.seed)
+            records = {}
             if world.rank == 0:
                 held.enter_context(locked(a.out, "collect-rollouts"))
-                open_folder(a.out, a.episodes, a.steps, a.policy, a.seed, a.size)
+                records = open_folder(a.out, a.episodes, a.steps, a.policy, a.seed, a.size)[1]
             require_gymnasium()
-        together(world, check)
+            return records
+        records = together(world, check)
         todo = missing_episodes(a.out, a.episodes)
         mine = [i for i in todo if i % world.size == world.rank]
-        summary, records = new_summary(a.episodes, todo), complete(a.out, read_manifest(a.out))
+        summary = new_summary(a.episodes, todo)
         if mine:
             run_jobs(jobs_for(mine, a.steps, a.policy, a.seed, a.size, a.out), a.workers, a.out, records, summary,
                      progress=not a.quiet and world.rank == 0, manifest=world.rank == 0)
         # the ranks finish at their own pace: only a rank's end is watched, not how long the others take
         parts = world.gather(summary, "the other ranks' episodes", timeout=None)
-        if world.rank == 0:
-            write_manifest(a.out, complete(a.out, read_manifest(a.out)), ENV_ID)
+        if world.rank == 0:                             # its own records, and the other ranks' from their files
+            write_manifest(a.out, complete(a.out, records), ENV_ID)
     total = dict(parts[0])
     for key in ("collected", "frames", "bytes"):
         total[key] = sum(p[key] for p in parts)
