@@ -74,8 +74,8 @@ def read_codes(path, latent_dim):
     return z[:64]
 
 
-def run_frames(ck):
-    """(frames, source) of the run's own pictures, drawn as training draws them: the held-out frames of the
+def run_frames(ck, n=64):
+    """(frames, source) of the run's own pictures, drawn as training draws them: n held-out frames of the
     data folder the checkpoint records, when it is still there with the same episodes; else (None, why)."""
     s = ck.meta.get("settings", {})
     if not s.get("data"):
@@ -89,7 +89,7 @@ def run_frames(ck):
     if s.get("data_fingerprint") not in (None, data.fingerprint):
         return None, f"{s['data']} no longer holds the episodes the run was trained on"
     split = "heldout" if data.num_frames("heldout") else "train"
-    return data.spread(64, split), ("held-out frames" if split == "heldout" else "training frames (nothing held out)")
+    return data.spread(n, split), ("held-out frames" if split == "heldout" else "training frames (nothing held out)")
 
 
 def run_log(ck):
