@@ -152,10 +152,13 @@ def test_the_readme_examples_run(tmp_path, monkeypatch):
 
 def test_training_page_shows_every_tools_options_from_its_parser():
     text = open(os.path.join(sync.DOCS, "training.md"), encoding="utf-8").read()
-    for module, prog in (("scratchvae.cli.collect", "collect-rollouts"), ("scratchvae.cli.train", "train-scratch"),
-                         ("scratchvae.cli.encode", "encode-latents"), ("scratchvae.cli.sample", "sample")):
-        assert f"<!-- options {module} -->" in text, f"docs/training.md does not show {prog}'s options"
+    tools = sorted(name[:-3] for name in os.listdir(os.path.join(sync.ROOT, "scratchvae", "cli"))
+                   if name.endswith(".py") and name != "__init__.py")
+    assert len(tools) >= 5                                      # collect, encode, explore, sample, train, …
+    for module in (f"scratchvae.cli.{tool}" for tool in tools):
         parser = importlib.import_module(module).parser()
+        prog = parser.prog
+        assert f"<!-- options {module} -->" in text, f"docs/training.md does not show {prog}'s options"
         shown = sync.OPTIONS.search(text[text.index(f"<!-- options {module} -->"):]).group("body")
         assert shown.startswith(f"```\n{prog}")
         for action in parser._actions:
