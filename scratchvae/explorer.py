@@ -17,6 +17,7 @@ import numpy as np
 
 from .backend import to_numpy
 from .data.dataset import to_model_input
+from .losses import kl_per_dim
 from .pictures import to_uint8
 
 LIMIT = 100.0           # |z_d| a code may have: far past anything the prior (σ = 1) or an encoder gives
@@ -39,12 +40,6 @@ def png_url(image):
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def kl_per_dim(mu, logvar):
-    """(D,) mean over the rows of KL(N(μ, σ²) ‖ N(0, 1)) per dimension, in nats (float64 on the host)."""
-    mu, logvar = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)    # (N, D) each
-    return (-0.5 * (1 + logvar - mu ** 2 - np.exp(logvar))).mean(axis=0)       # (D,)
 
 
 class Explorer:

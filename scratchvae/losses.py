@@ -21,7 +21,9 @@ gradients at mu and logvar). On the CPU each is the plain functions above, line 
 the GPU each is one or two kernels (scratchvae/cuda.py) that read every number once, in the
 order it lies in memory.
 """
-from .backend import in_memory_order, is_gpu_array, xp_of
+import numpy as np
+
+from .backend import in_memory_order, is_gpu_array, to_numpy, xp_of
 from .elementwise import sigmoid, softplus
 
 RECON_KINDS = ("mse", "bernoulli")
@@ -52,6 +54,14 @@ def kl_per_image(mu, logvar):
     computed as ½ Σ_d (mu² + exp(logvar) − 1 − logvar), the same sum with the signs inside. (N,)"""
     xp = xp_of(mu)
     return 0.5 * (mu * mu + xp.exp(logvar) - 1 - logvar).sum(axis=1)
+
+
+def kl_per_dim(mu, logvar):
+    """The same KL split by latent dimension and averaged over the images: (1/N) Σ_n ½ (mu² + exp(logvar) − 1 −
+    logvar), float64 (D,) on the host. Which dimensions the model uses: those far above 0 (the pictures' traversal,
+    bin/explore's sliders)."""
+    mu, logvar = np.asarray(to_numpy(mu), np.float64), np.asarray(to_numpy(logvar), np.float64)   # (N, D) each
+    return 0.5 * (mu * mu + np.exp(logvar) - 1 - logvar).mean(axis=0)                              # (D,)
 
 
 def kl_grads(mu, logvar):

@@ -13,6 +13,7 @@ from matplotlib.ticker import MaxNLocator, NullLocator
 
 from .atomic import atomic_write
 from .backend import to_numpy
+from .losses import kl_per_dim
 
 PAD = 2                                                             # white pixels between tiles
 
@@ -93,8 +94,7 @@ def traversal_figure(model, x, step, dims=None, n_dims=6, steps=9, span=3.0):
     By default the dimensions are those with the largest mean KL on x: the ones the model uses."""
     mu, logvar = (to_numpy(a) for a in model.encode(x))
     if dims is None:
-        kl = (-0.5 * (1 + logvar - mu ** 2 - np.exp(logvar))).mean(axis=0)
-        dims = np.argsort(kl)[::-1][:n_dims]
+        dims = np.argsort(kl_per_dim(mu, logvar))[::-1][:n_dims]
     base = mu[len(mu) // 2]
     values = np.linspace(-span, span, steps)
     zs = np.repeat(base[None], len(dims) * steps, axis=0)

@@ -23,7 +23,8 @@ from runs import FAST, ROOT, tiny_data
 
 from scratchvae.cli.train import main as train_main
 from scratchvae.data.dataset import to_model_input
-from scratchvae.explorer import BadRequest, Explorer, kl_per_dim
+from scratchvae.explorer import BadRequest, Explorer
+from scratchvae.losses import kl_per_dim
 from scratchvae.pictures import to_uint8
 from scratchvae.runfolder import load
 
