@@ -19,6 +19,9 @@ from scratchvae.distributed import NcclSum, PeerLost, World, shard
 from runs import ROOT, SMALL, tiny_data
 
 MPIEXEC = distributed.find_mpiexec()
+# Open MPI's mpiexec refuses root (a container's usual user) without these; other MPIs ignore them
+os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
 needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason='no mpiexec: pip install -e ".[distributed]" (make test does)')
 
 
