@@ -33,7 +33,6 @@ PAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 FILES = {"/": ("explore.html", "text/html; charset=utf-8"),
          "/explore.js": ("explore.js", "text/javascript; charset=utf-8"),
          "/explore.css": ("explore.css", "text/css; charset=utf-8")}
-ROUTES = ("/api/info", "/api/frame", "/api/sample", "/api/decode")
 MAX_BODY = 16 * 1024                    # a code of 32 numbers is under 1 kB of JSON
 # the page may load its own files and data: images, nothing from anywhere else
 POLICY = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
@@ -88,14 +87,15 @@ def read_code(handler):
         raise Refused(411, "expected a Content-Length header with the body's size")
     if not (size.isascii() and size.isdigit()):
         raise Refused(400, f"expected Content-Length: a number of bytes, got {short(size)}")
-    if int(size) > MAX_BODY:
-        raise Refused(413, f"expected a body of at most {MAX_BODY} bytes, got {int(size)}")
+    n = int(size)
+    if n > MAX_BODY:
+        raise Refused(413, f"expected a body of at most {MAX_BODY} bytes, got {n}")
     try:
-        body = handler.rfile.read(int(size))
+        body = handler.rfile.read(n)
     except TimeoutError:
-        raise Refused(408, f"expected a body of {int(size)} bytes within {handler.timeout} s; it did not come") from None
-    if len(body) < int(size):
-        raise Refused(400, f"the body ended after {len(body)} of its {int(size)} bytes")
+        raise Refused(408, f"expected a body of {n} bytes within {handler.timeout} s; it did not come") from None
+    if len(body) < n:
+        raise Refused(400, f"the body ended after {len(body)} of its {n} bytes")
 
     def no_constant(name):                                  # NaN, Infinity: JSON has no such numbers
         raise ValueError(f"{name} is not a JSON number")
@@ -109,7 +109,8 @@ def read_code(handler):
 
 
 class Handler(BaseHTTPRequestHandler):
-    """One request: a page file, or a question for the Explorer (the class attribute `explorer`)."""
+    """One request: a page file, or a question for the Explorer (the class attribute `explorer`); `routes`, at
+    the end, says which method each path takes and what answers it."""
     explorer = None             # set by make_server on a subclass, with `about` and `files`
     protocol_version = "HTTP/1.1"
     server_version = "scratchvae-explore"
@@ -135,14 +136,15 @@ class Handler(BaseHTTPRequestHandler):
         try:
             self.check_host()
             url = urlsplit(self.path)
-            ask = dict(GET=self.get, HEAD=self.get, POST=self.post).get(self.command)
-            if url.path not in FILES and url.path not in ROUTES:
-                raise Refused(404, f"no page {short(url.path)}: the page is /, its questions {', '.join(ROUTES)}")
-            allowed = ("POST",) if url.path == "/api/decode" else ("GET", "HEAD")
+            if url.path not in self.routes:
+                questions = ", ".join(p for p in self.routes if p.startswith("/api/"))
+                raise Refused(404, f"no page {short(url.path)}: the page is /, its questions {questions}")
+            method, respond = self.routes[url.path]
+            allowed = (method, "HEAD") if method == "GET" else (method,)
             if self.command not in allowed:
                 raise Refused(405, f"{url.path} takes {' or '.join(allowed)}, got {short(self.command)}",
                               {"Allow": ", ".join(allowed)})
-            ask(url.path, parse_qs(url.query, keep_blank_values=True))
+            respond(self, url.path, parse_qs(url.query, keep_blank_values=True))
         except Refused as r:
             self.refuse(r.status, str(r), r.headers)
         except BadRequest as e:
@@ -161,23 +163,27 @@ class Handler(BaseHTTPRequestHandler):
             raise Refused(403, f"expected Host {HOST}:{port} (this server answers this machine only), "
                                f"got {short(host)}")
 
-    def get(self, path, query):
-        if path in FILES:
-            name, kind = FILES[path]
-            return self.send(self.files[name], kind)
-        e = self.explorer
-        if path == "/api/info":
-            return self.send_json({**e.info(), **self.about})
-        if path == "/api/frame":
-            return self.send_json(e.frame(one_number(query, "i", 0, 2 ** 31)))
-        if path == "/api/sample":
-            return self.send_json(e.sample(one_number(query, "seed", 0, 2 ** 63 - 1)))
+    # ---- the answers, one per path --------------------------------------------------------------
+    def page_file(self, path, query):
+        self.send(*self.files[path])
 
-    def post(self, path, query):
+    def info(self, path, query):
+        self.send_json({**self.explorer.info(), **self.about})
+
+    def frame(self, path, query):
+        self.send_json(self.explorer.frame(one_number(query, "i", 0, 2 ** 31)))
+
+    def sample(self, path, query):
+        self.send_json(self.explorer.sample(one_number(query, "seed", 0, 2 ** 63 - 1)))
+
+    def decode(self, path, query):
         start = time.perf_counter()
         z = self.explorer.check_code(read_code(self))
         answer = self.explorer.decode(z)
         self.send_json({**answer, "server_ms": (time.perf_counter() - start) * 1e3})
+
+    routes = {**dict.fromkeys(FILES, ("GET", page_file)), "/api/info": ("GET", info), "/api/frame": ("GET", frame),
+              "/api/sample": ("GET", sample), "/api/decode": ("POST", decode)}     # path → (its method, its answer)
 
     def send_json(self, value):
         self.send(json.dumps(value, allow_nan=False).encode(), "application/json")
@@ -222,10 +228,10 @@ class Server(ThreadingHTTPServer):
 
 def make_server(explorer, port, about):
     """A Server on 127.0.0.1:port (0: any free one) answering with explorer; `about`: what /api/info adds."""
-    files = {}
-    for name, _ in FILES.values():
+    files = {}                                          # path → (the file's bytes, its type): read once, here
+    for path, (name, kind) in FILES.items():
         with open(os.path.join(PAGE, name), "rb") as f:
-            files[name] = f.read()
+            files[path] = f.read(), kind
     handler = type("ExploreHandler", (Handler,), dict(explorer=explorer, about=about, files=files))
     try:
         return Server((HOST, port), handler)

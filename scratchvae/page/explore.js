@@ -114,6 +114,10 @@ function frameCaption(i) {
   return `frame ${i + 1} of ${state.info.frames}`;
 }
 
+function sampleCaption(seed) {
+  return `z drawn from the prior N(0, I), seed ${seed}: no frame`;
+}
+
 async function loadFrame(i) {
   const sentAt = performance.now();
   const answer = await ask(`/api/frame?i=${i}`);
@@ -133,7 +137,7 @@ async function loadSample() {
   const answer = await ask(`/api/sample?seed=${state.seed}`);
   Object.assign(state, { mu: null, z: answer.z.slice() });
   $("frame").hidden = true;
-  $("frame-caption").textContent = `z drawn from the prior N(0, I), seed ${answer.seed}: no frame`;
+  $("frame-caption").textContent = sampleCaption(answer.seed);
   $("decoded-caption").textContent = "decoded from the code on the sliders";
   setSliders();
   await showDecoded(answer, sentAt);
@@ -167,7 +171,7 @@ async function walk() {
     $("frame-caption").textContent = frameCaption(to);
   } else {
     Object.assign(state, { seed: state.seed + 1, mu: null, z: target.z.slice() });
-    $("frame-caption").textContent = `z drawn from the prior N(0, I), seed ${state.seed}: no frame`;
+    $("frame-caption").textContent = sampleCaption(state.seed);
   }
   setSliders();
 }
