@@ -33,6 +33,14 @@ def tiny_data(folder, episodes=4, frames=12, size=(64, 64), seed=0, policy="test
     return str(folder)
 
 
+def trained_run(tmp_path_factory, data, steps):
+    """A run folder (its path) of the tools' tiny model trained `steps` steps on data: a module's trained model."""
+    from scratchvae.cli.train import main as train_main
+    out = str(tmp_path_factory.mktemp("run") / "run")
+    assert train_main(["--data", data, "--steps", str(steps), "--out", out, *FAST]) == 0
+    return out
+
+
 def start(*args):
     """bin/train-scratch as a user starts it from the project's folder, in the background."""
     return subprocess.Popen([sys.executable, os.path.join("bin", "train-scratch"), *args], cwd=ROOT,

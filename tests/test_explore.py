@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from conftest import GPU_SKIP_REASON
 from PIL import Image
-from runs import FAST, ROOT, tiny_data
+from runs import FAST, ROOT, tiny_data, trained_run
 
 from scratchvae.cli.train import main as train_main
 from scratchvae.data.dataset import to_model_input
@@ -33,9 +33,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, data):
-    out = str(tmp_path_factory.mktemp("run") / "run")
-    assert train_main(["--data", data, "--steps", "30", "--out", out, *FAST]) == 0
-    return out
+    return trained_run(tmp_path_factory, data, steps=30)
 
 
 def pixels(url):

@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 from test_explore import pixels, request, start_explore
 
-from scratchvae.cli.train import main as train_main
-from runs import FAST
+from runs import trained_run
 
 pytestmark = pytest.mark.slow
 WALK_STEPS = 24                                         # scratchvae/page/explore.js
@@ -66,8 +65,7 @@ def page(tmp_path_factory, data):
     checkpoint = os.environ.get("SCRATCHVAE_EXPLORE_CHECKPOINT")
     frames = os.environ.get("SCRATCHVAE_EXPLORE_DATA", data if checkpoint is None else None)
     if checkpoint is None:
-        checkpoint = str(tmp_path_factory.mktemp("run") / "run")
-        assert train_main(["--data", data, "--steps", "30", "--out", checkpoint, *FAST]) == 0
+        checkpoint = trained_run(tmp_path_factory, data, steps=30)
     proc, url = start_explore("--checkpoint", checkpoint, *(["--data", frames] if frames else []))
     yield url, json.loads(request(url + "api/info")[2])
     proc.send_signal(signal.SIGINT)

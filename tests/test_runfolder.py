@@ -17,7 +17,7 @@ import pytest
 
 import scratchvae
 from runs import FAST, ROOT, params_equal, run_as_printed, said_command, start, tiny_data, \
-    wait_for_a_row
+    trained_run, wait_for_a_row
 from scratchvae.checkpoint import load as load_file
 from scratchvae.cli import run
 from scratchvae.cli.encode import main as encode_main
@@ -311,9 +311,7 @@ def test_the_package_needs_gymnasium_only_to_collect():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data):
-    out = str(tmp_path_factory.mktemp("run") / "run")
-    assert train_main(["--data", data, "--steps", "7", "--out", out, *FAST]) == 0
-    return out
+    return trained_run(tmp_path_factory, data, steps=7)
 
 
 def test_load_takes_a_run_folder_or_a_file(trained, data, tmp_path):

@@ -15,16 +15,14 @@ from scratchvae.cli.encode import main as encode_main
 from scratchvae.cli.train import main as train_main
 from scratchvae.data.rollouts import collect
 
-from runs import FAST, tiny_data
+from runs import FAST, tiny_data, trained_run
 
 pytestmark = pytest.mark.slow                  # every test here runs a tool end to end
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, data):
-    out = str(tmp_path_factory.mktemp("run") / "run")
-    assert train_main(["--data", data, "--steps", "3", "--out", out, *FAST]) == 0
-    return out
+    return trained_run(tmp_path_factory, data, steps=3)
 
 
 def one_line(capsys):
