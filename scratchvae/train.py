@@ -236,13 +236,16 @@ class Trainer:
         if self.world.size > 1:
             digest = hashlib.sha256(to_numpy(self.model.flat_params).tobytes()).hexdigest()
             if len(set(self.world.gather(digest, "the parameters' check"))) > 1:
-                good = self.folder.checkpoints()
-                newest = f"the newest checkpoint is {good[-1][1]}" if good else "no checkpoint was written"
                 raise TrainingStopped(f"the {self.world.size} processes hold different parameters after step "
                                       f"{self.step}, where the same update of the same sum should leave the same "
-                                      f"numbers; stopping without a checkpoint ({newest})", 5)
+                                      f"numbers; stopping without a checkpoint ({self._newest()})", 5)
         if self.writer:
             self.save_checkpoint()
+
+    def _newest(self):
+        """'the newest checkpoint is PATH', or that there is none yet: what a message that stops the run says."""
+        good = self.folder.checkpoints()
+        return f"the newest checkpoint is {good[-1][1]}" if good else "there is no checkpoint yet"
 
     def write_pictures(self):
         source = "held-out frames" if self.eval_split == "heldout" else "training frames (nothing held out)"
@@ -336,9 +339,7 @@ class Trainer:
             elif self.writer and not self.folder.checkpoints():
                 self.save_checkpoint()
         except PeerLost as e:                                       # another rank ended or hangs
-            good = self.folder.checkpoints()
-            newest = f"the newest checkpoint is {good[-1][1]}" if good else "there is no checkpoint yet"
-            raise TrainingStopped(f"{e}; stopping at step {self.step} ({newest}). Resume with: "
+            raise TrainingStopped(f"{e}; stopping at step {self.step} ({self._newest()}). Resume with: "
                                   f"{self.command(['--resume', '--out', self.settings.out])}", 4, False) from None
 
     def _row_due(self):
