@@ -1,28 +1,30 @@
 """The transposed convolution split by output parity: each output pixel is one GEMM result.
 
-ConvTranspose2D paints every input pixel's kernel onto the output, s pixels apart, and
+ConvTranspose2D paints every input pixel's kernel onto the output, sy pixels apart, and
 adds the overlaps (col2im). Look from one output pixel instead. Along one axis, with
-stride s and padding p, output row Y sits at padded row Y + p = R·s + φ: its phase is
-φ = (Y + p) mod s and its grid row R = (Y + p) // s. The input rows r that painted it
-are those with r·s + j = R·s + φ for some kernel row j < kh, that is
+stride sy and padding ph, output row p sits at padded row p + ph = R·sy + φ: its phase is
+φ = (p + ph) mod sy and its grid row R = (p + ph) // sy. The input rows r that painted it
+are those with r·sy + j = R·sy + φ for some kernel row j < kh, that is
 
-    j = φ + s·a,   r = R − a,   a = 0, 1, …, T − 1,   T = ⌈kh / s⌉
+    j = φ + sy·t,   r = R − t,   t = 0, 1, …, T − 1,   T = ⌈kh / sy⌉
 
 (a tap with j ≥ kh is not in the kernel and counts as zero). Both axes together:
 
-    y[n, o, Y, X] = Σ_{c, a, b} x[n, c, R − a, Q − b] · W[c, o, φ + sy·a, ψ + sx·b]
+    y[n, o, p, q] = Σ_{c, t, u} x[n, c, R − t, Q − u] · W[c, o, φ + sy·t, ψ + sx·u]
 
 For one phase (φ, ψ) that is an ordinary stride-1 correlation of x with a T×T kernel
-(flipped: tap a reads row R − a). And every phase reads the same window of x, rows
+(flipped: tap t reads row R − t). And every phase reads the same window of x, rows
 R − T + 1 … R, so one stride-1 im2col of x serves all sy·sx phases, and one matrix
 product with the phase kernels stacked as rows computes every output pixel once:
 
-    COL = im2col(x_ext, T×T, stride 1)     (C_in·Ty·Tx, Gy·Gx·N)    x_ext: x padded to the grid
-    Y   = Wp · COL                         (sy·sx·C_out, Gy·Gx·N)   Wp[(φ, ψ, o), (c, a, b)]
+    COL = im2col(x_ext, T×T, stride 1)     (C_in·Ty·Tx, Gy·Gx·N)    x_ext: x on the grid (below)
+    Y   = Wp · COL                         (sy·sx·C_out, Gy·Gx·N)   Wp[(φ, ψ, o), (c, j, i)]
     y[n, o, R·sy + φ − ph, Q·sx + ψ − pw] = Y[(φ, ψ, o), (R − R0, Q − Q0, n)]   (interleave)
 
-Wp[(φ, ψ, o), (c, a, b)] = W[c, o, φ + sy·(Ty − 1 − a), ψ + sx·(Tx − 1 − b)]: column a of
-the window is tap Ty − 1 − a. Each phase grid has G rows, R0 … R0 + G − 1, R0 = ph // sy.
+Wp[(φ, ψ, o), (c, j, i)] = W[c, o, φ + sy·(Ty − 1 − j), ψ + sx·(Tx − 1 − i)]: window offset j
+is tap t = Ty − 1 − j. Each phase grid has G rows, R0 … R0 + G − 1, R0 = ph // sy (phase_grid).
+x_ext is x shifted onto the grid: its row e is x's row e + F, F = R0 − (T − 1), zero off the image,
+for e = 0 … G + T − 2; window g of x_ext (rows g … g + T − 1) is x's rows R − T + 1 … R, R = R0 + g.
 
 Against the col2im path (COL = Wᵀ·X, C_out·kh·kw rows, then overlapping adds) this writes
 no kernel-sized copy of the output and adds nothing up afterwards. The price is the grid's
@@ -55,7 +57,7 @@ def new_buffer_each_time(like):
 
 def phase_grid(size, k, s, p, op):
     """One axis of a transposed convolution: (output size, painted output size, taps per phase T,
-    first grid row R0, grid rows G, the input row at row 0 of the extended input).
+    first grid row R0, grid rows G, F: the input row at row 0 of the extended input x_ext).
 
     Output rows past the last one any kernel reaches, padded row (size − 1)·s + k − 1, are
     output_padding's: nothing paints them, they are 0 (Conv2D's input gradient has them where its
@@ -86,8 +88,8 @@ def phase_weights(W, sy, sx, ty, tx):
     wext = xp.zeros((ci, co, sy * ty, sx * tx), dtype=W.dtype)  # taps past the kernel stay zero
     wext[:, :, :kh, :kw] = W
     wp = wext.reshape(ci, co, ty, sy, tx, sx)           # [c, o, t, φ, u, ψ] = W[c, o, t·sy + φ, u·sx + ψ]
-    wp = wp[:, :, ::-1, :, ::-1, :]                     # window column a is tap t = T − 1 − a
-    return wp.transpose(3, 5, 1, 0, 2, 4).reshape(sy * sx * co, ci * ty * tx)  # [(φ, ψ, o), (c, a, b)]
+    wp = wp[:, :, ::-1, :, ::-1, :]                     # window offset j is tap t = T − 1 − j
+    return wp.transpose(3, 5, 1, 0, 2, 4).reshape(sy * sx * co, ci * ty * tx)  # [(φ, ψ, o), (c, j, i)]
 
 
 def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None, bias=None):
@@ -108,18 +110,18 @@ def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None, bias=
     xt = x.transpose(1, 2, 3, 0)                                     # (Ci, H, W, N) view
 
     def gather(chans):                                               # input channels `chans`
-        # COL[(c, a, b), (r, q, n)] = x[n, c, r + a + fy, q + b + fx], 0 where that is off the image
-        for a in range(ty):
-            r_lo, r_hi = min(gy, max(0, -a - fy)), max(0, min(gy, h - a - fy))   # grid rows inside x
-            for b in range(tx):
-                q_lo, q_hi = min(gx, max(0, -b - fx)), max(0, min(gx, w - b - fx))
-                tap = col[chans, a, b]                               # (C, Gy, Gx, N)
+        # COL[(c, j, i), (gr, gc, n)] = x_ext[n, c, gr + j, gc + i] = x[n, c, gr + j + fy, gc + i + fx], 0 off x
+        for j in range(ty):
+            r_lo, r_hi = min(gy, max(0, -j - fy)), max(0, min(gy, h - j - fy))   # grid rows inside x
+            for i in range(tx):
+                q_lo, q_hi = min(gx, max(0, -i - fx)), max(0, min(gx, w - i - fx))
+                tap = col[chans, j, i]                               # (C, Gy, Gx, N)
                 tap[:, :r_lo] = 0
                 tap[:, r_hi:] = 0
                 tap[:, :, :q_lo] = 0
                 tap[:, :, q_hi:] = 0
                 if r_lo < r_hi and q_lo < q_hi:
-                    tap[:, r_lo:r_hi, q_lo:q_hi] = xt[chans, r_lo + a + fy:r_hi + a + fy, q_lo + b + fx:q_hi + b + fx]
+                    tap[:, r_lo:r_hi, q_lo:q_hi] = xt[chans, r_lo + j + fy:r_hi + j + fy, q_lo + i + fx:q_hi + i + fx]
     parallel(gather, ci, col.size, like=x)
     wp = phase_weights(W, sy, sx, ty, tx)                            # (sy*sx*Co, Ci*Ty*Tx)
     phases = buffer("phases", (sy, sx, co, gy, gx, n))               # (sy, sx, Co, Gy, Gx, N)

@@ -36,6 +36,34 @@ def conv2d(x, W, b, stride=1, padding=0):
     return y
 
 
+def conv2d_backward(x, W, dy, stride=1, padding=0):
+    """conv2d's gradients, (dx, dW, db), by walking its loops again and sending dy back along each product.
+
+    Output (n, o, r, s) read x_pad[n, c, r·sy + j, s·sx + i] through W[o, c, j, i], so
+        dW[o, c, j, i]             += dy[n, o, r, s] · x_pad[n, c, r·sy + j, s·sx + i]
+        dx_pad[n, c, r·sy + j, s·sx + i] += dy[n, o, r, s] · W[o, c, j, i]
+        db[o]                      += dy[n, o, r, s]
+    and dx is dx_pad with the padding cut off.
+    """
+    sy, sx = _pair(stride)
+    ph, pw = _pair(padding)
+    x, W, dy = (np.asarray(a, dtype=np.float64) for a in (x, W, dy))
+    n, c, h, w = x.shape
+    co, _, kh, kw = W.shape
+    _, _, oh, ow = dy.shape
+    xp = _pad(x, ph, pw)
+    dxp, dW, db = np.zeros_like(xp), np.zeros_like(W), np.zeros(co)
+    for k in range(n):
+        for o in range(co):
+            for r in range(oh):
+                for s in range(ow):
+                    window = (k, slice(None), slice(r * sy, r * sy + kh), slice(s * sx, s * sx + kw))
+                    dW[o] += dy[k, o, r, s] * xp[window]
+                    dxp[window] += dy[k, o, r, s] * W[o]
+                    db[o] += dy[k, o, r, s]
+    return dxp[:, :, ph:ph + h, pw:pw + w], dW, db
+
+
 def conv_transpose2d(x, W, b, stride=1, padding=0, output_padding=0):
     """Every input pixel paints a copy of the kernel, scaled by its value, onto the output.
 
@@ -60,10 +88,11 @@ def conv_transpose2d(x, W, b, stride=1, padding=0, output_padding=0):
 def conv_transpose2d_by_parity(x, W, b, stride=1, padding=0, output_padding=0):
     """The same transposed convolution, one output pixel at a time: the gather form of the parity split.
 
-    Output pixel (Y, X) sits at padded position (Y + ph, X + pw) = (R·sy + φ, Q·sx + ψ). The input
-    pixels that painted it are x[R − a, Q − b'], through kernel taps (φ + sy·a, ψ + sx·b'):
+    Output pixel (p, q) sits at padded position (p + ph, q + pw) = (R·sy + φ, Q·sx + ψ): grid position
+    (R, Q), phase (φ, ψ). The input pixels that painted it are x[R − t, Q − u], through kernel taps
+    (φ + sy·t, ψ + sx·u):
 
-        y[n, o, Y, X] = b[o] + Σ_{c, a, b'} x[n, c, R − a, Q − b'] · W[c, o, φ + sy·a, ψ + sx·b']
+        y[n, o, p, q] = b[o] + Σ_{c, t, u} x[n, c, R − t, Q − u] · W[c, o, φ + sy·t, ψ + sx·u]
 
     over the taps inside the kernel and the input pixels inside the image
     (scratchvae/parity.py computes the same sums as one matrix product).
@@ -74,17 +103,16 @@ def conv_transpose2d_by_parity(x, W, b, stride=1, padding=0, output_padding=0):
     y = np.zeros((n, co, oh, ow))
     for k in range(n):
         for o in range(co):
-            for Y in range(oh):
-                R, phi = divmod(Y + ph, sy)
-                for X in range(ow):
-                    Q, psi = divmod(X + pw, sx)
+            for p in range(oh):
+                R, phi = divmod(p + ph, sy)
+                for q in range(ow):
+                    Q, psi = divmod(q + pw, sx)
                     total = b[o]
-                    for a in range(0, (kh - phi + sy - 1) // sy):       # taps φ + sy·a < kh
-                        for bb in range(0, (kw - psi + sx - 1) // sx):
-                            r, q = R - a, Q - bb
-                            if 0 <= r < h and 0 <= q < w:
-                                total += np.dot(x[k, :, r, q], W[:, o, phi + sy * a, psi + sx * bb])
-                    y[k, o, Y, X] = total
+                    for t in range(0, (kh - phi + sy - 1) // sy):       # taps φ + sy·t < kh
+                        for u in range(0, (kw - psi + sx - 1) // sx):
+                            if 0 <= R - t < h and 0 <= Q - u < w:
+                                total += np.dot(x[k, :, R - t, Q - u], W[:, o, phi + sy * t, psi + sx * u])
+                    y[k, o, p, q] = total
     return y
 
 
@@ -110,6 +138,22 @@ def col2im(col, h, w, sy, sx, ph, pw):
         for s in range(ow):
             img[:, :, r * sy:r * sy + kh, s * sx:s * sx + kw] += col[:, :, :, :, r, s]
     return img[:, :, ph:ph + h, pw:pw + w]
+
+
+def adam(p, g, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    """Adam's step t (1, 2, …) on arrays p, with gradient g and moments m, v: the textbook lines, new arrays.
+
+        m ← β₁·m + (1 − β₁)·g        v ← β₂·v + (1 − β₂)·g²
+        m̂ = m / (1 − β₁ᵗ)            v̂ = v / (1 − β₂ᵗ)
+        p ← p − lr·m̂ / (√v̂ + ε)
+
+    Returns (p, m, v).
+    """
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    m_hat = m / (1 - b1 ** t)
+    v_hat = v / (1 - b2 ** t)
+    return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
 def _transposed(x, W, b, stride, padding, output_padding):

@@ -182,3 +182,17 @@ def test_weight_grad_fills_its_output_either_way(a_shape, k):
     out = np.full((a_shape[0], k), np.nan)
     assert weight_grad(a, cols, out) is out
     np.testing.assert_allclose(out, a @ cols.T, rtol=1e-13)
+
+
+@given(conv_cases())
+def test_conv_backward_matches_the_reference_loops(c):
+    """Conv2D.backward (im2col, products, col2im) against reference.conv2d_backward, which walks the forward's
+    loops and sends dy back along each product."""
+    layer = conv_of(c)
+    x = _input(c, "cpu")
+    dy = np.random.default_rng(1).normal(size=layer.forward(x).shape)
+    dx = layer.backward(dy)
+    want_dx, want_dW, want_db = reference.conv2d_backward(x, layer.params["W"], dy, (c.sy, c.sx), (c.ph, c.pw))
+    assert rel_error(dx, want_dx) <= 1e-12
+    assert rel_error(layer.grads["W"], want_dW) <= 1e-12
+    assert rel_error(layer.grads["b"], want_db) <= 1e-12

@@ -117,3 +117,19 @@ def test_a_vaes_parameters_and_gradients_tile_two_buffers():
     m.loss(np.random.default_rng(0).random((2, 3, 16, 16)))
     m.backward()
     assert tiling(m.grads.values()) is m.flat_grads         # the layers wrote their gradients in place
+
+
+def test_the_reference_lines_and_the_optimizer_take_the_same_steps():
+    """reference.adam (the textbook lines, new arrays) against Adam (in place, in pieces), over five steps."""
+    from scratchvae import reference
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(3, 4))
+    p, m, v = w.copy(), np.zeros_like(w), np.zeros_like(w)
+    opt = Adam({"w": w}, lr=0.01, betas=(0.8, 0.99), eps=1e-6)
+    for t in range(1, 6):
+        g = rng.normal(size=w.shape)
+        opt.step({"w": g})
+        p, m, v = reference.adam(p, g, m, v, t, lr=0.01, b1=0.8, b2=0.99, eps=1e-6)
+        np.testing.assert_allclose(w, p, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(opt.m["w"], m, rtol=1e-14)
+    np.testing.assert_allclose(opt.v["w"], v, rtol=1e-14)
