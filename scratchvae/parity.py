@@ -55,19 +55,19 @@ def new_buffer_each_time(like):
     return lambda name, shape: xp.empty(shape, dtype=like.dtype)
 
 
-def phase_grid(size, k, s, p, op):
-    """One axis of a transposed convolution: (output size, painted output size, taps per phase T,
+def phase_grid(size, k, stride, pad, op):
+    """One axis of a transposed convolution: (output size, painted output size P, taps per phase T,
     first grid row R0, grid rows G, F: the input row at row 0 of the extended input x_ext).
 
-    Output rows past the last one any kernel reaches, padded row (size − 1)·s + k − 1, are
+    Output rows past the last one any kernel reaches, padded row (size − 1)·stride + k − 1, are
     output_padding's: nothing paints them, they are 0 (Conv2D's input gradient has them where its
     forward skipped the input's last rows). The grid covers only the painted rows."""
-    out = conv_transpose_out_size(size, k, s, p, op)
-    painted = min(out, (size - 1) * s + k - p)
-    taps = -(-k // s)                                   # T = ⌈k/s⌉
-    r0 = p // s                                         # output row 0 is in grid row p // s
-    rows = (p + painted - 1) // s - r0 + 1
-    first = r0 - (taps - 1)                             # grid row r reads input rows r + first …
+    out = conv_transpose_out_size(size, k, stride, pad, op)
+    painted = min(out, (size - 1) * stride + k - pad)  # P
+    taps = -(-k // stride)                              # T = ⌈k/stride⌉
+    r0 = pad // stride                                  # output row 0 is in grid row R0 = pad // stride
+    rows = (pad + painted - 1) // stride - r0 + 1       # G
+    first = r0 - (taps - 1)                             # F: grid row g reads input rows g + F …
     return out, painted, taps, r0, rows, first
 
 

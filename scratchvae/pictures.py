@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, NullLocator
+from matplotlib.ticker import FixedLocator, MaxNLocator, NullFormatter
 
 from .atomic import atomic_write
 from .backend import to_numpy
@@ -120,15 +120,26 @@ LOSS_SERIES = (("recon", "reconstruction (sum over pixels)"), ("kl", "KL, floore
                ("train_mse", "MSE per pixel, training frames (nothing held out)"))
 
 
-def log_ticks(lo, hi):
-    """Ticks for a log axis over [lo, hi]: the powers of ten when they give three or more, else
-    1, 2, 5 × 10^k, else every 1 … 9 × 10^k (a short range still gets numbers on it)."""
-    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
-    for subs in ((1,), (1, 2, 5), range(1, 10)):
-        ticks = [float(f"{m}e{k}") for k in decades for m in subs if lo <= float(f"{m}e{k}") <= hi]
+def log_axis(vmin, vmax):
+    """(lo, hi, ticks) for a log axis showing values in [vmin] … [vmax] (both > 0): lo and hi are ticks
+    themselves, the nearest at or below vmin and at or above vmax, so every value has a labelled tick on
+    each side of it. The ticks are the powers of ten when the values span two decades or more, else
+    1, 2, 5 × 10^k, and every 1 … 9 × 10^k when those give fewer than three."""
+    decades = range(int(np.floor(np.log10(vmin))) - 1, int(np.ceil(np.log10(vmax))) + 2)
+    choices = ((1,), (1, 2, 5), range(1, 10)) if vmax >= 100 * vmin else ((1, 2, 5), range(1, 10))
+    for subs in choices:
+        grid = sorted(float(f"{m}e{k}") for k in decades for m in subs)
+        lo, hi = max(t for t in grid if t <= vmin), min(t for t in grid if t >= vmax)
+        ticks = [t for t in grid if lo <= t <= hi]
         if len(ticks) >= 3:
             break
-    return ticks
+    return lo, hi, ticks
+
+
+def minor_log_ticks(lo, hi):
+    """Every 1 … 9 × 10^k in [lo, hi]: unlabelled marks between the labelled ticks, to read values off."""
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    return [float(f"{m}e{k}") for k in decades for m in range(1, 10) if lo <= float(f"{m}e{k}") <= hi]
 
 
 def loss_figure(rows, series=LOSS_SERIES):
@@ -145,13 +156,12 @@ def loss_figure(rows, series=LOSS_SERIES):
         steps, vals = np.array(pts, float).T
         ax.plot(steps, vals, marker="o" if len(pts) < 20 else None, markersize=3, color="tab:blue")
         if np.all(vals > 0):
-            lo, hi = vals.min() / 1.3, vals.max() * 1.3
-            if len(log_ticks(lo, hi)) < 2:            # a flat series (the floored KL): room for two numbers
-                lo, hi = vals.min() / 2, vals.max() * 2
+            lo, hi, ticks = log_axis(vals.min(), vals.max())  # a labelled tick below the lowest value and above the highest
             ax.set_yscale("log")
-            ax.set_ylim(lo, hi)
-            ax.set_yticks(log_ticks(lo, hi), [f"{v:g}" for v in log_ticks(lo, hi)])
-            ax.yaxis.set_minor_locator(NullLocator())
+            ax.set_ylim(lo / 1.08, hi * 1.08)
+            ax.set_yticks(ticks, [f"{v:g}" for v in ticks])
+            ax.yaxis.set_minor_locator(FixedLocator([t for t in minor_log_ticks(lo, hi) if t not in ticks]))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
         ax.set_xlim(first - 0.02 * (last - first) - 0.5, last + 0.02 * (last - first) + 0.5)  # one range for all

@@ -80,36 +80,54 @@ def sections(text, level="## "):
     return dict(zip(parts[1::2], parts[2::2]))
 
 
-# every layer and loss term: its section in backward.md, the code that section must show, and at least one
-# worked example (a doctest, which pytest runs) unless the section says where its code is proven instead
+# every layer and loss term: its page and section, the code that section must show, and at least one worked
+# example (a doctest, which pytest runs) unless the section says where its code is proven instead
 TAUGHT = {
-    "Dense": ["scratchvae/layers/dense.py:Dense.forward", "scratchvae/layers/dense.py:Dense.backward"],
-    "ReLU": ["scratchvae/layers/activations.py:ReLU"],
-    "Sigmoid": ["scratchvae/elementwise.py:sigmoid", "scratchvae/layers/activations.py:Sigmoid"],
-    "im2col": ["scratchvae/reference.py:im2col", "scratchvae/im2col.py:im2col_cpu"],
-    "Conv2D": ["scratchvae/layers/conv.py:Conv2D.forward", "scratchvae/layers/conv.py:Conv2D.backward"],
-    "col2im": ["scratchvae/reference.py:col2im", "scratchvae/im2col.py:col2im_cpu"],
-    "ConvTranspose2D": ["scratchvae/layers/conv.py:ConvTranspose2D.forward",
-                        "scratchvae/layers/conv.py:ConvTranspose2D.backward"],
-    "The fast path: split by output parity": ["scratchvae/parity.py:conv_transpose_parity",
-                                              "scratchvae/reference.py:conv_transpose2d_by_parity"],
-    "The reconstruction loss": ["scratchvae/losses.py:mse_recon", "scratchvae/losses.py:bernoulli_recon"],
-    "The KL term and free bits": ["scratchvae/losses.py:kl_per_image", "scratchvae/losses.py:kl_grads",
-                                  "scratchvae/losses.py:free_bits"],
-    "The reparameterization": ["scratchvae/losses.py#reparameterize", "scratchvae/losses.py#reparameterize-backward"],
-    "The whole VAE": ["scratchvae/vae.py:VAE.loss", "scratchvae/vae.py:VAE.backward", "scratchvae/vae.py:forward",
-                      "scratchvae/vae.py:backward", "scratchvae/layers/dense.py:Heads.backward"],
-    "Adam": ["scratchvae/optim.py:Adam.step"],
+    ("backward.md", "Dense"): ["scratchvae/layers/dense.py:Dense.forward", "scratchvae/layers/dense.py:Dense.backward"],
+    ("backward.md", "ReLU"): ["scratchvae/layers/activations.py:ReLU"],
+    ("backward.md", "Sigmoid"): ["scratchvae/elementwise.py:sigmoid", "scratchvae/layers/activations.py:Sigmoid"],
+    ("backward.md", "Convolution, index by index"): ["scratchvae/reference.py:conv2d",
+                                                     "scratchvae/reference.py:conv2d_backward"],
+    ("backward.md", "im2col"): ["scratchvae/reference.py:im2col"],
+    ("backward.md", "Conv2D"): ["scratchvae/layers/conv.py:Conv2D.forward", "scratchvae/layers/conv.py:Conv2D.backward",
+                                "scratchvae/im2col.py:as_matrix", "scratchvae/im2col.py:from_matrix",
+                                "scratchvae/im2col.py:images_to_matrix", "scratchvae/im2col.py:matrix_to_images"],
+    ("backward.md", "col2im"): ["scratchvae/reference.py:col2im"],
+    ("backward.md", "ConvTranspose2D"): ["scratchvae/layers/conv.py:ConvTranspose2D.forward",
+                                         "scratchvae/layers/conv.py:ConvTranspose2D.backward",
+                                         "scratchvae/reference.py:conv_transpose2d"],
+    ("backward.md", "The reconstruction loss"): ["scratchvae/losses.py:mse_recon", "scratchvae/losses.py:bernoulli_recon"],
+    ("backward.md", "The KL term and free bits"): ["scratchvae/losses.py:kl_per_image", "scratchvae/losses.py:kl_grads",
+                                                   "scratchvae/losses.py:free_bits"],
+    ("backward.md", "The reparameterization"): ["scratchvae/losses.py#reparameterize",
+                                                "scratchvae/losses.py#reparameterize-backward"],
+    ("backward.md", "The whole VAE"): ["scratchvae/vae.py:VAE.loss", "scratchvae/vae.py:VAE.backward",
+                                       "scratchvae/vae.py:forward", "scratchvae/vae.py:backward",
+                                       "scratchvae/layers/dense.py:Heads.backward"],
+    ("backward.md", "Adam"): ["scratchvae/reference.py:adam", "scratchvae/optim.py:Adam.step",
+                              "scratchvae/optim.py:Adam.prepare", "scratchvae/optim.py:adam_cpu"],
+    ("speed.md", "im2col as one strided copy"): ["scratchvae/im2col.py:im2col_cpu"],
+    ("speed.md", "col2im, a strided add per kernel offset"): ["scratchvae/im2col.py:col2im_cpu"],
+    ("speed.md", "The fast path: split by output parity"): ["scratchvae/parity.py:phase_grid",
+                                                            "scratchvae/parity.py:phase_weights",
+                                                            "scratchvae/parity.py:conv_transpose_parity",
+                                                            "scratchvae/reference.py:conv_transpose2d_by_parity"],
+    ("speed.md", "The fast layers"): ["scratchvae/layers/fast.py:FastConv2D.input_gradient",
+                                      "scratchvae/layers/fast.py:FastConvTranspose2D.forward"],
+    ("speed.md", "Two linear maps in a row"): ["scratchvae/layers/fast.py:DenseThenDeconv.backward"],
+    ("speed.md", "Threads"): ["scratchvae/threads.py:parallel"],
+    ("speed.md", "Buffers kept from step to step"): ["scratchvae/layers/base.py:Layer._buffer"],
 }
+NO_EXAMPLE = {"Sources"}            # sections that need no worked example
 
 
-@pytest.mark.parametrize("heading", sorted(TAUGHT))
-def test_each_layer_has_its_section_with_its_code(heading):
-    text = open(os.path.join(sync.DOCS, "backward.md"), encoding="utf-8").read()
+@pytest.mark.parametrize("page, heading", sorted(TAUGHT))
+def test_each_layer_has_its_section_with_its_code(page, heading):
+    text = open(os.path.join(sync.DOCS, page), encoding="utf-8").read()
     found = sections(text)
-    assert heading in found, f"docs/backward.md has no section '## {heading}'"
-    for target in TAUGHT[heading]:
-        assert f"<!-- include {target} -->" in found[heading], f"'## {heading}' does not show {target}"
+    assert heading in found, f"docs/{page} has no section '## {heading}'"
+    for target in TAUGHT[page, heading]:
+        assert f"<!-- include {target} -->" in found[heading], f"docs/{page} '## {heading}' does not show {target}"
 
 
 def test_the_section_finder_and_the_table_can_fail():
@@ -118,14 +136,15 @@ def test_the_section_finder_and_the_table_can_fail():
     assert "<!-- include x.py:f -->" not in sections(text)["B"]
 
 
-def test_every_section_of_the_backward_page_has_a_worked_example():
-    text = open(os.path.join(sync.DOCS, "backward.md"), encoding="utf-8").read()
-    missing = [heading for heading, body in sections(text).items() if "\n>>> " not in body]
-    assert not missing, f"docs/backward.md: sections without a worked example: {missing}"
+@pytest.mark.parametrize("page", ["backward.md", "speed.md"])
+def test_every_section_of_the_derivation_pages_has_a_worked_example(page):
+    text = open(os.path.join(sync.DOCS, page), encoding="utf-8").read()
+    missing = [heading for heading, body in sections(text).items() if "\n>>> " not in body and heading not in NO_EXAMPLE]
+    assert not missing, f"docs/{page}: sections without a worked example: {missing}"
 
 
 def test_pages_with_worked_examples_have_them():
-    for page, least in (("backward.md", 30), ("vae.md", 5), ("README.md", 3), ("exercises.md", 10)):
+    for page, least in (("backward.md", 30), ("speed.md", 10), ("vae.md", 5), ("README.md", 3), ("exercises.md", 10)):
         text = open(os.path.join(sync.DOCS, page), encoding="utf-8").read()
         assert text.count("\n>>> ") >= least, f"docs/{page}: fewer than {least} worked examples"
 

@@ -53,10 +53,23 @@ def test_nothing_held_out_is_titled_so():
     assert fig.get_axes()[-1].get_title() == "MSE per pixel, training frames (nothing held out)"
 
 
-@pytest.mark.parametrize("lo, hi, want", [(430, 4400, [500, 1000, 2000]), (0.001, 100, [0.001, 0.01, 0.1, 1, 10, 100]),
-                                          (3.1, 7.2, [4, 5, 6, 7])])
-def test_log_ticks(lo, hi, want):
-    assert pictures.log_ticks(lo, hi) == want
+@pytest.mark.parametrize("vmin, vmax, want", [(430, 4400, (200, 5000, [200, 500, 1000, 2000, 5000])),
+                                              (0.001, 100, (0.001, 100, [0.001, 0.01, 0.1, 1, 10, 100])),
+                                              (3.1, 7.2, (2, 10, [2, 5, 10])), (16, 16, (10, 20, [10, 20])),
+                                              (0.0014, 0.0048, (0.001, 0.005, [0.001, 0.002, 0.005]))])
+def test_log_axis_puts_a_labelled_tick_on_each_side_of_every_value(vmin, vmax, want):
+    assert pictures.log_axis(vmin, vmax) == want
+
+
+def test_the_held_out_error_can_be_read_off_below_its_lowest_labelled_tick():
+    """A run whose held-out error ends at 0.0014: a labelled tick below it (0.001) and above its start, and
+    unlabelled marks between the labelled ones."""
+    rows = [{"step": s, "recon": 10.0, "kl": 16.0, "kl_raw": 15.0, "heldout_mse": m}
+            for s, m in ((100, 0.0048), (200, 0.0025), (500, 0.0018), (1000, 0.0014))]
+    ax = pictures.loss_figure(rows).get_axes()[-1]
+    labelled = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+    assert min(labelled) <= 0.0014 and max(labelled) >= 0.0048
+    assert [round(t, 4) for t in ax.yaxis.get_minorticklocs()] == [0.003, 0.004]
 
 
 def test_image_pictures_say_their_step(model_and_frames):

@@ -114,7 +114,7 @@ class Conv2D(_ConvBase):
     def backward(self, dy):
         (n, c, h, w), col_mat = self._need_cache()                  # col_mat (C*kh*kw, oh*ow*N)
         dy_mat = images_to_matrix(dy)                               # (Co, oh*ow*N)  (a copy unless stored batch-last)
-        row_sums(dy_mat, out=self.grads["b"])                       # (Co,)  db = Σ_{n,p} dy
+        row_sums(dy_mat, out=self.grads["b"])                       # (Co,)  db = Σ_{n,r,s} dy
         weight_grad(dy_mat, col_mat, out=self.grads["W"].reshape(self.out_channels, -1))  # (Co, C*kh*kw)  dW = dY·COLᵀ
         if not self.input_grad:
             return None
@@ -174,7 +174,7 @@ class ConvTranspose2D(_ConvBase):
         buf = self._buffer("dcol", (self.out_channels, self.kh, self.kw, h, w, n))  # kept from step to step
         dcol = im2col(dy, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, out=buf)  # (N, Co, kh, kw, H, W)
         dcol_mat = as_matrix(dcol)                                  # (Co*kh*kw, H*W*N)  dCOL = im2col(dy)
-        row_sums(images_to_matrix(dy), out=self.grads["b"])         # (Co,)  db = Σ_{n,y,x} dy
+        row_sums(images_to_matrix(dy), out=self.grads["b"])         # (Co,)  db = Σ_{n,p,q} dy
         weight_grad(x_mat, dcol_mat, out=self.grads["W"].reshape(ci, -1))  # (Ci, Co*kh*kw)  dW = X·dCOLᵀ
         if not self.input_grad:
             return None

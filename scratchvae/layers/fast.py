@@ -22,7 +22,7 @@ everything else exactly as the layers they extend:
 
 Same parameters, same gradients, same results up to the order of the sums (the tests check
 all three methods against the im2col layers, the loops and finite differences). The
-derivations are in docs/backward.md, "The fast path".
+derivations are in docs/speed.md, "The fast path".
 """
 from ..backend import xp_of
 from ..blas import matmul
@@ -195,7 +195,7 @@ class DenseThenDeconv:
         z, h, W1, weff = self.cache                                 # (N, D), (N, F), (F, K), (D, K)
         dc, dense = self.deconv, self.dense
         dyt = images_to_matrix(dy[:, :, :dc.kh, :dc.kw]).reshape(-1, z.shape[0])  # (K, N)  dYᵀ, painted pixels
-        row_sums(images_to_matrix(dy), out=dc.grads["b"])           # (Co,)  db₁ = Σ_{n,y,x} dy
+        row_sums(images_to_matrix(dy), out=dc.grads["b"])           # (Co,)  db₁ = Σ_{n,p,q} dy
         matmul(h.T, dyt.T, out=dc.grads["W"].reshape(W1.shape))    # (F, K)  ∂W₁ = hᵀ·dY
         zdy = matmul(dyt, z)                                        # (K, D)  (zᵀ·dY)ᵀ, the small product first
         matmul(zdy.T, W1.T, out=dense.grads["W"])                   # (D, F)  ∂W_d = (zᵀ·dY)·W₁ᵀ
