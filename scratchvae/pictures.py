@@ -120,26 +120,25 @@ LOSS_SERIES = (("recon", "reconstruction (sum over pixels)"), ("kl", "KL, floore
                ("train_mse", "MSE per pixel, training frames (nothing held out)"))
 
 
+def log_grid(a, b, subs):
+    """Every m × 10^k, m in subs, from the decade below a to the decade above b, in order."""
+    decades = range(int(np.floor(np.log10(a))) - 1, int(np.ceil(np.log10(b))) + 2)
+    return sorted(float(f"{m}e{k}") for k in decades for m in subs)
+
+
 def log_axis(vmin, vmax):
     """(lo, hi, ticks) for a log axis showing values in [vmin] … [vmax] (both > 0): lo and hi are ticks
     themselves, the nearest at or below vmin and at or above vmax, so every value has a labelled tick on
     each side of it. The ticks are the powers of ten when the values span two decades or more, else
     1, 2, 5 × 10^k, and every 1 … 9 × 10^k when those give fewer than three."""
-    decades = range(int(np.floor(np.log10(vmin))) - 1, int(np.ceil(np.log10(vmax))) + 2)
     choices = ((1,), (1, 2, 5), range(1, 10)) if vmax >= 100 * vmin else ((1, 2, 5), range(1, 10))
     for subs in choices:
-        grid = sorted(float(f"{m}e{k}") for k in decades for m in subs)
+        grid = log_grid(vmin, vmax, subs)
         lo, hi = max(t for t in grid if t <= vmin), min(t for t in grid if t >= vmax)
         ticks = [t for t in grid if lo <= t <= hi]
         if len(ticks) >= 3:
             break
     return lo, hi, ticks
-
-
-def minor_log_ticks(lo, hi):
-    """Every 1 … 9 × 10^k in [lo, hi]: unlabelled marks between the labelled ticks, to read values off."""
-    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
-    return [float(f"{m}e{k}") for k in decades for m in range(1, 10) if lo <= float(f"{m}e{k}") <= hi]
 
 
 def loss_figure(rows, series=LOSS_SERIES):
@@ -160,7 +159,8 @@ def loss_figure(rows, series=LOSS_SERIES):
             ax.set_yscale("log")
             ax.set_ylim(lo / 1.08, hi * 1.08)
             ax.set_yticks(ticks, [f"{v:g}" for v in ticks])
-            ax.yaxis.set_minor_locator(FixedLocator([t for t in minor_log_ticks(lo, hi) if t not in ticks]))
+            minor = [t for t in log_grid(lo, hi, range(1, 10)) if lo <= t <= hi and t not in ticks]  # unlabelled
+            ax.yaxis.set_minor_locator(FixedLocator(minor))
             ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
