@@ -19,7 +19,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
-from scratchvae import reference  # noqa: E402
+from scratchvae import losses, reference  # noqa: E402
 from scratchvae.gradcheck import numerical_grad, rel_error_each  # noqa: E402
 from scratchvae.optim import Adam  # noqa: E402
 
@@ -45,19 +45,24 @@ def _call(fn, *args):
         raise NotWritten(f"{fn.__name__} is not written yet") from None
 
 
+def _three_grads(fn, forward, rng, x, W, b, *args):
+    """fn(x, W, dy, *args) → (dx, dW, db), against central differences of Σ (y − y₀)·dy for y = forward(x, W, b,
+    *args), so that ∂/∂y = dy: the largest error of the three."""
+    y0 = forward(x, W, b, *args)
+    dy = rng.normal(size=y0.shape)
+
+    def f():
+        return float(((forward(x, W, b, *args) - y0) * dy).sum())
+    got = _call(fn, x.copy(), W.copy(), dy.copy(), *args)
+    return max(_compare(g, numerical_grad(f, wrt)) for g, wrt in zip(got, (x, W, b)))
+
+
 def check_conv2d_backward(fn):
     worst = 0.0
     for k, (n, c, h, w, co, kh, kw, sy, sx, ph, pw) in enumerate(CONV_CASES):
         rng = np.random.default_rng(k)
         x, W, b = rng.normal(size=(n, c, h, w)), rng.normal(size=(co, c, kh, kw)), rng.normal(size=co)
-        y0 = reference.conv2d(x, W, b, (sy, sx), (ph, pw))
-        dy = rng.normal(size=y0.shape)
-
-        def f():                                            # Σ (y − y₀)·dy: ∂f/∂y = dy
-            return float(((reference.conv2d(x, W, b, (sy, sx), (ph, pw)) - y0) * dy).sum())
-        dx, dW, db = _call(fn, x.copy(), W.copy(), dy.copy(), (sy, sx), (ph, pw))
-        for got, wrt in ((dx, x), (dW, W), (db, b)):
-            worst = max(worst, _compare(got, numerical_grad(f, wrt)))
+        worst = max(worst, _three_grads(fn, reference.conv2d, rng, x, W, b, (sy, sx), (ph, pw)))
     return worst
 
 
@@ -80,20 +85,12 @@ def check_conv_transpose2d_backward(fn):
     for k, (n, ci, h, w, co, kh, kw, sy, sx, ph, pw, opy, opx) in enumerate(CONV_T_CASES):
         rng = np.random.default_rng(20 + k)
         x, W, b = rng.normal(size=(n, ci, h, w)), rng.normal(size=(ci, co, kh, kw)), rng.normal(size=co)
-        args = ((sy, sx), (ph, pw), (opy, opx))
-        y0 = reference.conv_transpose2d(x, W, b, *args)
-        dy = rng.normal(size=y0.shape)
-
-        def f():
-            return float(((reference.conv_transpose2d(x, W, b, *args) - y0) * dy).sum())
-        dx, dW, db = _call(fn, x.copy(), W.copy(), dy.copy(), *args)
-        for got, wrt in ((dx, x), (dW, W), (db, b)):
-            worst = max(worst, _compare(got, numerical_grad(f, wrt)))
+        worst = max(worst, _three_grads(fn, reference.conv_transpose2d, rng, x, W, b, (sy, sx), (ph, pw), (opy, opx)))
     return worst
 
 
 def _kl(mu, logvar):
-    return float((-0.5 * (1 + logvar - mu ** 2 - np.exp(logvar))).sum())
+    return float(losses.kl_per_image(mu, logvar).sum())
 
 
 def check_kl_grads(fn):
