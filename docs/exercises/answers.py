@@ -1,9 +1,12 @@
-"""Answers to the exercises of docs/exercises.md, one per function of skeletons.py: the first six are
-the routines to write, the last four the "your turn" mistakes, each written the wrong way on purpose.
+"""Answers to the exercises of docs/exercises.md, one per function of skeletons.py (col2im and adam are the
+package's own loop versions, scratchvae/reference.py), then the four "your turn" mistakes, each written the
+wrong way on purpose.
 
     python docs/exercises/checks.py --answers        every answer through its check
 """
 import numpy as np
+
+from scratchvae.reference import adam, col2im  # noqa: F401 (two answers are the package's own loop versions)
 
 
 def conv2d_backward(x, W, dy, stride, padding):
@@ -22,15 +25,6 @@ def conv2d_backward(x, W, dy, stride, padding):
             dx_pad[:, :, r * sy:r * sy + kh, s * sx:s * sx + kw] += np.einsum("no,ocji->ncji", d, W)  # dx += dy·W
     db = dy.sum(axis=(0, 2, 3))                                         # b touches every output of its channel
     return dx_pad[:, :, ph:ph + h, pw:pw + w], dW, db
-
-
-def col2im(col, h, w, sy, sx, ph, pw):
-    n, c, kh, kw, oh, ow = col.shape
-    img = np.zeros((n, c, h + 2 * ph, w + 2 * pw))
-    for r in range(oh):
-        for s in range(ow):
-            img[:, :, r * sy:r * sy + kh, s * sx:s * sx + kw] += col[:, :, :, :, r, s]   # +=: overlaps add up
-    return img[:, :, ph:ph + h, pw:pw + w]
 
 
 def conv_transpose2d_backward(x, W, dy, stride, padding, output_padding):
@@ -59,13 +53,6 @@ def reparameterize(mu, logvar, eps):
 
 def reparameterize_backward(dz, mu, logvar, eps):
     return dz, dz * eps * 0.5 * np.exp(0.5 * logvar)                    # ∂z/∂μ = 1, ∂z/∂ℓ = ½σε
-
-
-def adam(p, g, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
-    m = b1 * m + (1 - b1) * g
-    v = b2 * v + (1 - b2) * g * g
-    m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)                 # E[m_t] = (1 − β₁ᵗ)E[g]: undo it
-    return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
 # "Your turn": each mistake of docs/exercises.md, written out, with the function it breaks.
