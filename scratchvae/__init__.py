@@ -1,10 +1,28 @@
-"""scratchvae: the World Models vision VAE with every gradient written by hand."""
-from . import optim
-from .backend import BackendError, get_xp, to_numpy
-from .checkpoint import CheckpointError
-from .data.dataset import to_model_input
-from .layers import Conv2D, ConvTranspose2D, Crop2D, Dense, Flatten, ReLU, Reshape, Sigmoid
-from .runfolder import load
-from .vae import VAE
+"""scratchvae: the World Models vision VAE with every gradient written by hand.
+
+`from scratchvae import VAE` (or load, to_model_input, the layers, …) imports what it names when it is
+first asked for, so importing the package itself loads nothing: bin/'s launchers (scratchvae/launch.py)
+run before NumPy is loaded, and a module that needs only NumPy does not bring in Pillow or matplotlib."""
+import importlib
 
 __version__ = "0.1.0"
+
+# name → the module that defines it
+_NAMES = {"optim": "optim", "BackendError": "backend", "get_xp": "backend", "to_numpy": "backend",
+          "CheckpointError": "checkpoint", "to_model_input": "data.dataset", "load": "runfolder", "VAE": "vae",
+          **dict.fromkeys(("Conv2D", "ConvTranspose2D", "Crop2D", "Dense", "Flatten", "ReLU", "Reshape", "Sigmoid"),
+                          "layers")}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name):
+    if name not in _NAMES:                  # (a submodule, `from scratchvae import losses`: Python imports it)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f".{_NAMES[name]}", __name__)
+    value = module if name == _NAMES[name] else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_NAMES})

@@ -10,6 +10,7 @@ from ..backend import BackendError
 from ..checkpoint import CheckpointError
 from ..data.episodes import DataError
 from ..data.rollouts import MissingPackage
+from ..launch import RELAUNCHED
 from ..lock import FolderInUse
 from ..runfolder import parse_channels
 
@@ -44,6 +45,11 @@ def run(prog, main, argv=None):
         if not getattr(e, "everywhere", False):         # under mpiexec, the other ranks wait for this one
             distributed.abort_others(2)
         return 2
+    except MemoryError as e:                            # past what the limits of the options foresaw
+        print(f"{prog}: error: out of memory: {describe(e)}; ask for less (--help says what each option costs)",
+              file=sys.stderr)
+        distributed.abort_others(2)
+        return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
@@ -55,7 +61,8 @@ def command(prog, script=None):
     """A function: options → the shell command that runs this tool again with them, runnable as printed
     from the current folder in any shell, a virtual environment activated or not. The tool is named by
     the path it was run from (sys.argv[0]; run inside another program, the launcher in bin/), and
-    preceded by the Python running now unless the script's own first line names that Python."""
+    preceded by the Python running now unless the script comes to this Python by itself: its own first
+    line names it, or the launcher started the tool again under it (scratchvae/launch.py), as it will again."""
     script = script or sys.argv[0]
     if os.path.basename(script) != prog:
         script = os.path.join(BIN, prog)
@@ -65,7 +72,7 @@ def command(prog, script=None):
             first = f.readline()
     except OSError:
         first = ""
-    if first.strip() != f"#!{sys.executable}":
+    if first.strip() != f"#!{sys.executable}" and os.environ.get(RELAUNCHED) != sys.executable:
         words.insert(0, shown_path(sys.executable))
     return lambda options: shlex.join([*words, *(str(o) for o in options)])
 
@@ -120,6 +127,11 @@ non_negative_int = number_type(lambda v: v >= 0, "a whole number of at least 0",
 fraction = number_type(lambda v: 0 <= v < 1, "a fraction in [0, 1)")
 positive_float = number_type(lambda v: 0 < v < math.inf, "a number above 0")
 non_negative_float = number_type(lambda v: 0 <= v < math.inf, "a number of at least 0")
+
+
+def at_most(most, why):
+    """An argparse type: a whole number 1 … most; `why` says what the limit bounds (shown when it is passed)."""
+    return number_type(lambda v: 1 <= v <= most, f"a number 1 … {most:,} ({why})", int)
 
 
 def channel_list(text):
