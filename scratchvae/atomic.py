@@ -26,14 +26,35 @@ def temporary_beside(path):
 
 
 def make_folder(path):
-    """Make folder `path` and any missing parents. A file where a folder is needed is an error that
-    names it (os.makedirs would say only "File exists" or "Not a directory")."""
-    probe = os.path.normpath(path)
+    """Make folder `path` and any missing parents; returns the folders made, outermost first. A file where a
+    folder is needed is an error that names it (os.makedirs would say only "File exists" or "Not a directory")."""
+    probe, made = os.path.normpath(path), []
     while probe and not os.path.exists(probe):          # the nearest part of the path that exists
+        made.insert(0, probe)
         probe = os.path.dirname(probe)
     if probe and not os.path.isdir(probe):
         raise NotADirectoryError(errno.ENOTDIR, f"{probe} is a file, not a folder", path)
     os.makedirs(path, exist_ok=True)
+    return made
+
+
+def folder_for(path):
+    """with folder_for(path): … — folder `path` made if need be for what the block writes; when the block fails,
+    the folders made for it are removed again if still empty, so a command that fails leaves no folder behind."""
+    return removed_on_failure(make_folder(path))
+
+
+@contextlib.contextmanager
+def removed_on_failure(made):
+    """with removed_on_failure(folders): … — the folders (outermost first, as make_folder returns them) removed
+    again, innermost first, when the block fails and they are still empty."""
+    try:
+        yield
+    except BaseException:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
 
 
 def remove_temporaries(folder):

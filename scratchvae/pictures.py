@@ -80,9 +80,11 @@ def samples_figure(model, step, n=32, cols=8, seed=0):
     return decoded_figure(model, z, f"decoded from z ~ N(0, I) (the decoder's mean for each z), step {step}", cols)
 
 
-def decoded_figure(model, z, title, cols=8):
-    """The decoder's mean image for each code of z (N, latent_dim), `cols` a row."""
-    fig, _ = _grid_figure(to_uint8(model.decode(model.xp.asarray(np.asarray(z, model.dtype)))), cols, title)
+def decoded_figure(model, z, title, cols=8, batch=64):
+    """The decoder's mean image for each code of z (N, latent_dim), `cols` a row (decoded `batch` at a time)."""
+    z = np.asarray(z, model.dtype)                                  # (N, D) on the host
+    images = [to_uint8(model.decode(model.xp.asarray(z[i:i + batch]))) for i in range(0, len(z), batch)]
+    fig, _ = _grid_figure(np.concatenate(images), cols, title)
     return fig
 
 

@@ -62,7 +62,9 @@ def test_rollout_is_repeatable_per_seed(policy):
     c = run_episode(6, 30, policy)
     assert a["obs"].shape == (30, 64, 64, 3) and a["obs"].dtype == np.uint8
     assert a["actions"].shape == (30, 3) and a["actions"].dtype == np.float32
-    assert a["rewards"].shape == a["dones"].shape == (30,) and a["dones"].dtype == bool
+    assert a["rewards"].shape == a["terminated"].shape == a["truncated"].shape == (30,)
+    assert a["terminated"].dtype == a["truncated"].dtype == bool
+    assert a["truncated"][-1] and not a["truncated"][:-1].any() and not a["terminated"].any()    # cut by the 30 steps
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
     assert not np.array_equal(a["obs"], c["obs"])
@@ -92,6 +94,7 @@ def test_resume_collects_only_what_is_missing(tmp_path):
         assert open(os.path.join(out, f), "rb").read() == data
     ep = read_episode(os.path.join(out, episode_name(4)))
     np.testing.assert_array_equal(ep["obs"], run_episode(104, 15)["obs"])      # seed S + index
+    assert ep["dones"][-1] and ep["truncated"][-1] and not ep["terminated"].any()   # the --steps cut marks the end
     assert int(ep["seed"]) == 104 and str(ep["policy"]) == "brownian" and int(ep["max_steps"]) == 15
     assert read_manifest(out)[episode_name(4)] == {"seed": 104, "policy": "brownian", "max_steps": 15,
                                                    "size": [64, 64], "frames": 15}
@@ -253,3 +256,31 @@ def test_locate_numbers_a_split_in_episode_order(tmp_path):
         np.testing.assert_array_equal(ds.locate(pick, split)[1], frame_idx[pick])
         with pytest.raises(IndexError, match=rf"\[0, {n}\) for the {split} split, got .* {n}"):
             ds.locate([0, n], split)
+
+
+@pytest.mark.parametrize("dones, terminated, truncated", [
+    ([0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]),             # an older file's episode cut by --steps: dones unmarked
+    ([0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]),             # … and one the environment ended
+])
+def test_an_older_episode_file_reads_with_both_ends(tmp_path, dones, terminated, truncated):
+    """Files from before terminated and truncated were recorded hold dones alone, marking only the environment's
+    end: read, every episode's last step is marked, as terminated when dones said so, else as truncated."""
+    path = str(tmp_path / episode_name(0))
+    obs = np.zeros((4, 64, 64, 3), np.uint8)
+    np.savez(path, obs=obs, actions=np.zeros((4, 3), np.float32), rewards=np.zeros(4, np.float32),
+             dones=np.array(dones, bool))                    # (as write_episode wrote them before)
+    ep = read_episode(path)
+    np.testing.assert_array_equal(ep["terminated"], np.array(terminated, bool))
+    np.testing.assert_array_equal(ep["truncated"], np.array(truncated, bool))
+    assert ep["dones"].tolist() == [False, False, False, True]
+
+
+def test_an_episode_written_with_its_ends_reads_them_back(tmp_path):
+    path = str(tmp_path / episode_name(0))
+    obs = np.zeros((3, 64, 64, 3), np.uint8)
+    write_episode(path, obs, np.zeros((3, 3)), np.zeros(3), terminated=[0, 0, 1], truncated=[0, 0, 0])
+    ep = read_episode(path)
+    assert ep["terminated"].tolist() == [False, False, True] and not ep["truncated"].any()
+    assert ep["dones"].tolist() == [False, False, True]
+    with np.load(path) as z:                                 # in the file itself, for readers that are not ours
+        assert z["truncated"].dtype == bool and z["dones"].tolist() == [False, False, True]

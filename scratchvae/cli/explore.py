@@ -21,7 +21,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from . import OneLineParser, add_checkpoint_options, number_type, positive_int, run
+from . import OneLineParser, add_checkpoint_options, at_most, number_type, run
 from ..backend import resolve_device
 from ..data.dataset import FrameDataset
 from ..explorer import BadRequest, Explorer, short
@@ -34,6 +34,7 @@ FILES = {"/": ("explore.html", "text/html; charset=utf-8"),
          "/explore.js": ("explore.js", "text/javascript; charset=utf-8"),
          "/explore.css": ("explore.css", "text/css; charset=utf-8")}
 MAX_BODY = 16 * 1024                    # a code of 32 numbers is under 1 kB of JSON
+MAX_FRAMES = 4096                       # --frames: each is read and encoded as the page starts (~1 s per 1,000)
 # the page may load its own files and data: images, nothing from anywhere else
 POLICY = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 port_number = number_type(lambda v: 0 <= v <= 65535, "a port number 0 … 65535", int)
@@ -51,8 +52,8 @@ def parser():
     p.add_argument("--data", help="folder of episode files to take frames from (default: the held-out frames of "
                                   "the data folder the run was trained on, if it is still there; else none, and "
                                   "the page starts from a prior sample)")
-    p.add_argument("--frames", type=positive_int, default=256,
-                   help="frames to offer, spread evenly over the data (default 256)")
+    p.add_argument("--frames", type=at_most(MAX_FRAMES, "each is read and encoded as the page starts"), default=256,
+                   help=f"frames to offer, spread evenly over the data, at most {MAX_FRAMES:,} (default 256)")
     p.add_argument("--port", type=port_number, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free one)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu", help="where the model decodes "
                                                                                   "(default cpu)")

@@ -3,17 +3,25 @@ traversal of frames from a data folder, of image files, or of the run's own held
 decoding of given codes."""
 import os
 import warnings
+import zipfile
 
 import numpy as np
 
-from . import OneLineParser, add_checkpoint_options, non_negative_int, positive_int, run
+from . import OneLineParser, add_checkpoint_options, at_most, non_negative_int, run
 from .. import pictures
-from ..atomic import make_folder
+from ..atomic import folder_for
 from ..backend import resolve_device
 from ..checkpoint import ZIP_MAGIC
 from ..data.dataset import FrameDataset, to_model_input
 from ..data.episodes import DataError
+from ..latents import first_rows
 from ..runfolder import RunFolder, load
+
+# What the options may ask for, checked before any work: each multiplies time and memory (a decoded image
+# takes about 1.5 MB on its way through the default model, an encoded one about 0.8 MB, in batches of 64)
+MAX_SAMPLES = 1024                      # samples.png: 128 rows of 8
+MAX_IMAGES = 256                        # --images: each is read and encoded (the pictures show 8 of them)
+CODES = 64                              # --codes: the first 64 are decoded
 
 
 def parser():
@@ -27,51 +35,65 @@ def parser():
     g = p.add_mutually_exclusive_group()
     g.add_argument("--data", help="folder of episode files: reconstruct frames spread evenly over all of them")
     g.add_argument("--images", nargs="+", metavar="IMAGE",
-                   help="image files (PNG, JPEG, …) to reconstruct, resized to the model's frame size")
+                   help=f"image files (PNG, JPEG, …) to reconstruct, resized to the model's frame size; at most "
+                        f"{MAX_IMAGES}")
     p.add_argument("--codes", help="codes to decode into decoded.png: an .npy array (N, latent-dim), or a latents "
-                                   "file from encode-latents (its mu); the first 64")
-    p.add_argument("--samples", type=positive_int, default=32, help="images decoded from the prior (default 32)")
+                                   f"file from encode-latents (its mu); the first {CODES} (the rest is not read)")
+    p.add_argument("--samples", type=at_most(MAX_SAMPLES, "each is decoded and drawn into samples.png"), default=32,
+                   help=f"images decoded from the prior, at most {MAX_SAMPLES:,} (default 32)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the prior's draws (default 0)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu", help="default cpu")
     return p
 
 
 def read_images(paths, size):
-    """uint8 (N, H, W, 3) of image files, each converted to RGB and resized (bilinear) to size (H, W)."""
+    """uint8 (N, H, W, 3) of image files, each converted to RGB and resized (bilinear) to size (H, W). An image
+    past Pillow's limit on pixels (a 'decompression bomb') is refused as unreadable, not decoded."""
     from PIL import Image, UnidentifiedImageError
+    if len(paths) > MAX_IMAGES:
+        raise DataError(f"--images: expected at most {MAX_IMAGES} files (each is read and encoded; the pictures "
+                        f"show 8 of them), got {len(paths):,}")
     h, w = size
     frames = []
-    for path in paths:
-        try:
-            with Image.open(path) as im:
-                frames.append(np.asarray(im.convert("RGB").resize((w, h), Image.BILINEAR), dtype=np.uint8))
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        for path in paths:
+            try:
+                with Image.open(path) as im:
+                    frames.append(np.asarray(im.convert("RGB").resize((w, h), Image.BILINEAR), dtype=np.uint8))
+            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError,
+                    Image.DecompressionBombWarning) as e:
+                raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
     return np.stack(frames)
 
 
 def read_codes(path, latent_dim):
-    """float (N ≤ 64, latent_dim) codes from an .npy array or an encode-latents file (its mu)."""
+    """float (N ≤ CODES, latent_dim): the first codes of an .npy array or of an encode-latents file (its mu),
+    read without reading the rest of the file."""
     try:
         with open(path, "rb") as f:
             head = f.read(6)
-        if head == b"\x93NUMPY":
-            z = np.load(path, allow_pickle=False)
-        elif head[:4] in ZIP_MAGIC:
-            with np.load(path, allow_pickle=False) as latents:
-                z = latents["mu"]
-        else:
-            raise ValueError(f"a file that begins with {head!r}")
+            f.seek(0)
+            if head == b"\x93NUMPY":
+                z = first_rows(f, CODES)
+            elif head[:4] in ZIP_MAGIC:
+                with zipfile.ZipFile(f) as zf, zf.open("mu.npy") as member:
+                    z = first_rows(member, CODES)
+            else:
+                raise ValueError(f"a file that begins with {head!r}")
+    except KeyError:
+        raise DataError(f"--codes {path}: expected an .npy array of codes, or a latents file with mu; got a "
+                        "zip archive without mu") from None
     except OSError as e:
         raise DataError(f"--codes {path}: {e.strerror or e}") from None
-    except (KeyError, ValueError, EOFError) as e:
+    except (ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"--codes {path}: expected an .npy array of codes, or a latents file with mu; "
                         f"got {e}") from None
     if z.ndim != 2 or z.shape[1] != latent_dim or z.dtype.kind != "f" or len(z) == 0:
         raise DataError(f"--codes {path}: expected float codes (N, {latent_dim}), got {z.dtype} {z.shape}")
     if not np.isfinite(z).all():
         raise DataError(f"--codes {path}: holds NaN or infinite values")
-    return z[:64]
+    return z
 
 
 def run_frames(ck, n=64):
@@ -125,14 +147,14 @@ def main(argv=None):
     if frames is not None and frames.shape[1:3] != size:
         raise DataError(f"frames are {frames.shape[1]}x{frames.shape[2]}, the model expects {size[0]}x{size[1]}")
     z = None if args.codes is None else read_codes(args.codes, model.latent_dim)
-    make_folder(args.out)
     x = None if frames is None else to_model_input(frames, device, model.dtype)
-    written = pictures.write_all(args.out, model, x, ck.step, source, seed=args.seed, rows=run_log(ck),
-                                 samples=args.samples)
-    if z is not None:
-        title = f"{len(z)} codes of {args.codes}, decoded (the decoder's mean for each z), step {ck.step}"
-        pictures.save(pictures.decoded_figure(model, z, title), os.path.join(args.out, "decoded.png"))
-        written.append("decoded.png")
+    with folder_for(args.out):                          # (made for the pictures; removed again if none came)
+        written = pictures.write_all(args.out, model, x, ck.step, source, seed=args.seed, rows=run_log(ck),
+                                     samples=args.samples)
+        if z is not None:
+            title = f"{len(z)} codes of {args.codes}, decoded (the decoder's mean for each z), step {ck.step}"
+            pictures.save(pictures.decoded_figure(model, z, title), os.path.join(args.out, "decoded.png"))
+            written.append("decoded.png")
     print(f"sample: wrote {', '.join(written)} into {args.out}")
     return 0
 

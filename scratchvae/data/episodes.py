@@ -3,10 +3,18 @@
     obs       uint8   (T, H, W, 3)   preprocessed frames; obs[t] is what the agent saw before acting
     actions   float32 (T, 3)         steer, gas, brake chosen at t
     rewards   float32 (T,)           reward for that step
-    dones     bool    (T,)           the episode ended after step t
+    terminated bool   (T,)           the environment ended the episode after step t (CarRacing: every tile
+                                     visited, or the car off the playfield)
+    truncated bool    (T,)           the episode was cut after step t without the environment ending it:
+                                     by gymnasium's time limit, or by the collection's own --steps
+    dones     bool    (T,)           terminated | truncated: the episode's last step, however it ended
     seed      int64   ()             the seed that regenerates the episode
     policy    str     ()             "brownian" or "random"
     max_steps int64   ()             the step limit it was collected with (files from before it: absent)
+
+Files from before terminated and truncated were recorded hold dones alone, and there it marks only the
+environment's end (an episode cut by --steps ends with dones False); read_episode gives them all three
+fields: terminated = dones as written, truncated only at a last step that dones did not mark.
 
 The file is a plain NumPy archive (np.load reads it). It is stored uncompressed so
 that a loader can read any frame straight from its place in the file without
@@ -68,13 +76,29 @@ def episode_name(index):
     return f"episode_{index:06d}.npz"
 
 
-def write_episode(path, obs, actions, rewards, dones, seed=-1, policy="", max_steps=-1):
-    """Write one episode atomically (temporary name, then rename)."""
+def ends(dones=None, terminated=None, truncated=None, t=None):
+    """(terminated, truncated, dones), bool (T,) each, from what an episode records: both flags (dones is
+    then their union), or dones alone, as older files hold it (the environment's end: terminated = dones, and
+    a last step it does not mark was cut, truncated)."""
+    if terminated is None or truncated is None:
+        terminated = np.asarray(dones, bool).reshape(t)
+        truncated = np.zeros_like(terminated)
+        if len(terminated):
+            truncated[-1] = not terminated[-1]
+    terminated, truncated = np.asarray(terminated, bool).reshape(t), np.asarray(truncated, bool).reshape(t)
+    return terminated, truncated, terminated | truncated
+
+
+def write_episode(path, obs, actions, rewards, dones=None, seed=-1, policy="", max_steps=-1, terminated=None,
+                  truncated=None):
+    """Write one episode atomically (temporary name, then rename). Its ends: terminated and truncated, or
+    dones alone (read as an older file's: ends())."""
     obs = np.ascontiguousarray(obs, dtype=np.uint8)
     t = len(obs)
+    terminated, truncated, dones = ends(dones, terminated, truncated, t)
     arrays = dict(obs=obs, actions=np.asarray(actions, np.float32).reshape(t, -1),
-                  rewards=np.asarray(rewards, np.float32).reshape(t), dones=np.asarray(dones, bool).reshape(t),
-                  seed=np.int64(seed), policy=np.array(policy), max_steps=np.int64(max_steps))
+                  rewards=np.asarray(rewards, np.float32).reshape(t), dones=dones, terminated=terminated,
+                  truncated=truncated, seed=np.int64(seed), policy=np.array(policy), max_steps=np.int64(max_steps))
     with atomic_write(path) as f:
         np.savez(f, **arrays)
 
@@ -87,19 +111,22 @@ def _check(path, arrays):
     if obs.dtype != np.uint8 or obs.ndim != 4 or obs.shape[3] != 3:
         raise DataError(f"{path}: obs must be uint8 (T, H, W, 3), got {obs.dtype} {obs.shape}")
     t = obs.shape[0]
-    for k in ("actions", "rewards", "dones"):
-        if len(arrays[k]) != t:
+    for k in ("actions", "rewards", "dones", "terminated", "truncated"):
+        if k in arrays and len(arrays[k]) != t:
             raise DataError(f"{path}: {k} has {len(arrays[k])} entries for {t} frames")
 
 
 def read_episode(path):
-    """The whole episode in memory: dict of arrays. Damage becomes a DataError naming the file."""
+    """The whole episode in memory: dict of arrays, terminated and truncated among them (derived from dones in
+    an older file). Damage becomes a DataError naming the file."""
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as e:
         raise DataError(f"{path}: unreadable episode file (truncated or corrupt?): {type(e).__name__}: {e}") from None
     _check(path, arrays)
+    arrays["terminated"], arrays["truncated"], arrays["dones"] = ends(
+        arrays["dones"], arrays.get("terminated"), arrays.get("truncated"), len(arrays["obs"]))
     return arrays
 
 

@@ -71,7 +71,8 @@ class Uniform:
 
 
 def run_episode(seed, steps, policy="brownian", size=(64, 64), env=None):
-    """One episode of at most `steps` steps: dict of obs (T, H, W, 3) uint8, actions, rewards, dones."""
+    """One episode of at most `steps` steps: dict of obs (T, H, W, 3) uint8, actions, rewards, terminated and
+    truncated (an episode that `steps` cut is truncated at its last step: it did not end there by itself)."""
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     own = env is None
@@ -80,21 +81,24 @@ def run_episode(seed, steps, policy="brownian", size=(64, 64), env=None):
         rng = np.random.default_rng(seed)
         act = (Brownian if policy == "brownian" else Uniform)(env.action_space, rng)
         frame, _ = env.reset(seed=int(seed))
-        obs, actions, rewards, dones = [], [], [], []
+        obs, actions, rewards, ended, cut = [], [], [], [], []
         for _ in range(steps):
             a = act()
             obs.append(preprocess(frame, size))
             frame, r, terminated, truncated, _ = env.step(a)
             actions.append(a)
             rewards.append(r)
-            dones.append(terminated or truncated)
+            ended.append(bool(terminated))
+            cut.append(bool(truncated) and not terminated)
             if terminated or truncated:
                 break
+        if not (ended[-1] or cut[-1]):                  # `steps` reached: the episode is cut here
+            cut[-1] = True
     finally:
         if own:
             env.close()
     return dict(obs=np.stack(obs), actions=np.stack(actions), rewards=np.asarray(rewards, np.float32),
-                dones=np.asarray(dones, bool))
+                terminated=np.asarray(ended, bool), truncated=np.asarray(cut, bool))
 
 
 def _collect_one(job):
