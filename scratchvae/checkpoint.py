@@ -45,12 +45,24 @@ def config_json(model):
     return json.dumps(model.config, sort_keys=True)
 
 
-def save(path, model, optimizer=None, step=0, meta=None):
+def _arrays(model, optimizer=None):
+    """(the arrays a checkpoint holds, keyed as in the file: param/NAME, adam/NAME; the optimizer's hyperparameters)."""
     arrays = {f"param/{k}": to_numpy(v) for k, v in model.params.items()}
     opt_hyper = None
     if optimizer is not None:
         opt_hyper, moments = optimizer.state()
         arrays.update({f"adam/{k}": to_numpy(v) for k, v in moments.items()})
+    return arrays, opt_hyper
+
+
+def not_finite(model, optimizer=None):
+    """The first of the model's parameters (then Adam's moments) that holds NaN or an infinity, named as in a
+    checkpoint (param/NAME, adam/NAME); None when every number is finite: what save() would refuse."""
+    return next((k for k, a in _arrays(model, optimizer)[0].items() if not np.isfinite(a).all()), None)
+
+
+def save(path, model, optimizer=None, step=0, meta=None):
+    arrays, opt_hyper = _arrays(model, optimizer)
     state = {"format": FORMAT, "step": int(step), "rng": model.rng.bit_generator.state,
              "optimizer": opt_hyper, "meta": meta or {}}
     bad = next((k for k, a in arrays.items() if not np.isfinite(a).all()), None)

@@ -84,6 +84,7 @@ class Trainer:
         self.writer = world.rank == 0                               # the one rank that writes the folder
         self.folder = RunFolder(s.out)
         self.folder.check_place()
+        self.diverged = self._diverged_before() if resume else None
         if resume and not self.folder.holds_run():
             raise self._nothing_to_resume()
         if not resume and self.folder.holds_run():
@@ -134,7 +135,11 @@ class Trainer:
         self.run_json = {**asdict(s), "data": os.path.abspath(s.data), "steps": self.steps, "lr": self.opt.lr,
                          "train_frames": self.n_train, "heldout_frames": self.data.num_frames("heldout"),
                          "data_episodes": len(self.data.paths), "data_fingerprint": self.data.fingerprint}
-        self._stop, self._images, self._last_eval, self._best = None, 0, None, None
+        if self.diverged:                                           # still at the learning rate it diverged at
+            self.run_json["diverged"] = self.diverged
+        self._stop, self._images, self._last_eval, self._best, self._bad_step = None, 0, None, None, None
+        self._saved, self._drawn = None, None                       # the steps of this process's newest checkpoint
+                                                                    # and of the pictures it drew last
         self.captured = None                                        # GPU: the step as a CUDA graph (graph.py)
         self._upload = None                                         # GPU: the batches' copies (uploads.py)
         if s.device == "gpu":
@@ -152,8 +157,37 @@ class Trainer:
                                      f"{self.folder.checkpoint_folder})")
         rows = self.folder.read_log()
         at = f" (step {rows[-1]['step']})" if rows else ""
+        if self.diverged:
+            d = self.diverged
+            return FileNotFoundError(f"{s.out} holds a run that stopped before its first checkpoint: {d['what']} at "
+                                     f"step {d['step']} with --lr {s.lr:g}, so there is nothing to resume; start it "
+                                     f"again with a lower learning rate: {self._start_again()}")
         return FileNotFoundError(f"{s.out} holds a run that stopped before its first checkpoint{at}, so there is "
-                                 f"nothing to resume; start it again with: {self.command(s.as_options())}")
+                                 f"nothing to resume; start it again with: {self._start_again()}")
+
+    def _diverged_before(self):
+        """run.json's record of a divergence of this run at the learning rate it has now ({"step", "what", "lr"}),
+        or None: then the commands the messages print lower the learning rate (_resume_again, _start_again)."""
+        try:
+            record = self.folder.read_settings()[1]
+        except (OSError, ValueError):
+            return None
+        d = record.get("diverged")
+        return d if isinstance(d, dict) and d.get("lr") == float(self.settings.lr) else None
+
+    def _lower(self):
+        """['--lr', a lower one] when the run diverged at the learning rate it has, else []: a printed command
+        never repeats the setting a message named as the cause."""
+        return ["--lr", lower_lr(self.settings.lr)] if self.diverged else []
+
+    def _resume_again(self):
+        """The command that resumes this run (at a lower learning rate when it diverged at this one)."""
+        return self.command(["--resume", "--out", self.settings.out, *self._lower()])
+
+    def _start_again(self):
+        """The command that starts this run anew (at a lower learning rate when it diverged at this one)."""
+        lower = {"lr": lower_lr(self.settings.lr)} if self.diverged else {}
+        return self.command(self.settings.as_options(**lower))
 
     def _check_same_data(self, saved):
         """A resumed run trains on the episodes it began with, wherever they are now: the data's fingerprint
@@ -205,6 +239,11 @@ class Trainer:
             d = self.model.reconstruct(x) - x
             total += float((d * d).sum())
             count += d.size
+        if not math.isfinite(total):            # (even with finite parameters, as diverged as a NaN loss)
+            bad = checkpoint.not_finite(self.model, self.opt)
+            on = "held-out MSE" if self.eval_split == "heldout" else "MSE on training frames"
+            raise self._diverged(f"{bad} holds NaN or infinite values" if bad else f"the {on} became {total / count}",
+                                 self.step, everywhere=self.world.size == 1)   # (rank 0 alone evaluates)
         self._last_eval = (self.step, total / count)
         return total / count
 
@@ -222,7 +261,8 @@ class Trainer:
         try:
             checkpoint.save(path, self.model, optimizer=self.opt, step=self.step, meta=meta)
         except checkpoint.CheckpointError as e:                     # NaN or infinite numbers: not written
-            raise self._diverged(f"{e} at step {self.step}", everywhere=self.world.size == 1) from None
+            raise self._diverged(str(e), self.step, everywhere=self.world.size == 1) from None
+        self._saved = self.step
         self.folder.prune(self.settings.keep)
         if self._best is None or mse < self._best[1]:
             self.folder.keep_best(path)
@@ -251,6 +291,15 @@ class Trainer:
         source = "held-out frames" if self.eval_split == "heldout" else "training frames (nothing held out)"
         pictures.write_all(self.settings.out, self.model, self.eval_images(64), self.step, source,
                            seed=self.settings.seed, rows=self.read_log())
+        self._drawn = self.step
+
+    def _pictures_behind(self, step):
+        """'' when the run's pictures show its newest checkpoint, at `step`; else a clause saying they do not (a
+        second signal came between the checkpoint and its pictures)."""
+        if self._saved != step or self._drawn == step:
+            return ""
+        shown = f" but of step {self._drawn}" if self._drawn is not None else ""
+        return f" (the run's pictures are not of step {step}{shown}: the resumed run draws them at its next checkpoint)"
 
     # ---- the loop -----------------------------------------------------------------------------------
     def _on_signal(self, signum, frame):
@@ -261,11 +310,11 @@ class Trainer:
             s = self.settings
             if good:
                 raise TrainingStopped(f"stopped at once by a second {name} during step {self.step + 1}; the newest "
-                                      f"checkpoint is {good[-1][1]}. Resume with: "
-                                      f"{self.command(['--resume', '--out', s.out])}", 128 + signum, alone)
+                                      f"checkpoint is {good[-1][1]}{self._pictures_behind(good[-1][0])}. Resume "
+                                      f"with: {self._resume_again()}", 128 + signum, alone)
             raise TrainingStopped(f"stopped at once by a second {name} during step {self.step + 1}, before the "
-                                  "first checkpoint, so there is nothing to resume; start again with: "
-                                  f"{self.command(s.as_options())}", 128 + signum, alone)
+                                  f"first checkpoint, so there is nothing to resume; start again with: "
+                                  f"{self._start_again()}", 128 + signum, alone)
         self._stop = signum
         if alone:
             self.say(f"{name} received: stopping after this step, with a checkpoint (send it again to stop at once)")
@@ -316,6 +365,8 @@ class Trainer:
             try:
                 self._steps(bar)
             finally:
+                if self._bad_step is not None:                      # the bar ends where the message says
+                    bar.n = self._bad_step
                 bar.close()
 
     @property
@@ -340,7 +391,7 @@ class Trainer:
                 self.save_checkpoint()
         except PeerLost as e:                                       # another rank ended or hangs
             raise TrainingStopped(f"{e}; stopping at step {self.step} ({self._newest()}). Resume with: "
-                                  f"{self.command(['--resume', '--out', self.settings.out])}", 4, False) from None
+                                  f"{self._resume_again()}", 4, False) from None
 
     def _row_due(self):
         """A log row after this step: every log_every steps, before every checkpoint, at the end, and (one
@@ -399,7 +450,8 @@ class Trainer:
         bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
         if len(bad):
             first = self.step - n + int(bad[0]) + 1
-            raise self._diverged(f"the loss became {values[bad[0], 0]} at step {first}")
+            self._bad_step = first
+            raise self._diverged(f"the loss became {values[bad[0], 0]}", first)
         now = time.perf_counter()
         row = {"step": self.step, "time": round(time.time(), 3),
                **{k: float(v) for k, v in zip(LOSS_KEYS, values.mean(axis=0))},
@@ -429,13 +481,19 @@ class Trainer:
             path = self.folder.checkpoint_path(self._last_ckpt)
             name = signal.Signals(self.stopping).name
             raise TrainingStopped(f"stopped by {name} after step {self.step}; checkpoint {path}. Resume with: "
-                                  f"{self.command(['--resume', '--out', s.out])}", 128 + self.stopping)
+                                  f"{self._resume_again()}", 128 + self.stopping)
 
-    def _diverged(self, what, everywhere=True):
-        """TrainingStopped for numbers that are no longer finite, naming the newest checkpoint (every
-        checkpoint was checked finite before it was written) and what to type next."""
+    def _diverged(self, what, step, everywhere=True):
+        """TrainingStopped for numbers that are no longer finite (`what`, first seen at `step`), naming the newest
+        checkpoint (every checkpoint was checked finite before it was written) and what to type next. run.json
+        records it, so that a later message about this run does not print its learning rate again."""
+        self.diverged = {"step": step, "what": what, "lr": float(self.settings.lr)}
+        if self.writer:
+            self.run_json["diverged"] = self.diverged
+            self.folder.write_settings(self.run_json)
+        what = f"{what} at step {step}"
         good = self.folder.checkpoints()
-        lr = lower_lr(self.opt.lr)
+        lr = lower_lr(self.settings.lr)
         if not good:
             return TrainingStopped(f"{what}; stopping. No checkpoint was written before it; start again with a "
                                    f"lower learning rate: {self.command(self.settings.as_options(lr=lr))}", 3,

@@ -102,11 +102,13 @@ def test_a_nan_before_the_first_checkpoint_says_what_to_type(tmp_path, data):
     assert again.endswith(f"bin/train-scratch --data {data} --out {out} --steps 6 --batch-size 8 --latent-dim 8 "
                           "--channels 4,8,8,8 --dense-size 16 --log-every 2 --eval-every 2 --checkpoint-every 100")        # --lr: the default
     assert not RunFolder(out).holds_run() and RunFolder(out).leftovers() == ["run.json", "log.jsonl"]
-    resume = subprocess.run([sys.executable, os.path.join("bin", "train-scratch"), "--out", out, "--resume"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    resume = subprocess.run([sys.executable, os.path.join("bin", "train-scratch"), "--out", out, "--resume",
+                             "--steps", "5"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resume.returncode == 2
-    assert "holds a run that stopped before its first checkpoint, so there is nothing to resume; start it again " \
-           "with: " in resume.stderr and "--lr 1e+30" in resume.stderr and len(resume.stderr.splitlines()) == 1
+    assert "holds a run that stopped before its first checkpoint: the loss became nan at step 2 with --lr 1e+30, " \
+           "so there is nothing to resume; start it again with a lower learning rate: " in resume.stderr
+    assert len(resume.stderr.splitlines()) == 1
+    assert said_command(resume.stderr, "lower learning rate: ") == again.replace("--steps 6", "--steps 5")  # no --lr 1e+30
     r = run_as_printed(again, "--quiet")
     assert r.returncode == 0, r.stderr
     assert "held a run that stopped before its first checkpoint; starting anew, replacing its run.json, log.jsonl" \
@@ -400,16 +402,20 @@ def test_importing_the_package_leaves_the_environment_alone(first):
     assert r.stdout.split() == ["None", "1"], r.stderr
 
 
-@pytest.mark.parametrize("tool", ["train-scratch", "collect-rollouts", "encode-latents", "sample"])
+@pytest.mark.parametrize("tool", ["train-scratch", "collect-rollouts", "encode-latents", "sample", "explore"])
 def test_each_launcher_lets_openblas_sleep_before_numpy_loads_and_uses_every_core(tool):
-    """The launcher sets OPENBLAS_THREAD_TIMEOUT before its first import of the package (which loads NumPy),
-    and the tool then shares its copies among every core."""
-    text = open(os.path.join(ROOT, "bin", tool)).read()
-    assert 0 < text.index('os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")') < text.index("from scratchvae")
+    """The launcher (scratchvae/launch.py) sets OPENBLAS_THREAD_TIMEOUT before NumPy loads (seen by a finder
+    that looks at the variable as NumPy is imported), and the tool then shares its copies among every core."""
     code = ("import atexit, os, runpy, sys\n"
+            "class Watch:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'numpy' and not hasattr(self, 'seen'):\n"
+            "            self.seen = os.environ.get('OPENBLAS_THREAD_TIMEOUT')\n"
+            "watch = Watch()\n"
+            "sys.meta_path.insert(0, watch)\n"
             "def show():\n"
             "    import scratchvae.threads as t\n"
-            "    print('SEEN', os.environ.get('OPENBLAS_THREAD_TIMEOUT'), t.WORKERS == t.CORES)\n"
+            "    print('SEEN', watch.seen, t.WORKERS == t.CORES)\n"
             "atexit.register(show)\n"
             f"sys.argv = [{tool!r}, '--help']\n"
             f"runpy.run_path({os.path.join(ROOT, 'bin', tool)!r}, run_name='__main__')\n")

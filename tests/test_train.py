@@ -1,5 +1,6 @@
 """bin/train-scratch and bin/encode-latents end to end, on a tiny synthetic dataset."""
 import json
+from dataclasses import replace
 import os
 import signal
 
@@ -10,6 +11,7 @@ from runs import FAST, SMALL, files_and_times, params_equal, run_as_printed, run
     wait_for_a_row
 from scratchvae.checkpoint import load
 from scratchvae.cli.encode import main as encode_main
+from scratchvae.cli import run
 from scratchvae.cli.train import main as train_main
 from scratchvae.data.episodes import episode_name
 from scratchvae.gradcheck import rel_error
@@ -164,10 +166,22 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data, device):
     t = poisoned_trainer(data, out, 2, 3, 4, "decoder.dense.b", np.nan, device)   # after step 4: a NaN weight
     with pytest.raises(TrainingStopped, match=r"the loss became nan at step 5; stopping\. Last good checkpoint: "
                                               r".*ckpt_0000003\.npz") as e:
+        t.settings = replace(t.settings, eval_every=10)            # (an evaluation at step 4 would see it first)
         t.run()
     assert e.value.exit_code != 0
     assert [s for s, _ in RunFolder(out).checkpoints()] == [3]
     assert np.isfinite(load(RunFolder(out).checkpoints()[0][1]).model.params["decoder.dense.b"]).all()
+
+
+def test_finite_parameters_whose_pictures_are_not_finite_stop_the_run(tmp_path, data, capsys):
+    """One step at --lr 1e9 leaves finite weights whose held-out reconstructions are NaN (step 1's loss, taken
+    before the update, was finite): the run stops there, naming it, and writes no checkpoint or row of it."""
+    out = str(tmp_path / "run")
+    args = ["--data", data, "--out", out, *FAST, "--steps", "1", "--lr", "1e9"]
+    assert run("train-scratch", train_main, args) == 3
+    err = capsys.readouterr().err
+    assert "the held-out MSE became nan at step 1; stopping. No checkpoint was written" in err, err
+    assert not RunFolder(out).holds_run() and RunFolder(out).read_log() == []
 
 
 def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, data):
@@ -334,6 +348,10 @@ def test_resume_overrides_are_said_and_kept(tmp_path, data, capsys):
     said = capsys.readouterr().out
     assert f"{out} is already at step 8 of 8: nothing to train" in said and "wrote" not in said
     assert files_and_times(out) == before
+    # a length given in the other unit is one change, said in both units, and no setting is said as None
+    assert train_main(["--out", out, "--resume", "--epochs", "1", "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "resuming with --epochs 1 (was --steps 8)\n" in said and "None" not in said
 
 
 def test_default_run_goes_on_when_trained_again(tmp_path, data, monkeypatch, capsys):

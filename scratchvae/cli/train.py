@@ -10,7 +10,7 @@ from . import (OneLineParser, channel_list, command, fraction, non_negative_floa
 from .. import distributed
 from ..backend import resolve_device
 from ..runfolder import RunFolder, RunSettings
-from ..train import Trainer, TrainingStopped, say_on_stderr
+from ..train import Trainer, TrainingStopped, lower_lr, say_on_stderr
 
 D = RunSettings.default
 
@@ -115,14 +115,28 @@ def settings_for(args, given, folder):
             notes.append(f"{args.out} holds a run at step {step}; continuing it (give --out for a new run)")
         settings, changes = saved.resumed({k: v for k, v in given.items() if k != "resume"})
         if changes:
-            notes.append("resuming with " + ", ".join(f"--{k.replace('_', '-')} {new} (was {old})"
-                                                      for k, (old, new) in changes.items()))
+            notes.append("resuming with " + ", ".join(said_changes(changes)))
         return settings, True, notes
     data = args.data if args.data is not None else default_data(args.quiet)
     if args.steps is None and args.epochs is None:
         args.steps = DEFAULT_TRAIN_STEPS
     values = {**vars(args), "data": data}
     return RunSettings(**{f.name: values[f.name] for f in fields(RunSettings) if f.name in values}), False, notes
+
+
+def said_changes(changes):
+    """'--lr 0.0005 (was 0.001)' for each change of {name: (old, new)}; a run's length, given as steps or as
+    epochs, is one setting: '--epochs 13 (was --steps 55)'."""
+    length = {k: changes.pop(k) for k in ("steps", "epochs") if k in changes}
+    said = []
+    if length:
+        old_key, old = next(((k, o) for k, (o, _) in length.items() if o is not None), (None, None))
+        new_key, new = next((k, n) for k, (_, n) in length.items() if n is not None)
+        said.append(f"--{new_key} {new} (was {old})" if old_key == new_key else f"--{new_key} {new} (was --{old_key} {old})")
+    for k, (old, new) in changes.items():
+        option = "--" + k.replace("_", "-")
+        said.append(f"{option} (was off)" if new is True and old is False else f"{option} {new} (was {old})")
+    return said
 
 
 def main(argv=None):
@@ -189,7 +203,7 @@ def main(argv=None):
 def what_is_trained(trainer):
     """What every rank of a job must agree on: the run's settings (the data folder's place aside: each machine
     may keep its own copy), the data's fingerprint, the step it starts from and the step it ends at."""
-    return {**{k: v for k, v in trainer.run_json.items() if k != "data"}, "start": trainer.step,
+    return {**{k: v for k, v in trainer.run_json.items() if k not in ("data", "diverged")}, "start": trainer.step,
             "out": os.path.abspath(trainer.settings.out)}
 
 
@@ -208,6 +222,10 @@ def say_what_goes_on(trainer, notes, world):
     settings = trainer.settings
     for note in notes:                                          # every check has passed: now say what goes on
         print(f"train-scratch: {note}")
+    if trainer.diverged:
+        d = trainer.diverged
+        print(f"train-scratch: {settings.out} stopped at step {d['step']} when {d['what']}, with --lr {settings.lr:g}; "
+              f"it resumes with that --lr (give a lower one, e.g. --lr {lower_lr(settings.lr):g}, to change it)")
     if trainer.replaces:
         print(f"train-scratch: {settings.out} held a run that stopped before its first checkpoint; starting "
               f"anew, replacing its {', '.join(trainer.replaces)}")
