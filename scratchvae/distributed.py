@@ -56,6 +56,19 @@ class ElsewhereFailed(Exception):
     """Another rank failed in a step every rank takes together; rank 0 says why, this rank stops quietly."""
 
 
+RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID")
+
+
+def launched_rank(env=None):
+    """This process's rank as the MPI launcher numbered it (0 without a launcher): known before MPI is loaded."""
+    env = os.environ if env is None else env
+    if launched_size(env) > 1:
+        for var in RANK_VARS:
+            if env.get(var, "").isdigit():
+                return int(env[var])
+    return 0
+
+
 def launched_size(env=None):
     """How many processes the MPI launcher that started this one started (1 without a launcher)."""
     env = os.environ if env is None else env

@@ -284,3 +284,32 @@ def test_an_episode_written_with_its_ends_reads_them_back(tmp_path):
     assert ep["dones"].tolist() == [False, False, True]
     with np.load(path) as z:                                 # in the file itself, for readers that are not ours
         assert z["truncated"].dtype == bool and z["dones"].tolist() == [False, False, True]
+
+
+@needs_env
+@pytest.mark.slow
+def test_ctrl_c_while_collecting_says_what_is_kept_and_how_to_go_on(tmp_path):
+    """Ctrl-C after the first episode is written: exit 130 and one line saying how many episodes are kept and
+    the command that collects the rest, which, run as printed, does."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from runs import ROOT, run_as_printed, said_command
+    out = str(tmp_path / "eps")
+    proc = subprocess.Popen([sys.executable, os.path.join("bin", "collect-rollouts"), "--episodes", "3", "--steps",
+                             "40", "--workers", "1", "--out", out, "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not os.path.exists(os.path.join(out, episode_name(0))):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    line, = err.strip().splitlines()
+    have = len(episode_files(out))
+    assert line.startswith(f"collect-rollouts: interrupted: {have} of the 3 episodes are in {out}, kept"), line
+    assert f"the same command collects the other {3 - have}: " in line and have >= 1
+    r = run_as_printed(said_command(line, "collects the other " + f"{3 - have}: "))
+    assert r.returncode == 0, r.stderr
+    assert episode_files(out) == [episode_name(i) for i in range(3)]

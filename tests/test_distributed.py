@@ -227,6 +227,22 @@ def train(n, *args, launcher=(), timeout=300):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
+@needs_mpi
+@pytest.mark.slow
+def test_a_bad_option_under_mpiexec_is_said_once():
+    r = train(2, "--batch-size", "0", "--out", "unused")
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines() == [
+        "train-scratch: error: argument --batch-size: expected a number of at least 1, got 0 (see --help)"], r.stderr
+
+
+def test_the_rank_is_read_from_the_launchers_variables():
+    assert distributed.launched_rank({}) == 0
+    assert distributed.launched_rank({"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1"}) == 1
+    assert distributed.launched_rank({"PMI_SIZE": "4", "PMI_RANK": "3"}) == 3
+    assert distributed.launched_rank({"SLURM_STEP_NUM_TASKS": "1", "SLURM_PROCID": "5"}) == 0   # one process: 0
+
+
 def numbers(folder, step):
     """Every float array of a checkpoint (parameters and Adam's moments), by name."""
     with np.load(os.path.join(folder, "checkpoints", f"ckpt_{step:07d}.npz")) as f:

@@ -121,6 +121,28 @@ def test_a_refused_folder_when_collecting(tmp_path, monkeypatch, capsys):
     assert one_line(capsys) == "collect-rollouts: error: [Errno 28] No space left on device"
 
 
+def test_a_data_folder_that_cannot_be_read_says_so(tmp_path, data, monkeypatch, capsys):
+    """chmod 000: 'permission denied', not 'holds no episode files' (it holds 4). Run as root, where the mode
+    binds nothing, the listing is refused as the system refuses it to anyone else."""
+    import shutil
+    folder = tmp_path / "eps"
+    shutil.copytree(data, folder)
+    os.chmod(folder, 0)
+    try:
+        if os.access(folder, os.R_OK):                          # root
+            real = os.listdir
+
+            def refused(path="."):
+                if os.path.abspath(path) == str(folder):
+                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+                return real(path)
+            monkeypatch.setattr(os, "listdir", refused)
+        assert run("train-scratch", train_main, ["--data", str(folder), "--out", str(tmp_path / "r"), *FAST]) == 2
+        assert one_line(capsys) == f"train-scratch: error: data folder {folder} cannot be read: Permission denied"
+    finally:
+        os.chmod(folder, 0o755)
+
+
 def test_data_that_is_a_file(tmp_path, capsys):
     (tmp_path / "frames.npz").write_bytes(b"x")
     assert run("train-scratch", train_main, ["--data", str(tmp_path / "frames.npz"), "--out", str(tmp_path / "r")]) == 2

@@ -475,6 +475,37 @@ def test_a_diverging_run_says_one_line(tmp_path, data, device):
     assert "the loss became" in line and "at step 2;" in line and "warning" not in line
 
 
+def test_a_diverging_runs_progress_ends_where_its_message_says(tmp_path, data):
+    """The losses are read every --log-every steps, so the NaN of step 2 is found at step 10: the progress line
+    then says step 2 too, not 10."""
+    r = run_cli("--data", data, "--out", str(tmp_path / "run"), "--lr", "100", "--steps", "30", "--log-every", "10",
+                "--batch-size", "8", "--latent", "8", "--channels", "4,8,8,8", "--dense-size", "16")
+    assert r.returncode == 3 and "at step 2;" in r.stderr, r.stderr
+    progress = [line for line in r.stderr.splitlines() if line.startswith("training: ")]
+    assert progress[-1].startswith("training: 2/30 step (7%)"), progress
+
+
+def test_a_second_signal_while_the_pictures_are_drawn_says_they_are_behind(tmp_path, data):
+    """The first SIGINT asks for a checkpoint; the second comes while that checkpoint's pictures are drawn: the
+    checkpoint of step 6 is there, the pictures still show step 3, and the message says so."""
+    out = str(tmp_path / "run")
+    t = Trainer(RunSettings(data, out, steps=20, batch_size=8, **SMALL, log_every=3, eval_every=3,
+                            checkpoint_every=3), progress=False, say=lambda message: None)
+    draw = t.write_pictures
+
+    def drawn_until_interrupted():
+        if t.step == 6:
+            t._on_signal(signal.SIGINT, None)                   # the first: a checkpoint after this step …
+            t._on_signal(signal.SIGINT, None)                   # … the second, mid-drawing: at once
+        draw()
+    t.write_pictures = drawn_until_interrupted
+    with pytest.raises(TrainingStopped, match=r"the newest checkpoint is \S*ckpt_0000006\.npz \(the run's pictures "
+                                              r"are not of step 6 but of step 3: the resumed run draws them at its "
+                                              r"next checkpoint\)\. Resume with: "):
+        t.run()
+    assert [s for s, _ in RunFolder(out).checkpoints()] == [3, 6]
+
+
 def test_a_second_signal_stops_at_once(tmp_path, data):
     heard = []
     t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=2, batch_size=8, **SMALL), progress=False,

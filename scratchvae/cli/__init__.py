@@ -19,6 +19,10 @@ EXPECTED = (BackendError, CheckpointError, DataError, FolderInUse, MissingPackag
 BIN = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bin")
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what the work left and how to go on (the text, said after 'interrupted: ')."""
+
+
 def describe(e):
     """One line for an expected error; an OSError from the system as 'FILE: what went wrong'."""
     if isinstance(e, OSError) and e.strerror and e.filename:
@@ -50,8 +54,9 @@ def run(prog, main, argv=None):
               file=sys.stderr)
         distributed.abort_others(2)
         return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:                      # Ctrl-C; Interrupted's text says what is kept
+        if distributed.launched_rank() == 0:            # (under mpiexec every rank hears it: rank 0 says it)
+            print(f"{prog}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
         return 130
     finally:
         warnings.formatwarning = shown
@@ -95,10 +100,11 @@ def shown_path(path):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a mistake on the command line is one line on stderr (and exit status 2)."""
+    """argparse, but a mistake on the command line is one line on stderr (and exit status 2). Under an MPI
+    launcher every process reads the same command line and finds the same mistake: only rank 0 says it."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n" if distributed.launched_rank() == 0 else None)
 
 
 def add_checkpoint_options(p):

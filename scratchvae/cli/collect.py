@@ -2,8 +2,9 @@
 import argparse
 import contextlib
 import os
+import sys
 
-from . import OneLineParser, non_negative_int, positive_int, one_voice, run, together
+from . import Interrupted, OneLineParser, command, non_negative_int, positive_int, one_voice, run, together
 from .. import distributed
 from ..data.episodes import DataError, frame_size
 from ..data.manifest import complete, write_manifest
@@ -57,13 +58,17 @@ def main(argv=None):
     if have is not None and have != tuple(args.size):
         raise DataError(f"{args.out} holds {have[0]}x{have[1]} frames; --size {args.size[0]}x{args.size[1]} would "
                         "mix sizes in one folder (choose another --out)")
-    if world.size == 1:
-        s = collect(args.out, args.episodes, args.steps, args.workers, args.policy, args.seed, args.size,
-                    progress=not args.quiet)
-    else:
-        s = collect_on_ranks(world, args)
-        if world.rank != 0:
-            return 0
+    again = command("collect-rollouts")(sys.argv[1:] if argv is None else argv)
+    try:
+        if world.size == 1:
+            s = collect(args.out, args.episodes, args.steps, args.workers, args.policy, args.seed, args.size,
+                        progress=not args.quiet)
+        else:
+            s = collect_on_ranks(world, args)
+            if world.rank != 0:
+                return 0
+    except KeyboardInterrupt:
+        raise Interrupted(kept(args.out, args.episodes, again)) from None
     if not s["collected"]:
         print(f"collect-rollouts: nothing to collect: all {args.episodes} episodes are already in {args.out}")
         return 0
@@ -72,6 +77,13 @@ def main(argv=None):
     print(f"{s['collected']} episodes collected ({s['skipped']} already there){on}, {s['frames']} frames, "
           f"{s['bytes'] / 1e6:.1f} MB, {fps:.0f} frames/s, in {args.out}")
     return 0
+
+
+def kept(out, episodes, again):
+    """What an interrupted collection leaves, and the command that collects the rest (it skips what is there)."""
+    have = episodes - len(missing_episodes(out, episodes))
+    return (f"{have} of the {episodes} episodes are in {out}, kept (an episode cut short is not written); the same "
+            f"command collects the other {episodes - have}: {again}")
 
 
 def collect_on_ranks(world, args):

@@ -15,6 +15,7 @@ nothing a request sends stops the server or shows a traceback. Nothing is writte
 import errno
 import json
 import os
+import socket
 import sys
 import time
 from http import HTTPStatus
@@ -69,12 +70,14 @@ class Refused(Exception):
 
 
 def one_number(query, name, low, high):
-    """The one whole number `name` of a parsed query string, within [low, high]; else Refused (400)."""
+    """The one whole number `name` of a parsed query string, within [low, high]; else Refused (400). Digits
+    past the length of `high` are refused as they are, not converted (Python refuses to convert 4,301)."""
     values = query.get(name, [])
     if len(values) != 1:
         raise Refused(400, f"expected one {name}=N in the query, got {len(values)}")
     text = values[0]
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+    if (not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > len(str(high))
+            or not low <= int(text) <= high):
         raise Refused(400, f"expected {name}: a whole number {low} … {high}, got {short(text)}")
     return int(text)
 
@@ -172,7 +175,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json({**self.explorer.info(), **self.about})
 
     def frame(self, path, query):
-        self.send_json(self.explorer.frame(one_number(query, "i", 0, 2 ** 31)))
+        count = 0 if self.explorer.frames is None else len(self.explorer.frames)
+        if not count:
+            raise Refused(400, "no frames to show: none were given (explore --data DIR)")
+        self.send_json(self.explorer.frame(one_number(query, "i", 0, count - 1)))
 
     def sample(self, path, query):
         self.send_json(self.explorer.sample(one_number(query, "seed", 0, 2 ** 63 - 1)))
@@ -219,6 +225,26 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024           # connections waiting to be accepted (the standard library's 5 reset a burst)
+    LINGER_BYTES, LINGER_S = 64 << 20, 2.0
+
+    def shutdown_request(self, request):
+        """Close a connection the way clients can read the answer: the answer sent, what the client still sends
+        (a refused body, say) is read and dropped until it stops, up to LINGER_BYTES or LINGER_S seconds. (A
+        socket closed with unread bytes sends a reset, and a client still sending sees a broken pipe instead
+        of the status.)"""
+        try:
+            request.shutdown(socket.SHUT_WR)
+            request.settimeout(self.LINGER_S)
+            end, dropped = time.monotonic() + self.LINGER_S, 0
+            while dropped < self.LINGER_BYTES and time.monotonic() < end:
+                chunk = request.recv(65536)
+                if not chunk:
+                    break
+                dropped += len(chunk)
+        except OSError:
+            pass
+        self.close_request(request)
 
     def handle_error(self, request, client_address):
         """A connection that failed outside a request (the page closed mid-answer): one line, no traceback."""
@@ -264,8 +290,9 @@ def main(argv=None):
     print(f"explore: open http://{HOST}:{server.server_address[1]}/ (Ctrl-C stops it)", flush=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        print("explore: stopped")
+    except KeyboardInterrupt:                               # Ctrl-C: the way to stop it, with the tools' status
+        print("explore: stopped (Ctrl-C)")
+        return 130
     finally:
         server.server_close()
     return 0

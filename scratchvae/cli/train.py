@@ -5,8 +5,8 @@ import os
 import sys
 from dataclasses import fields
 
-from . import (OneLineParser, channel_list, command, fraction, non_negative_float, non_negative_int, positive_float,
-               positive_int, one_voice, run, together, under_mpiexec)
+from . import (Interrupted, OneLineParser, channel_list, command, fraction, non_negative_float, non_negative_int,
+               positive_float, positive_int, one_voice, run, together, under_mpiexec)
 from .. import distributed
 from ..backend import resolve_device
 from ..runfolder import RunFolder, RunSettings
@@ -94,8 +94,13 @@ def default_data(quiet):
             raise MissingPackage(f"{e}; or give --data with a folder of episodes") from None
         print(f"train-scratch: collecting {len(missing)} of the {DEFAULT_EPISODES} default CarRacing episodes "
               f"({DEFAULT_STEPS_PER_EPISODE} steps each) into {DEFAULT_DATA}")
-        collect(DEFAULT_DATA, DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, workers=os.cpu_count() or 1,
-                progress=not quiet)
+        try:
+            collect(DEFAULT_DATA, DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, workers=os.cpu_count() or 1,
+                    progress=not quiet)
+        except KeyboardInterrupt:
+            have = DEFAULT_EPISODES - len(missing_episodes(DEFAULT_DATA, DEFAULT_EPISODES))
+            raise Interrupted(f"{have} of the {DEFAULT_EPISODES} default episodes are in {DEFAULT_DATA}, kept; the "
+                              "same command collects the rest first, then trains") from None
     return DEFAULT_DATA
 
 

@@ -48,7 +48,11 @@ def episode_paths(folder):
         raise DataError(f"data folder {folder} is a file; expected a folder of episode files (*.npz)")
     if not os.path.isdir(folder):
         raise DataError(f"data folder {folder} does not exist (collect one with collect-rollouts)")
-    paths = sorted(glob.glob(os.path.join(folder, "*.npz")))
+    try:
+        names = os.listdir(folder)
+    except OSError as e:                                    # (glob would say 'no files' for a folder it cannot read)
+        raise DataError(f"data folder {folder} cannot be read: {e.strerror}") from None
+    paths = sorted(os.path.join(folder, n) for n in names if n.endswith(".npz") and not n.startswith("."))
     if not paths:
         raise DataError(f"data folder {folder} holds no episode files (*.npz)")
     return paths
