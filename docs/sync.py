@@ -113,8 +113,13 @@ def pages():
     return sorted(os.path.join(DOCS, f) for f in os.listdir(DOCS) if f.endswith(".md"))
 
 
-def main(argv):
-    check = "--check" in argv
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python docs/sync.py", description="Copy the package's code and the tools' "
+                                "options into the pages of docs/ (the blocks between the markers), rewriting the "
+                                "pages that are out of date.")
+    p.add_argument("--check", action="store_true", help="only say which pages are out of date (exit 1 if any); "
+                                                        "write nothing")
+    check = p.parse_args(argv).check
     stale = []
     for page in pages():
         text = open(page, encoding="utf-8").read()
@@ -130,4 +135,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

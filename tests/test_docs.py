@@ -202,3 +202,20 @@ def test_an_option_changed_in_the_parser_makes_the_page_stale(monkeypatch):
     assert after != before and "| `--warmup WARMUP` | steps of learning-rate warm-up |" in after
     with pytest.raises(sync.DocsError, match="expected a module with a parser"):
         sync.render_options("scratchvae.cli.nothing")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["--chekc"]])
+def test_sync_asked_for_help_or_given_a_wrong_option_writes_nothing(argv, tmp_path, monkeypatch, capsys):
+    """Only --check is an option; --help prints the help, a misspelling is refused, and neither touches a page
+    (every page made stale first, so a rewrite would show)."""
+    stale = tmp_path / "docs"
+    stale.mkdir()
+    page = stale / "page.md"
+    page.write_text("<!-- include scratchvae/sizes.py:conv_out_size -->\nold\n<!-- end include -->\n")
+    monkeypatch.setattr(sync, "DOCS", str(stale))
+    with pytest.raises(SystemExit) as e:
+        sync.main(argv)
+    assert e.value.code == (0 if argv[0].startswith("-h") or argv[0] == "--help" else 2)
+    assert "old" in page.read_text()
+    assert sync.main(["--check"]) == 1 and "old" in page.read_text()
+    assert sync.main([]) == 0 and "def conv_out_size" in page.read_text()
