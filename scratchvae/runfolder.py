@@ -39,7 +39,8 @@ CKPT_RE = re.compile(r"ckpt_(\d+)\.npz$")
 BEST = "best.npz"
 PICTURES = ("reconstructions.png", "samples.png", "traversal.png", "loss.png")
 # what --resume may change (each change is said); every other setting stays as the run began
-CAN_CHANGE = ("steps", "epochs", "device", "tf32", "no_graph", "lr", "log_every", "eval_every", "checkpoint_every", "keep", "eval_frames")
+CAN_CHANGE = ("steps", "epochs", "lr", "device", "tf32", "no_graph", "log_every", "eval_every", "checkpoint_every",
+              "keep", "eval_frames")
 
 
 def parse_channels(text):

@@ -231,11 +231,13 @@ class Trainer:
 
     def eval_mse(self):
         """Per-pixel mean squared error of reconstructions (from mu) over up to eval_frames frames of the
-        eval split; logged as heldout_mse, or as train_mse when nothing is held out."""
-        x_all = self.eval_images(self.settings.eval_frames)
+        eval split, read a batch at a time (memory holds one batch, whatever eval_frames is); logged as
+        heldout_mse, or as train_mse when nothing is held out."""
+        numbers = self.data.spread_numbers(self.settings.eval_frames, self.eval_split)
         total, count = 0.0, 0
-        for i in range(0, len(x_all), self.settings.batch_size):
-            x = x_all[i:i + self.settings.batch_size]
+        for i in range(0, len(numbers), self.settings.batch_size):
+            frames = self.data.gather(*self.data.locate(numbers[i:i + self.settings.batch_size], self.eval_split))
+            x = to_model_input(frames, self.settings.device, self.model.dtype)
             d = self.model.reconstruct(x) - x
             total += float((d * d).sum())
             count += d.size
@@ -380,11 +382,14 @@ class Trainer:
             while self.step < self.steps:
                 self._step()
                 bar.update(1)
-                if self._row_due():                                 # (where the losses are checked finite)
+                due = self._row_due()
+                if due:                                             # (where the losses are checked finite)
                     row = self._log_row()
                     bar.set_postfix(loss=f"{row['loss']:.1f}", recon=f"{row['recon']:.1f}", kl=f"{row['kl']:.2f}",
                                     img_s=f"{row['images_per_s']:.0f}", refresh=False)
                 self._checkpoint_or_stop()
+                if due:                 # the next row's rate counts training alone, not this evaluation or checkpoint
+                    self._t_log = time.perf_counter()
             if self.step != self._last_ckpt:
                 self._save()
             elif self.writer and not self.folder.checkpoints():
@@ -392,6 +397,8 @@ class Trainer:
         except PeerLost as e:                                       # another rank ended or hangs
             raise TrainingStopped(f"{e}; stopping at step {self.step} ({self._newest()}). Resume with: "
                                   f"{self._resume_again()}", 4, False) from None
+        except MemoryError as e:                                    # (numpy's or CuPy's: it says how much)
+            raise self._out_of_memory(e) from None
 
     def _row_due(self):
         """A log row after this step: every log_every steps, before every checkpoint, at the end, and (one
@@ -482,6 +489,18 @@ class Trainer:
             name = signal.Signals(self.stopping).name
             raise TrainingStopped(f"stopped by {name} after step {self.step}; checkpoint {path}. Resume with: "
                                   f"{self._resume_again()}", 128 + self.stopping)
+
+    def _out_of_memory(self, e):
+        """TrainingStopped (exit status 2) for a step that ran out of memory: what to ask for instead."""
+        s = self.settings
+        what = f"out of memory in step {self.step + 1} at --batch-size {s.batch_size} ({' '.join(str(e).split())})"
+        if not self.folder.checkpoints():
+            return TrainingStopped(f"{what}; there is no checkpoint yet; start again with a smaller batch: "
+                                   f"{self.command(s.as_options(batch_size=max(1, s.batch_size // 2)))}", 2,
+                                   self.world.size == 1)
+        return TrainingStopped(f"{what}; {self._newest()}. A run keeps its batch size: resume it where there is more "
+                               f"memory ({self._resume_again()}), or start a new run with a smaller --batch-size and "
+                               "another --out", 2, self.world.size == 1)
 
     def _diverged(self, what, step, everywhere=True):
         """TrainingStopped for numbers that are no longer finite (`what`, first seen at `step`), naming the newest

@@ -121,3 +121,25 @@ def test_encode_latents_streams_a_folder(tmp_path_factory, tmp_path, data):
     with np.load(tmp_path / "lat64.npz") as z:
         assert z["mu"].shape == (64 * 300, 1024) and list(z["starts"][-2:]) == [63 * 300, 64 * 300]
     assert peaks[1] - peaks[0] < 40, f"peak memory {peaks[0]:.0f} MB for 8 episodes, {peaks[1]:.0f} MB for 64"
+
+
+def test_a_training_step_out_of_memory_says_what_to_ask_for_instead(tmp_path, data, capsys, monkeypatch):
+    """The first step runs out of memory: one line, exit 2, and the command that starts again at half the
+    batch, which then trains."""
+    import scratchvae.train
+    from scratchvae.cli.train import main as train_main
+    from runs import FAST, said_command
+    real = scratchvae.train.train_step
+
+    def too_big(model, opt, x):
+        if len(x) > 4:
+            np.empty((10 ** 6, 10 ** 6), np.float32)                # numpy's own error: 3.6 TiB
+        return real(model, opt, x)
+    monkeypatch.setattr(scratchvae.train, "train_step", too_big)
+    out = str(tmp_path / "run")
+    line = refused(capsys, "train-scratch", train_main, ["--data", data, "--out", out, "--steps", "2", *FAST])
+    assert line.startswith("train-scratch: out of memory in step 1 at --batch-size 8 (Unable to allocate 3.64 TiB"), line
+    again = said_command(line, "start again with a smaller batch: ")
+    assert "--batch-size 4" in again
+    argv = again.split()[again.split().index("--data"):]
+    assert train_main(argv) == 0

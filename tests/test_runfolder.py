@@ -436,3 +436,21 @@ def test_the_options_a_run_prints_start_the_same_run():
     assert all(getattr(s, f.name) != f.default for f in fields(s) if f.name not in ("epochs", "device"))
     args = vars(cli.parser().parse_args([str(o) for o in s.as_options()]))
     assert RunSettings(**{f.name: args[f.name] for f in fields(RunSettings)}) == s
+
+
+def test_what_a_resume_may_change_is_said_in_full_by_help_and_page():
+    """--help's --resume and training.md's resume paragraph name every setting a resume may change (CAN_CHANGE:
+    --eval-frames was missing from both), and say that an option given again with the run's value is accepted."""
+    import re
+    from scratchvae.cli import train as cli
+    from scratchvae.runfolder import CAN_CHANGE
+    help_text = next(a.help for a in cli.parser()._actions if a.dest == "resume")
+    page = open(os.path.join(ROOT, "docs", "training.md"), encoding="utf-8").read()
+    paragraph = " ".join(page[page.index("`--resume` continues the run"):].split("\n\n", 1)[0].split())
+    for name in CAN_CHANGE:
+        option = "--" + name.replace("_", "-")
+        assert option in help_text, f"--resume's help leaves out {option}"
+        assert f"`{option}`" in paragraph, f"training.md's resume paragraph leaves out {option}"
+    assert "run's own value is accepted and changes nothing" in help_text
+    assert "already has is accepted and changes nothing" in paragraph
+    assert not re.search(r"for anything else, the command refuses", paragraph)

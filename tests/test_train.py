@@ -3,6 +3,7 @@ import json
 from dataclasses import replace
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -463,6 +464,16 @@ def test_nothing_held_out_is_not_called_held_out(tmp_path, data, capsys):
     assert "train_mse" in rows[-1] and not any("heldout_mse" in r for r in rows)
     said = capsys.readouterr().out
     assert "MSE per pixel on training frames (nothing held out)" in said and "held-out MSE" not in said
+    assert "on 48 training frames (nothing held out)" in said
+
+
+def test_the_start_says_the_held_out_share_and_when_it_is_past_what_was_asked(tmp_path, data, capsys):
+    """4 episodes at --heldout 0.1: one whole episode is held out, 25% of the frames, and the start says so."""
+    assert train_main(["--data", data, "--out", str(tmp_path / "a"), "--steps", "1", *FAST]) == 0
+    assert ("on 36 training frames (12 held out: 1 of 4 episodes, 25.0% of the frames, more than --heldout 0.1 "
+            "asks, as whole episodes are held out, at least one)") in capsys.readouterr().out
+    assert train_main(["--data", data, "--out", str(tmp_path / "b"), "--steps", "1", "--heldout", "0.25", *FAST]) == 0
+    assert "(12 held out: 1 of 4 episodes, 25.0% of the frames) from" in capsys.readouterr().out
 
 
 def test_a_diverging_run_says_one_line(tmp_path, data, device):
@@ -473,6 +484,21 @@ def test_a_diverging_run_says_one_line(tmp_path, data, device):
     assert r.returncode == 3
     line, = r.stderr.strip().splitlines()
     assert "the loss became" in line and "at step 2;" in line and "warning" not in line
+
+
+def test_images_per_second_counts_the_steps_not_the_evaluations(tmp_path, data):
+    """Each evaluation takes a second here; the rate of the rows after it counts the training steps alone."""
+    t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=8, batch_size=8, **SMALL, log_every=2, eval_every=2,
+                            checkpoint_every=100), progress=False)
+    real = t.eval_mse
+
+    def slow():
+        time.sleep(1.0)
+        return real()
+    t.eval_mse = slow
+    t.run()
+    rates = [r["images_per_s"] for r in RunFolder(t.settings.out).read_log()]
+    assert len(rates) == 4 and min(rates[1:]) > 40, rates                 # 16 images in a second would be 16/s
 
 
 def test_a_diverging_runs_progress_ends_where_its_message_says(tmp_path, data):

@@ -9,7 +9,7 @@ from . import (Interrupted, OneLineParser, channel_list, command, fraction, non_
                positive_float, positive_int, one_voice, run, together, under_mpiexec)
 from .. import distributed
 from ..backend import resolve_device
-from ..runfolder import RunFolder, RunSettings
+from ..runfolder import CAN_CHANGE, RunFolder, RunSettings
 from ..train import Trainer, TrainingStopped, lower_lr, say_on_stderr
 
 D = RunSettings.default
@@ -60,12 +60,15 @@ def parser():
     setting("beta", non_negative_float, "weight of the KL term")
     setting("seed", non_negative_int, "seed for weights, noise, batch order and the held-out split")
     p.add_argument("--dtype", choices=("float32", "float64"), default=D("dtype"), help=f"default {D('dtype')}")
-    setting("heldout", fraction, "fraction of episodes held out")
+    setting("heldout", fraction, "fraction of episodes held out, rounded to whole episodes and at least one when "
+            "there are two or more (with 2 to 14 episodes that is more than 10%: the start says the share)")
     p.add_argument("--out", default=os.path.join("runs", "default"), help="run folder (default runs/default)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest readable checkpoint, with the settings it was "
-                        "started with: options given again either change what may change (--steps, --epochs, "
-                        "--lr, --device, --tf32, --no-graph, the intervals, --keep), said so, or are refused")
+                        "started with. Given again, these may change, and the run says so: "
+                        + ", ".join("--" + k.replace("_", "-") for k in CAN_CHANGE)
+                        + ", and --data when the folder moved (the same episodes). Any option given again with the "
+                          "run's own value is accepted and changes nothing; any other change is refused")
     setting("log_every", positive_int, "steps between log rows")
     setting("eval_every", positive_int, "steps between held-out evaluations")
     setting("checkpoint_every", positive_int, "steps between checkpoints and pictures")
@@ -239,9 +242,22 @@ def say_what_goes_on(trainer, notes, world):
               "train (give a larger --steps or --epochs to go on)")
         return
     on = f" on {world.size} processes, each with its share of every batch" if world.size > 1 else ""
-    print(f"train-scratch: {trainer.model} on {trainer.n_train} training frames "
-          f"({trainer.run_json['heldout_frames']} held out) from {settings.data}; "
-          f"steps {trainer.step} → {trainer.steps}{on}")
+    print(f"train-scratch: {trainer.model} on {trainer.n_train} training frames ({held_out(trainer)}) from "
+          f"{settings.data}; steps {trainer.step} → {trainer.steps}{on}")
+
+
+def held_out(trainer):
+    """'600 held out: 2 of 16 episodes, 12.5% of the frames', or 'nothing held out'."""
+    data = trainer.data
+    frames, episodes = trainer.run_json["heldout_frames"], len(data.heldout_episodes)
+    if not episodes:
+        return "nothing held out"
+    share = frames / (frames + trainer.n_train)
+    said = f"{frames} held out: {episodes} of {len(data.paths)} episodes, {share:.1%} of the frames"
+    asked = trainer.settings.heldout
+    if share > 1.5 * asked:                                     # whole episodes, at least one
+        said += f", more than --heldout {asked:g} asks, as whole episodes are held out, at least one"
+    return said
 
 
 def entry():

@@ -156,9 +156,12 @@ class FrameDataset:
 
     def spread(self, n, split="train"):
         """uint8 (min(n, frames), H, W, 3): n of the split's frames spread evenly over it, first to last."""
+        return self.gather(*self.locate(self.spread_numbers(n, split), split))
+
+    def spread_numbers(self, n, split="train"):
+        """The numbers of the frames spread() reads (min(n, frames) of them), to read a few at a time."""
         total = self.num_frames(split)
-        pick = np.linspace(0, total - 1, min(n, total)).astype(int)
-        return self.gather(*self.locate(pick, split))
+        return np.linspace(0, total - 1, min(n, total)).astype(int)
 
     def gather(self, ep_idx, frame_idx):
         """uint8 (N, H, W, 3) for the given (episode, frame) index pairs, read episode by episode."""
