@@ -305,6 +305,39 @@ def test_in_float32_two_processes_stay_within_the_stated_bound(data, tmp_path):
     assert_same_run(one, two, 7, rtol=1e-4)
 
 
+def drift(a, b, step):
+    """The largest |a − b| / max|a| over the checkpointed float arrays of two run folders."""
+    na, nb = numbers(a, step), numbers(b, step)
+    return max(float(np.abs(na[k].astype(np.float64) - nb[k]).max() / max(np.abs(na[k]).max(), 1e-300)) for k in na)
+
+
+@pytest.mark.slow
+@needs_mpi
+def test_in_float32_two_processes_drift_as_far_as_one_process_with_its_batches_reversed(tmp_path):
+    """On a model where float32 shows it (291,539 parameters, 10 steps of 24 images): 2 processes end further
+    from 1 process than float64's rounding, as far as one process whose every batch is taken in reverse order
+    (the same images, each with its noise: the same run in exact arithmetic, its sums added in another order),
+    not further. A mistake in the shards (noise or images mismatched, a share mis-weighted) would be orders of
+    magnitude past it. docs/distributed.md: the numbers on CarRacing frames (bench/float32_drift.py)."""
+    from scratchvae.runfolder import RunSettings
+    from scratchvae.train import Trainer
+    data = tiny_data(str(tmp_path / "data"), episodes=4, frames=40)
+    model = ["--channels", "8,16,32,64", "--dense-size", "256", "--batch-size", "24", "--checkpoint-every", "10",
+             "--log-every", "5", "--eval-every", "100", "--quiet"]
+    one, two, rev = str(tmp_path / "one"), str(tmp_path / "two"), str(tmp_path / "reversed")
+    for n, out in ((0, one), (2, two)):
+        r = train(n, "--data", data, "--out", out, "--steps", "10", *model, timeout=600)
+        assert r.returncode == 0, r.stderr
+    t = Trainer(RunSettings(data, rev, steps=10, channels="8,16,32,64", dense_size=256, batch_size=24,
+                            checkpoint_every=10, log_every=5, eval_every=100), progress=False)
+    gather, sample_eps = t.data.gather, t.model.sample_eps
+    t.data.gather = lambda ep_idx, frame_idx: gather(ep_idx[::-1], frame_idx[::-1])
+    t.model.sample_eps = lambda n: sample_eps(n)[::-1].copy()
+    t.run()
+    shards, order = drift(one, two, 10), drift(one, rev, 10)
+    assert 1e-7 < shards <= 10 * order + 1e-6, f"2 processes {shards:.2e}, batches reversed {order:.2e}"
+
+
 @pytest.mark.slow
 @needs_mpi
 def test_a_mistake_at_the_start_is_said_once_for_every_rank(data, tmp_path):

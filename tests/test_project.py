@@ -26,3 +26,21 @@ def test_the_gpu_skip_reason_is_said_once():
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("no usable GPU") == 1, r.stdout
     assert re.search(r"^SKIPPED \d+ test\(s\): no usable GPU", r.stdout, re.M)
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_here_as_far_as_a_machine_without_a_gpu_can(tmp_path):
+    """bench/gpu_check.sh with TRY_HERE=1: every part's command with its options, the pytest parts run (their GPU
+    tests skip), the rest parsed, each part exits 0; and docs/gpu.md's table lists the script's parts, in order.
+    (Its pytest parts once passed --timeout, which needs a plugin no extra installs: they stopped at argument
+    parsing, a lent GPU's minutes spent.)"""
+    env = {**os.environ, "TRY_HERE": "1", "PYTHON": sys.executable, "OUT": str(tmp_path)}
+    r = subprocess.run(["bash", "bench/gpu_check.sh", str(tmp_path / "data")], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and "gpu_check: 0 part(s) failed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+    script = open(os.path.join(ROOT, "bench", "gpu_check.sh")).read()
+    parts = re.search(r'^PARTS=\$\{PARTS:-([^}]*)\}', script, re.M).group(1).split()
+    for name in parts:
+        assert re.search(rf"^{name}: exit 0 in \d+ s", r.stdout, re.M), f"part {name} did not end with exit 0"
+    page = open(os.path.join(ROOT, "docs", "gpu.md"), encoding="utf-8").read()
+    assert re.findall(r"^\| `(\w+)` \|", page, re.M) == parts
