@@ -34,7 +34,8 @@ def parser():
                     f"dataset into {DEFAULT_DATA} (what is not there yet), train {DEFAULT_TRAIN_STEPS} steps on "
                     "the CPU into runs/default, and say where everything went; run again, it continues that run. "
                     "Under an MPI launcher (mpiexec -n N train-scratch …) N processes train one model, each on its "
-                    "share of every batch (--device gpu: a GPU each), with the same results as one process.")
+                    "share of every batch (--device gpu: a GPU each): in float64 the same results as one process, to rounding; "
+                    "in float32 as close as summing each batch in another order comes.")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu",
                    help="cpu (NumPy), gpu (CuPy), or auto: the GPU when CuPy and a GPU are there (default cpu)")
     p.add_argument("--tf32", action="store_true",
