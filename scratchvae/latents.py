@@ -31,19 +31,14 @@ from .atomic import atomic_write, make_folder, temporary_beside
 from .backend import to_numpy
 from .checkpoint import config_json
 from .data.dataset import to_model_input
-from .data.episodes import DataError, episode_paths, read_episode, warn_skipped
+from .data.episodes import DataError, episode_paths, npy_header, read_episode, warn_skipped
 from .progress import bar as progress_bar
 
 
 def first_rows(f, n):
     """The first n rows (fewer if it has fewer) of the .npy array in the open binary file f, read from its
     place after the header: the rest of the array is not read. A ValueError for what is not a plain array."""
-    version = np.lib.format.read_magic(f)
-    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-    if read_header is None:
-        raise ValueError(f".npy version {version}, expected 1.0 or 2.0")
-    shape, fortran, dtype = read_header(f)
+    shape, fortran, dtype = npy_header(f)
     if dtype.hasobject or fortran or len(shape) == 0:
         raise ValueError(f"an array {dtype} {shape}{' in Fortran order' if fortran else ''}")
     rows = min(n, shape[0])

@@ -134,6 +134,17 @@ def read_episode(path):
     return arrays
 
 
+def npy_header(f):
+    """(shape, fortran_order, dtype) from the .npy header at f's place, f left where the array's data begins;
+    a ValueError for a version of the format other than 1.0 and 2.0."""
+    version = np.lib.format.read_magic(f)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise ValueError(f"unknown .npy version {version}, expected 1.0 or 2.0")
+    return read_header(f)
+
+
 def frame_table(path):
     """Where the frames lie in the file, without reading them: a FrameTable (offset, T, H, W, crc).
 
@@ -157,12 +168,10 @@ def frame_table(path):
                 raise DataError(f"{path}: damaged zip entry for obs")
             name_len, extra_len = struct.unpack("<HH", head[26:30])
             f.seek(info.header_offset + 30 + name_len + extra_len)
-            version = np.lib.format.read_magic(f)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-            if read_header is None:
-                raise DataError(f"{path}: obs.npy has an unknown .npy version {version}")
-            shape, fortran, dtype = read_header(f)
+            try:
+                shape, fortran, dtype = npy_header(f)
+            except ValueError as e:
+                raise DataError(f"{path}: obs.npy: {e}") from None
             offset = f.tell()
     except DataError:
         raise
