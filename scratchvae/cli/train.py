@@ -62,7 +62,7 @@ def parser():
     setting("seed", non_negative_int, "seed for weights, noise, batch order and the held-out split")
     p.add_argument("--dtype", choices=("float32", "float64"), default=D("dtype"), help=f"default {D('dtype')}")
     setting("heldout", fraction, "fraction of episodes held out, rounded to whole episodes and at least one when "
-            "there are two or more (with 2 to 14 episodes that is more than 10%: the start says the share)")
+            "there are two or more (with 2 to 14 episodes that is more than a tenth: the start says the share)")
     p.add_argument("--out", default=os.path.join("runs", "default"), help="run folder (default runs/default)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest readable checkpoint, with the settings it was "
