@@ -58,14 +58,18 @@ def _arrays(model, optimizer=None):
 def not_finite(model, optimizer=None):
     """The first of the model's parameters (then Adam's moments) that holds NaN or an infinity, named as in a
     checkpoint (param/NAME, adam/NAME); None when every number is finite: what save() would refuse."""
-    return next((k for k, a in _arrays(model, optimizer)[0].items() if not np.isfinite(a).all()), None)
+    return _first_not_finite(_arrays(model, optimizer)[0])
+
+
+def _first_not_finite(arrays):
+    return next((k for k, a in arrays.items() if not np.isfinite(a).all()), None)
 
 
 def save(path, model, optimizer=None, step=0, meta=None):
     arrays, opt_hyper = _arrays(model, optimizer)
     state = {"format": FORMAT, "step": int(step), "rng": model.rng.bit_generator.state,
              "optimizer": opt_hyper, "meta": meta or {}}
-    bad = next((k for k, a in arrays.items() if not np.isfinite(a).all()), None)
+    bad = _first_not_finite(arrays)
     if bad is not None:
         raise CheckpointError(f"{path}: not written: {bad} holds NaN or infinite values")
     arrays["config"] = np.array(config_json(model))

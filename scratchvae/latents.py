@@ -72,6 +72,7 @@ def check_writable(out):
 
 ROWS = {"mu": np.float32, "logvar": np.float32, "actions": np.float32, "rewards": np.float32, "dones": bool,
         "terminated": bool, "truncated": bool}              # the arrays with a row per frame, and their types
+EPISODE_ROWS = tuple(k for k in ROWS if k not in ("mu", "logvar"))   # the rows an episode file gives as they are
 CHUNK = 1 << 22                                             # bytes copied at a time into the latents file
 
 
@@ -138,7 +139,7 @@ def _encode_into(columns, model, paths, batch_size, progress):
             if ep["obs"].shape[1:] != (h, w, c):
                 raise DataError(f"{path}: frames are {ep['obs'].shape[1]}x{ep['obs'].shape[2]}, "
                                 f"the model expects {h}x{w}")
-            for key in ROWS.keys() - {"mu", "logvar"}:
+            for key in EPISODE_ROWS:
                 if shapes.setdefault(key, ep[key].shape[1:]) != ep[key].shape[1:]:
                     raise DataError(f"{path}: {key} has rows of shape {ep[key].shape[1:]}, where the episodes "
                                     f"before it have {shapes[key]}")
@@ -146,7 +147,7 @@ def _encode_into(columns, model, paths, batch_size, progress):
                 mu, logvar = model.encode(to_model_input(ep["obs"][i:i + batch_size], model.device, model.dtype))
                 columns["mu"][0].write(to_numpy(mu).astype(np.float32).tobytes())          # (B, D)
                 columns["logvar"][0].write(to_numpy(logvar).astype(np.float32).tobytes())
-            for key in ROWS.keys() - {"mu", "logvar"}:
+            for key in EPISODE_ROWS:
                 columns[key][0].write(np.ascontiguousarray(ep[key], ROWS[key]).tobytes())
             starts.append(starts[-1] + len(ep["obs"]))
             used.append(path)

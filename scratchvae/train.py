@@ -184,10 +184,11 @@ class Trainer:
         """The command that resumes this run (at a lower learning rate when it diverged at this one)."""
         return self.command(["--resume", "--out", self.settings.out, *self._lower()])
 
-    def _start_again(self):
-        """The command that starts this run anew (at a lower learning rate when it diverged at this one)."""
+    def _start_again(self, **changes):
+        """The command that starts this run anew, with `changes` to its settings (and at a lower learning rate
+        when it diverged at this one)."""
         lower = {"lr": lower_lr(self.settings.lr)} if self.diverged else {}
-        return self.command(self.settings.as_options(**lower))
+        return self.command(self.settings.as_options(**lower, **changes))
 
     def _check_same_data(self, saved):
         """A resumed run trains on the episodes it began with, wherever they are now: the data's fingerprint
@@ -496,7 +497,7 @@ class Trainer:
         what = f"out of memory in step {self.step + 1} at --batch-size {s.batch_size} ({' '.join(str(e).split())})"
         if not self.folder.checkpoints():
             return TrainingStopped(f"{what}; there is no checkpoint yet; start again with a smaller batch: "
-                                   f"{self.command(s.as_options(batch_size=max(1, s.batch_size // 2)))}", 2,
+                                   f"{self._start_again(batch_size=max(1, s.batch_size // 2))}", 2,
                                    self.world.size == 1)
         return TrainingStopped(f"{what}; {self._newest()}. A run keeps its batch size: resume it where there is more "
                                f"memory ({self._resume_again()}), or start a new run with a smaller --batch-size and "
@@ -512,12 +513,8 @@ class Trainer:
             self.folder.write_settings(self.run_json)
         what = f"{what} at step {step}"
         good = self.folder.checkpoints()
-        lr = lower_lr(self.settings.lr)
         if not good:
             return TrainingStopped(f"{what}; stopping. No checkpoint was written before it; start again with a "
-                                   f"lower learning rate: {self.command(self.settings.as_options(lr=lr))}", 3,
-                                   everywhere)
+                                   f"lower learning rate: {self._start_again()}", 3, everywhere)
         return TrainingStopped(f"{what}; stopping. Last good checkpoint: {good[-1][1]} (step {good[-1][0]}); "
-                               "resume from it with a lower learning rate: "
-                               f"{self.command(['--resume', '--out', self.settings.out, '--lr', lr])}", 3,
-                               everywhere)
+                               f"resume from it with a lower learning rate: {self._resume_again()}", 3, everywhere)

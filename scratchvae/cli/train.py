@@ -136,13 +136,13 @@ def settings_for(args, given, folder):
 def said_changes(changes):
     """'--lr 0.0005 (was 0.001)' for each change of {name: (old, new)}; a run's length, given as steps or as
     epochs, is one setting: '--epochs 13 (was --steps 55)'."""
-    length = {k: changes.pop(k) for k in ("steps", "epochs") if k in changes}
+    length = {k: v for k, v in changes.items() if k in ("steps", "epochs")}
     said = []
     if length:
         old_key, old = next(((k, o) for k, (o, _) in length.items() if o is not None), (None, None))
         new_key, new = next((k, n) for k, (_, n) in length.items() if n is not None)
         said.append(f"--{new_key} {new} (was {old})" if old_key == new_key else f"--{new_key} {new} (was --{old_key} {old})")
-    for k, (old, new) in changes.items():
+    for k, (old, new) in ((k, v) for k, v in changes.items() if k not in length):
         option = "--" + k.replace("_", "-")
         said.append(f"{option} (was off)" if new is True and old is False else f"{option} {new} (was {old})")
     return said
