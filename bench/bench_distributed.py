@@ -34,7 +34,7 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 from scratchvae import VAE  # noqa: E402
-from scratchvae.distributed import find_mpiexec  # noqa: E402
+from scratchvae.run.distributed import find_mpiexec  # noqa: E402
 from scratchvae.data.episodes import episode_name, write_episode  # noqa: E402
 
 # the H200's fp32 step, queued as training runs it (ms at 100 and at 1000 images)
@@ -72,7 +72,7 @@ def measure(n, data, out, batch, steps, mpiexec):
 def sum_alone(repeats=20):
     """Child of mpiexec -n 2: median ms of World.allreduce (polled, watched) and of a blocking Allreduce."""
     from mpi4py import MPI
-    from scratchvae import distributed
+    from scratchvae.run import distributed
     w = distributed.world()
     a = np.ones(VAE(seed=0).num_params(), np.float32)
     out = {}

@@ -25,11 +25,12 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")          # as bin/explore 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from scratchvae import VAE, threads  # noqa: E402
-from scratchvae.backend import resolve_device, to_numpy  # noqa: E402
+from scratchvae import VAE  # noqa: E402
+from scratchvae.ops import threads  # noqa: E402
+from scratchvae.ops.devices import resolve_device, to_numpy  # noqa: E402
 from scratchvae.cli.explore import make_server  # noqa: E402
-from scratchvae.explorer import Explorer  # noqa: E402
-from scratchvae.runfolder import load  # noqa: E402
+from scratchvae.use.explorer import Explorer  # noqa: E402
+from scratchvae.run.runfolder import load  # noqa: E402
 
 AIM_MS = 50.0
 

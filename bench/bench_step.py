@@ -30,7 +30,7 @@ On the GPU:
   torch.backends.cuda.matmul.allow_tf32 off) and tf32 (scratchvae's --tf32; PyTorch with
   both on: PyTorch's own default for convolutions);
 * scratchvae's step is the training tool's: recorded once as a CUDA graph and replayed
-  (scratchvae/graph.py), or launched kernel by kernel with --no-graph;
+  (scratchvae/run/step.py), or launched kernel by kernel with --no-graph;
 * with PyTorch there, the kernels and memory copies of one step of each, counted by CUDA's
   activity tracer (CUPTI, through PyTorch's profiler, which records every kernel in the
   process, CuPy's included), the time the GPU spends running them (busy: its share of the
@@ -48,15 +48,16 @@ import time
 # As the tools do (bin/*): OpenBLAS's threads sleep after each product, set before NumPy loads; every core copies
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from scratchvae import VAE, blas, threads  # noqa: E402
+from scratchvae import VAE  # noqa: E402
+from scratchvae.ops import blas, threads  # noqa: E402
 import numpy as np  # noqa: E402
-from scratchvae.backend import get_xp, gpu_available  # noqa: E402
-from scratchvae.graph import CapturedStep, train_step  # noqa: E402
-from scratchvae.im2col import batch_last  # noqa: E402
-from scratchvae.layers import (Conv2D, ConvTranspose2D, Dense, DenseThenDeconv, Heads, ReLU,  # noqa: E402
+from scratchvae.ops.devices import get_xp, gpu_available  # noqa: E402
+from scratchvae.run.step import CapturedStep, train_step  # noqa: E402
+from scratchvae.ops.im2col import batch_last  # noqa: E402
+from scratchvae.model.layers import (Conv2D, ConvTranspose2D, Dense, DenseThenDeconv, Heads, ReLU,  # noqa: E402
                                Reshape, weight_grad)
-from scratchvae.optim import Adam  # noqa: E402
-from scratchvae.parity import phase_grid  # noqa: E402
+from scratchvae.model.optim import Adam  # noqa: E402
+from scratchvae.ops.parity import phase_grid  # noqa: E402
 
 
 def sync(device):

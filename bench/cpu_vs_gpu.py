@@ -33,10 +33,10 @@ import time
 # As the tools do (bin/*): OpenBLAS's threads sleep after each product, set before NumPy loads; every core copies
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from scratchvae.backend import BackendError, resolve_device  # noqa: E402
-from scratchvae import threads  # noqa: E402
-from scratchvae.runfolder import RunSettings  # noqa: E402
-from scratchvae.train import Trainer  # noqa: E402
+from scratchvae.ops.devices import BackendError, resolve_device  # noqa: E402
+from scratchvae.ops import threads  # noqa: E402
+from scratchvae.run.runfolder import RunSettings  # noqa: E402
+from scratchvae.run.trainer import Trainer  # noqa: E402
 
 FLOAT64_AGREE = 1e-9        # float64: the largest relative difference in a step's loss called agreement
 FLOAT32_FACTOR = 3          # float32: the runs may differ by this times the larger departure from float64

@@ -27,10 +27,10 @@ import time
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
-from scratchvae.checkpoint import load  # noqa: E402
+from scratchvae.run.checkpoint import load  # noqa: E402
 from scratchvae.data import read_episode  # noqa: E402
-from scratchvae.latents import episode_rows  # noqa: E402
-from scratchvae.runfolder import RunFolder  # noqa: E402
+from scratchvae.use.latents import episode_rows  # noqa: E402
+from scratchvae.run.runfolder import RunFolder  # noqa: E402
 
 PICTURES = ("reconstructions.png", "samples.png", "traversal.png", "loss.png")
 

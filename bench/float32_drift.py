@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 
 
 def train(out, data, steps, dtype, model, processes=1, threads=2):
-    from scratchvae.distributed import find_mpiexec
+    from scratchvae.run.distributed import find_mpiexec
     tool = [sys.executable, os.path.join(ROOT, "bin", "train-scratch"), "--data", data, "--out", out,
             "--steps", str(steps), "--dtype", dtype, "--checkpoint-every", "1", "--keep", str(steps),
             "--eval-every", "1000", "--log-every", "1", "--quiet", *model]
@@ -49,8 +49,8 @@ def train(out, data, steps, dtype, model, processes=1, threads=2):
 REVERSED = """
 import sys
 sys.path.insert(0, {root!r})
-from scratchvae.runfolder import RunSettings
-from scratchvae.train import Trainer
+from scratchvae.run.runfolder import RunSettings
+from scratchvae.run.trainer import Trainer
 t = Trainer(RunSettings(**{settings!r}), progress=False)
 gather, sample_eps = t.data.gather, t.model.sample_eps
 # every batch's images in reverse order, each with its own noise: the same sum, added up in another order
@@ -91,8 +91,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     steps = [int(s) for s in a.steps.split(",")]
     model = ["--channels", a.channels, "--dense-size", a.dense_size, "--batch-size", a.batch_size]
-    from scratchvae.runfolder import RunSettings
-    from scratchvae.vae import VAE
+    from scratchvae.run.runfolder import RunSettings
+    from scratchvae.model.vae import VAE
     vae = VAE(**RunSettings(data="", out="", steps=1, channels=a.channels, dense_size=int(a.dense_size))
               .model_config(64, 64))
     print(f"model: channels {a.channels}, dense {a.dense_size}: {vae.num_params():,} parameters; batch "

@@ -13,11 +13,12 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from scratchvae import VAE, Conv2D, ConvTranspose2D, Dense, ReLU, Sigmoid, reference  # noqa: E402
-from scratchvae.gradcheck import check_layer, check_model, check_model_directions, rel_error  # noqa: E402
-from scratchvae.im2col import col2im, im2col  # noqa: E402
-from scratchvae.layers import FastConv2D, FastConvTranspose2D  # noqa: E402
-from scratchvae.parity import conv_transpose_parity  # noqa: E402
+from scratchvae import VAE, Conv2D, ConvTranspose2D, Dense, ReLU, Sigmoid  # noqa: E402
+from scratchvae.check import reference  # noqa: E402
+from scratchvae.check.gradcheck import check_layer, check_model, check_model_directions, rel_error  # noqa: E402
+from scratchvae.ops.im2col import col2im, im2col  # noqa: E402
+from scratchvae.model.layers import FastConv2D, FastConvTranspose2D  # noqa: E402
+from scratchvae.ops.parity import conv_transpose_parity  # noqa: E402
 
 
 def conv_case(rng):

@@ -1,7 +1,7 @@
 """The bytes the im2col launches of one training step move, counted from the shapes (no GPU needed).
 
 One training step of the default model is run on the CPU at a small batch with every im2col call
-and every parity-split gather (the GPU's im2col launches: scratchvae/parity.py) recorded; the column
+and every parity-split gather (the GPU's im2col launches: scratchvae/ops/parity.py) recorded; the column
 matrix each writes and the images each reads (each number once) are summed, and scaled to --batch
 (both grow with the batch alone). With a measured time for the launches (--ms, from bench_step.py's
 per-kernel table), it prints the rate they move memory at.
@@ -15,14 +15,14 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import scratchvae.im2col  # noqa: E402
-import scratchvae.parity  # noqa: E402
-from scratchvae.parity import phase_grid  # noqa: E402
+import scratchvae.ops.im2col  # noqa: E402
+import scratchvae.ops.parity  # noqa: E402
+from scratchvae.ops.parity import phase_grid  # noqa: E402
 
 
 def record(calls):
     """Wrap im2col and the parity split wherever the package imported them, appending (what, read, written)."""
-    im2col, parity = scratchvae.im2col.im2col, scratchvae.parity.conv_transpose_parity
+    im2col, parity = scratchvae.ops.im2col.im2col, scratchvae.ops.parity.conv_transpose_parity
 
     def im2col_seen(x, kh, kw, sy, sx, ph, pw, out=None):
         col = im2col(x, kh, kw, sy, sx, ph, pw, out)
@@ -51,8 +51,8 @@ def main(argv=None):
                    "bench/results/h200-step-final-a.txt, tf32 and fp32 at batch 1000)")
     a = p.parse_args(argv)
     from scratchvae import VAE
-    from scratchvae.graph import train_step
-    from scratchvae.optim import Adam
+    from scratchvae.run.step import train_step
+    from scratchvae.model.optim import Adam
     calls, small = [], 10
     model = VAE(seed=0)
     opt = Adam(model.params)

@@ -17,10 +17,11 @@ import tempfile
 # As the tools do (bin/*): OpenBLAS's threads sleep after each product, set before NumPy loads; every core copies
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from scratchvae import losses, train  # noqa: E402
-from scratchvae import threads  # noqa: E402
-from scratchvae.runfolder import RunSettings  # noqa: E402
-from scratchvae.train import Trainer  # noqa: E402
+from scratchvae.model import losses  # noqa: E402
+from scratchvae.run import trainer as train  # noqa: E402
+from scratchvae.ops import threads  # noqa: E402
+from scratchvae.run.runfolder import RunSettings  # noqa: E402
+from scratchvae.run.trainer import Trainer  # noqa: E402
 
 VARIANTS = {                           # name: (per-pixel mean, kl_tolerance, Adam's eps)
     "sum, free bits": (False, 0.5, 1e-8),

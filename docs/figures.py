@@ -21,10 +21,11 @@ from matplotlib.path import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from scratchvae import ConvTranspose2D, reference  # noqa: E402
-from scratchvae.im2col import im2col  # noqa: E402
-from scratchvae.parity import phase_weights  # noqa: E402
-from scratchvae.pictures import save  # noqa: E402
+from scratchvae import ConvTranspose2D  # noqa: E402
+from scratchvae.check import reference  # noqa: E402
+from scratchvae.ops.im2col import im2col  # noqa: E402
+from scratchvae.ops.parity import phase_weights  # noqa: E402
+from scratchvae.run.pictures import save  # noqa: E402
 
 COLOURS = ["#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf", "#999999", "#17becf"]
 

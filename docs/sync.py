@@ -2,7 +2,7 @@
 
 A page shows code like this (the block between the two markers is written by this tool):
 
-    <!-- include scratchvae/layers/dense.py:Dense.backward -->
+    <!-- include scratchvae/model/layers/dense.py:Dense.backward -->
     ```python
     ...the current source of Dense.backward...
     ```

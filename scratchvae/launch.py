@@ -10,10 +10,10 @@ The standard library alone: this runs before anything else of the package is imp
 __init__ imports nothing until asked). Two settings must be made before NumPy loads, here for every tool:
 
 * OPENBLAS_THREAD_TIMEOUT: OpenBLAS's threads sleep right after each matrix product, so the package's
-  own threads (scratchvae/threads.py) have the cores between products;
+  own threads (scratchvae/ops/threads.py) have the cores between products;
 * OPENBLAS_NUM_THREADS under mpiexec, when the launcher has not pinned each process to cores of its own:
   each of the N processes on a machine gets its share of the cores, as for the package's own threads
-  (scratchvae/distributed.py).
+  (scratchvae/run/distributed.py).
 """
 import importlib
 import importlib.util

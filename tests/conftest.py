@@ -4,7 +4,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from scratchvae.backend import BackendError, get_xp
+from scratchvae.ops.devices import BackendError, get_xp
 
 settings.register_profile(
     "default", max_examples=int(os.environ.get("SCRATCHVAE_EXAMPLES", "25")), deadline=None,

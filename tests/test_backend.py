@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from scratchvae import backend
-from scratchvae.backend import BackendError, get_xp, resolve_device
+from scratchvae.ops import devices as backend
+from scratchvae.ops.devices import BackendError, get_xp, resolve_device
 
 
 def test_cpu_is_numpy():

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import as_strided
 
-from scratchvae import blas
+from scratchvae.ops import blas
 
 
 def column_major(arr, rows, cols, ld):

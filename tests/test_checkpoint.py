@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from scratchvae import VAE, CheckpointError
-from scratchvae import checkpoint
-from scratchvae.optim import Adam
+from scratchvae.run import checkpoint
+from scratchvae.model.optim import Adam
 
 SMALL = dict(input_shape=(2, 12, 10), encoder=((3, 3, 2), (4, 3, 2)), decoder=((3, 3, 2), (None, 4, 2)),
              dense_size=5, latent_dim=3)

@@ -4,10 +4,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scratchvae import Conv2D, ConvTranspose2D, reference
-from scratchvae.backend import get_xp, to_numpy
-from scratchvae.gradcheck import check_layer, directional_grad, rel_error
-from scratchvae.layers import weight_grad
+from scratchvae import Conv2D, ConvTranspose2D
+
+from scratchvae.check import reference
+from scratchvae.ops.devices import get_xp, to_numpy
+from scratchvae.check.gradcheck import check_layer, directional_grad, rel_error
+from scratchvae.model.layers import weight_grad
 from shapes import conv_cases, conv_transpose_cases
 
 GRAD_TOL = 1e-7

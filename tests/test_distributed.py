@@ -1,4 +1,4 @@
-"""Training on several processes (scratchvae/distributed.py): the pieces on stand-ins, then the tool itself
+"""Training on several processes (scratchvae/run/distributed.py): the pieces on stand-ins, then the tool itself
 under a real MPI launcher: N processes train what one trains, and a rank that dies never leaves a hang."""
 import os
 import signal
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scratchvae import distributed
-from scratchvae.backend import get_xp, to_numpy
-from scratchvae.distributed import NcclSum, PeerLost, World, shard
+from scratchvae.run import distributed
+from scratchvae.ops.devices import get_xp, to_numpy
+from scratchvae.run.distributed import NcclSum, PeerLost, World, shard
 
 from runs import ROOT, SMALL, tiny_data
 
@@ -319,8 +319,8 @@ def test_in_float32_two_processes_drift_as_far_as_one_process_with_its_batches_r
     (the same images, each with its noise: the same run in exact arithmetic, its sums added in another order),
     not further. A mistake in the shards (noise or images mismatched, a share mis-weighted) would be orders of
     magnitude past it. docs/distributed.md: the numbers on CarRacing frames (bench/float32_drift.py)."""
-    from scratchvae.runfolder import RunSettings
-    from scratchvae.train import Trainer
+    from scratchvae.run.runfolder import RunSettings
+    from scratchvae.run.trainer import Trainer
     data = tiny_data(str(tmp_path / "data"), episodes=4, frames=40)
     model = ["--channels", "8,16,32,64", "--dense-size", "256", "--batch-size", "24", "--checkpoint-every", "10",
              "--log-every", "5", "--eval-every", "100", "--quiet"]
@@ -388,7 +388,7 @@ def start_and_kill_rank_1(data, out, launcher=()):
 
 def assert_resumes(out):
     """One process takes the run on from its newest checkpoint, and no half-written file is left."""
-    from scratchvae.runfolder import RunFolder
+    from scratchvae.run.runfolder import RunFolder
     step = RunFolder(out).checkpoints()[-1][0]
     r = train(0, "--resume", "--out", out, "--steps", str(step + 2), "--quiet")
     assert r.returncode == 0, r.stderr
@@ -470,7 +470,7 @@ def test_ctrl_c_to_the_launcher_stops_every_rank_at_one_step_with_a_checkpoint(d
     stopped = [line for line in err.splitlines() if "stopped by SIGINT after step" in line]
     assert len(stopped) == 1 and "-n 2" in stopped[0] and "--resume --out" in stopped[0], err
     step = int(stopped[0].split("after step ")[1].split(";")[0])
-    from scratchvae.runfolder import RunFolder
+    from scratchvae.run.runfolder import RunFolder
     assert RunFolder(out).checkpoints()[-1][0] == step and log(out)[-1]["step"] == step
 
 
@@ -559,8 +559,8 @@ class TwoRanksDisagreeing:
 
 
 def test_a_checkpoint_is_refused_when_the_ranks_hold_different_parameters(data, tmp_path):
-    from scratchvae.runfolder import RunSettings
-    from scratchvae.train import Trainer, TrainingStopped
+    from scratchvae.run.runfolder import RunSettings
+    from scratchvae.run.trainer import Trainer, TrainingStopped
     out = str(tmp_path / "run")
     t = Trainer(RunSettings(data=data, out=out, steps=3, batch_size=8, **SMALL), progress=False,
                 world=TwoRanksDisagreeing())

@@ -65,12 +65,12 @@ def test_the_anchor_check_can_fail():
 
 def test_a_renamed_function_is_an_error():
     with pytest.raises(sync.DocsError, match="no function or class 'backwards'"):
-        sync.find("scratchvae/layers/dense.py:Dense.backwards")
+        sync.find("scratchvae/model/layers/dense.py:Dense.backwards")
     with pytest.raises(sync.DocsError, match="no file"):
         sync.find("scratchvae/nothing.py:f")
     with pytest.raises(sync.DocsError, match="one '# docs: nope' line"):
-        sync.find("scratchvae/vae.py#nope")
-    stale = "<!-- include scratchvae/layers/dense.py:Dense.backward -->\nold code\n<!-- end include -->"
+        sync.find("scratchvae/model/vae.py#nope")
+    stale = "<!-- include scratchvae/model/layers/dense.py:Dense.backward -->\nold code\n<!-- end include -->"
     assert "def backward(self, dy, out=None, accumulate=False):" in sync.render(stale)
 
 
@@ -83,40 +83,40 @@ def sections(text, level="## "):
 # every layer and loss term: its page and section, the code that section must show, and at least one worked
 # example (a doctest, which pytest runs) unless the section says where its code is proven instead
 TAUGHT = {
-    ("backward.md", "Dense"): ["scratchvae/layers/dense.py:Dense.forward", "scratchvae/layers/dense.py:Dense.backward"],
-    ("backward.md", "ReLU"): ["scratchvae/layers/activations.py:ReLU"],
-    ("backward.md", "Sigmoid"): ["scratchvae/elementwise.py:sigmoid", "scratchvae/layers/activations.py:Sigmoid"],
-    ("backward.md", "Convolution, index by index"): ["scratchvae/reference.py:conv2d",
-                                                     "scratchvae/reference.py:conv2d_backward"],
-    ("backward.md", "im2col"): ["scratchvae/reference.py:im2col"],
-    ("backward.md", "Conv2D"): ["scratchvae/layers/conv.py:Conv2D.forward", "scratchvae/layers/conv.py:Conv2D.backward",
-                                "scratchvae/im2col.py:as_matrix", "scratchvae/im2col.py:from_matrix",
-                                "scratchvae/im2col.py:images_to_matrix", "scratchvae/im2col.py:matrix_to_images"],
-    ("backward.md", "col2im"): ["scratchvae/reference.py:col2im"],
-    ("backward.md", "ConvTranspose2D"): ["scratchvae/layers/conv.py:ConvTranspose2D.forward",
-                                         "scratchvae/layers/conv.py:ConvTranspose2D.backward",
-                                         "scratchvae/reference.py:conv_transpose2d"],
-    ("backward.md", "The reconstruction loss"): ["scratchvae/losses.py:mse_recon", "scratchvae/losses.py:bernoulli_recon"],
-    ("backward.md", "The KL term and free bits"): ["scratchvae/losses.py:kl_per_image", "scratchvae/losses.py:kl_grads",
-                                                   "scratchvae/losses.py:free_bits"],
-    ("backward.md", "The reparameterization"): ["scratchvae/losses.py#reparameterize",
-                                                "scratchvae/losses.py#reparameterize-backward"],
-    ("backward.md", "The whole VAE"): ["scratchvae/vae.py:VAE.loss", "scratchvae/vae.py:VAE.backward",
-                                       "scratchvae/vae.py:forward", "scratchvae/vae.py:backward",
-                                       "scratchvae/layers/dense.py:Heads.backward"],
-    ("backward.md", "Adam"): ["scratchvae/reference.py:adam", "scratchvae/optim.py:Adam.step",
-                              "scratchvae/optim.py:Adam.prepare", "scratchvae/optim.py:adam_cpu"],
-    ("speed.md", "im2col as one strided copy"): ["scratchvae/im2col.py:im2col_cpu"],
-    ("speed.md", "col2im, a strided add per kernel offset"): ["scratchvae/im2col.py:col2im_cpu"],
-    ("speed.md", "The fast path: split by output parity"): ["scratchvae/parity.py:phase_grid",
-                                                            "scratchvae/parity.py:phase_weights",
-                                                            "scratchvae/parity.py:conv_transpose_parity",
-                                                            "scratchvae/reference.py:conv_transpose2d_by_parity"],
-    ("speed.md", "The fast layers"): ["scratchvae/layers/fast.py:FastConv2D.input_gradient",
-                                      "scratchvae/layers/fast.py:FastConvTranspose2D.forward"],
-    ("speed.md", "Two linear maps in a row"): ["scratchvae/layers/fast.py:DenseThenDeconv.backward"],
-    ("speed.md", "Threads"): ["scratchvae/threads.py:parallel"],
-    ("speed.md", "Buffers kept from step to step"): ["scratchvae/layers/base.py:Layer._buffer"],
+    ("backward.md", "Dense"): ["scratchvae/model/layers/dense.py:Dense.forward", "scratchvae/model/layers/dense.py:Dense.backward"],
+    ("backward.md", "ReLU"): ["scratchvae/model/layers/activations.py:ReLU"],
+    ("backward.md", "Sigmoid"): ["scratchvae/ops/elementwise.py:sigmoid", "scratchvae/model/layers/activations.py:Sigmoid"],
+    ("backward.md", "Convolution, index by index"): ["scratchvae/check/reference.py:conv2d",
+                                                     "scratchvae/check/reference.py:conv2d_backward"],
+    ("backward.md", "im2col"): ["scratchvae/check/reference.py:im2col"],
+    ("backward.md", "Conv2D"): ["scratchvae/model/layers/conv.py:Conv2D.forward", "scratchvae/model/layers/conv.py:Conv2D.backward",
+                                "scratchvae/ops/im2col.py:as_matrix", "scratchvae/ops/im2col.py:from_matrix",
+                                "scratchvae/ops/im2col.py:images_to_matrix", "scratchvae/ops/im2col.py:matrix_to_images"],
+    ("backward.md", "col2im"): ["scratchvae/check/reference.py:col2im"],
+    ("backward.md", "ConvTranspose2D"): ["scratchvae/model/layers/conv.py:ConvTranspose2D.forward",
+                                         "scratchvae/model/layers/conv.py:ConvTranspose2D.backward",
+                                         "scratchvae/check/reference.py:conv_transpose2d"],
+    ("backward.md", "The reconstruction loss"): ["scratchvae/model/losses.py:mse_recon", "scratchvae/model/losses.py:bernoulli_recon"],
+    ("backward.md", "The KL term and free bits"): ["scratchvae/model/losses.py:kl_per_image", "scratchvae/model/losses.py:kl_grads",
+                                                   "scratchvae/model/losses.py:free_bits"],
+    ("backward.md", "The reparameterization"): ["scratchvae/model/losses.py#reparameterize",
+                                                "scratchvae/model/losses.py#reparameterize-backward"],
+    ("backward.md", "The whole VAE"): ["scratchvae/model/vae.py:VAE.loss", "scratchvae/model/vae.py:VAE.backward",
+                                       "scratchvae/model/vae.py:forward", "scratchvae/model/vae.py:backward",
+                                       "scratchvae/model/layers/dense.py:Heads.backward"],
+    ("backward.md", "Adam"): ["scratchvae/check/reference.py:adam", "scratchvae/model/optim.py:Adam.step",
+                              "scratchvae/model/optim.py:Adam.prepare", "scratchvae/model/optim.py:adam_cpu"],
+    ("speed.md", "im2col as one strided copy"): ["scratchvae/ops/im2col.py:im2col_cpu"],
+    ("speed.md", "col2im, a strided add per kernel offset"): ["scratchvae/ops/im2col.py:col2im_cpu"],
+    ("speed.md", "The fast path: split by output parity"): ["scratchvae/ops/parity.py:phase_grid",
+                                                            "scratchvae/ops/parity.py:phase_weights",
+                                                            "scratchvae/ops/parity.py:conv_transpose_parity",
+                                                            "scratchvae/check/reference.py:conv_transpose2d_by_parity"],
+    ("speed.md", "The fast layers"): ["scratchvae/model/layers/fast.py:FastConv2D.input_gradient",
+                                      "scratchvae/model/layers/fast.py:FastConvTranspose2D.forward"],
+    ("speed.md", "Two linear maps in a row"): ["scratchvae/model/layers/fast.py:DenseThenDeconv.backward"],
+    ("speed.md", "Threads"): ["scratchvae/ops/threads.py:parallel"],
+    ("speed.md", "Buffers kept from step to step"): ["scratchvae/model/layers/base.py:Layer._buffer"],
 }
 NO_EXAMPLE = {"Sources"}            # sections that need no worked example
 
@@ -211,7 +211,7 @@ def test_sync_asked_for_help_or_given_a_wrong_option_writes_nothing(argv, tmp_pa
     stale = tmp_path / "docs"
     stale.mkdir()
     page = stale / "page.md"
-    page.write_text("<!-- include scratchvae/sizes.py:conv_out_size -->\nold\n<!-- end include -->\n")
+    page.write_text("<!-- include scratchvae/ops/sizes.py:conv_out_size -->\nold\n<!-- end include -->\n")
     monkeypatch.setattr(sync, "DOCS", str(stale))
     with pytest.raises(SystemExit) as e:
         sync.main(argv)

@@ -23,10 +23,10 @@ from runs import FAST, ROOT, tiny_data, trained_run
 
 from scratchvae.cli.train import main as train_main
 from scratchvae.data.dataset import to_model_input
-from scratchvae.explorer import BadRequest, Explorer
-from scratchvae.losses import kl_per_dim
-from scratchvae.pictures import to_uint8
-from scratchvae.runfolder import load
+from scratchvae.use.explorer import BadRequest, Explorer
+from scratchvae.model.losses import kl_per_dim
+from scratchvae.run.pictures import to_uint8
+from scratchvae.run.runfolder import load
 
 pytestmark = pytest.mark.slow
 

@@ -9,14 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import scratchvae.threads as threads
-from scratchvae import VAE, Conv2D, ConvTranspose2D, reference
-from scratchvae.backend import get_xp, to_numpy
-from scratchvae.gradcheck import check_layer, rel_error
-from scratchvae.im2col import batch_last, col2im, im2col
-from scratchvae.layers import FastConv2D, FastConvTranspose2D, conv_transpose
-from scratchvae.parity import conv_transpose_parity, parity_costs
-from scratchvae.sizes import conv_transpose_out_size
+import scratchvae.ops.threads as threads
+from scratchvae import VAE, Conv2D, ConvTranspose2D
+from scratchvae.check import reference
+from scratchvae.ops.devices import get_xp, to_numpy
+from scratchvae.check.gradcheck import check_layer, rel_error
+from scratchvae.ops.im2col import batch_last, col2im, im2col
+from scratchvae.model.layers import FastConv2D, FastConvTranspose2D, conv_transpose
+from scratchvae.ops.parity import conv_transpose_parity, parity_costs
+from scratchvae.ops.sizes import conv_transpose_out_size
 from shapes import conv_cases, conv_transpose_cases
 
 GRAD_TOL = 1e-7
@@ -269,7 +270,7 @@ def test_threaded_copies_give_the_same_bits(c, t):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_gets_its_own_threads():
-    code = ("import os, sys, scratchvae.threads as t\n"
+    code = ("import os, sys, scratchvae.ops.threads as t\n"
             "t.set_workers(2)\n"
             "t.parallel(lambda p: None, 4, 1 << 20)\n"
             "pid = os.fork()\n"
@@ -304,7 +305,7 @@ def test_fast_and_plain_vae_agree(device):
        st.integers(1, 3), st.integers(0, 2), st.integers(0, 2**32 - 1))
 def test_dense_then_deconv_is_the_two_layers_one_after_the_other(device, n, d, f, co, k, s, op, seed):
     from scratchvae import Dense, Reshape
-    from scratchvae.layers.fast import DenseThenDeconv
+    from scratchvae.model.layers.fast import DenseThenDeconv
     op = min(op, s - 1)
     xp = get_xp(device)
     kw = dict(dtype=np.float64, device=device)
@@ -328,7 +329,7 @@ def test_dense_then_deconv_is_the_two_layers_one_after_the_other(device, n, d, f
 
 def test_dense_then_deconv_needs_what_it_joins():
     from scratchvae import Dense
-    from scratchvae.layers.fast import DenseThenDeconv
+    from scratchvae.model.layers.fast import DenseThenDeconv
     with pytest.raises(ValueError, match="without padding reading the dense layer's 8 outputs as channels, "
                                          r"got padding \(1, 1\) and 8 input channels"):
         DenseThenDeconv(Dense(3, 8), FastConvTranspose2D(8, 2, 3, 2, 1))
@@ -343,7 +344,7 @@ def test_dense_then_deconv_needs_what_it_joins():
        st.integers(1, 3), st.integers(0, 2), st.integers(0, 2**32 - 1))
 def test_dense_then_deconv_gradients_finite_differences(device, n, d, f, co, k, s, op, seed):
     from scratchvae import Dense
-    from scratchvae.layers.fast import DenseThenDeconv
+    from scratchvae.model.layers.fast import DenseThenDeconv
     kw = dict(dtype=np.float64, device=device)
     joined = DenseThenDeconv(Dense(d, f, rng=seed, **kw),
                              FastConvTranspose2D(f, co, k, s, 0, min(op, s - 1), rng=seed + 1, **kw))

@@ -7,7 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from scratchvae import Conv2D, ConvTranspose2D, reference
+from scratchvae import Conv2D, ConvTranspose2D
+
+from scratchvae.check import reference
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 spec = importlib.util.spec_from_file_location("docfigures", os.path.join(ROOT, "docs", "figures.py"))

@@ -12,11 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scratchvae import Conv2D, ConvTranspose2D, Dense, VAE
-from scratchvae.backend import to_numpy
-from scratchvae.gradcheck import rel_error_each
-from scratchvae.im2col import col2im, im2col
-from scratchvae.layers import FastConv2D, FastConvTranspose2D
-from scratchvae.optim import Adam
+from scratchvae.ops.devices import to_numpy
+from scratchvae.check.gradcheck import rel_error_each
+from scratchvae.ops.im2col import col2im, im2col
+from scratchvae.model.layers import FastConv2D, FastConvTranspose2D
+from scratchvae.model.optim import Adam
 from shapes import conv_cases, conv_transpose_cases
 
 pytestmark = pytest.mark.gpu
@@ -170,8 +170,8 @@ def test_a_training_step_never_waits_for_the_gpu(tmp_path):
     finished when it returns: the probe sees a read where there is one. Whether the kernel still runs is
     asked of the GPU (an event behind it), not read off a clock, so a busy machine only makes it surer."""
     from runs import tiny_data
-    from scratchvae.runfolder import RunSettings
-    from scratchvae.train import Trainer
+    from scratchvae.run.runfolder import RunSettings
+    from scratchvae.run.trainer import Trainer
     t = Trainer(RunSettings(tiny_data(tmp_path / "eps"), str(tmp_path / "run"), steps=3, batch_size=8,
                             device="gpu", log_every=3, eval_every=100, checkpoint_every=100), progress=False)
     spin, finished = [], {}
@@ -205,7 +205,7 @@ def _to_gpu_stored(a):
 @pytest.mark.parametrize("dtype, tol, floor", LAYER_TOL)
 @given(conv_transpose_cases(max_extra=6), st.booleans(), batches)
 def test_parity_split_gpu_matches_cpu(dtype, tol, floor, c, with_bias, batch):
-    from scratchvae.parity import conv_transpose_parity
+    from scratchvae.ops.parity import conv_transpose_parity
     c = replace(c, n=batch)
     rng = np.random.default_rng(8)
     x = _stored(rng.normal(size=(c.n, c.cin, c.h, c.w)).astype(dtype))
@@ -220,7 +220,7 @@ def test_parity_split_gpu_matches_cpu(dtype, tol, floor, c, with_bias, batch):
 @pytest.mark.parametrize("dtype, tol, floor", LAYER_TOL)
 @pytest.mark.parametrize("kind", ["mse", "bce"])
 def test_loss_kernels_match_cpu(dtype, tol, floor, kind):
-    from scratchvae import losses
+    from scratchvae.model import losses
     rng = np.random.default_rng(9)
     logits = _stored(rng.normal(scale=3, size=(7, 3, 9, 5)).astype(dtype))
     x = _stored(rng.uniform(size=logits.shape).astype(dtype))
@@ -232,7 +232,7 @@ def test_loss_kernels_match_cpu(dtype, tol, floor, kind):
 
 @pytest.mark.parametrize("dtype, tol, floor", LAYER_TOL)
 def test_latent_kernels_match_cpu(dtype, tol, floor):
-    from scratchvae import losses
+    from scratchvae.model import losses
     rng = np.random.default_rng(10)
     mu, logvar, eps, dz = (rng.normal(size=(9, 6)).astype(dtype) for _ in range(4))
     want = losses.reparameterize(mu, logvar, eps)
@@ -248,7 +248,7 @@ def test_latent_kernels_match_cpu(dtype, tol, floor):
 
 @pytest.mark.parametrize("dtype, tol, floor", LAYER_TOL)
 def test_loss_terms_match_cpu(dtype, tol, floor):
-    from scratchvae import losses
+    from scratchvae.model import losses
     kl = np.random.default_rng(14).uniform(0, 30, size=1000).astype(dtype)
     kl[::7] = 16.0                                          # exactly at the floor: not above it
     recon = np.array(812.5, dtype=dtype)
@@ -261,8 +261,8 @@ def test_loss_terms_match_cpu(dtype, tol, floor):
 
 @pytest.mark.parametrize("dtype, tol, floor", LAYER_TOL)
 def test_relu_bias_and_row_sums_match_cpu(dtype, tol, floor):
-    from scratchvae.elementwise import add_bias_rows, row_sums
-    from scratchvae.layers import ReLU
+    from scratchvae.ops.elementwise import add_bias_rows, row_sums
+    from scratchvae.model.layers import ReLU
     rng = np.random.default_rng(11)
     m, b = rng.normal(size=(6, 500)).astype(dtype), rng.normal(size=6).astype(dtype)
     np.testing.assert_array_equal(to_numpy(add_bias_rows(cp().asarray(m), cp().asarray(b))), add_bias_rows(m.copy(), b))
@@ -280,7 +280,7 @@ def test_relu_bias_and_row_sums_match_cpu(dtype, tol, floor):
        st.sampled_from("CF"), st.booleans())
 def test_blas_matmul_every_layout(dtype, m, k, n, la, lb, lo, accumulate):
     """cuBLAS through blas.matmul, each operand and the output C-contiguous or transposed, against NumPy."""
-    from scratchvae import blas
+    from scratchvae.ops import blas
     rng = np.random.default_rng(m * 10000 + k * 100 + n)
 
     def make(r, c, layout):
@@ -300,7 +300,7 @@ def test_blas_matmul_every_layout(dtype, m, k, n, la, lb, lo, accumulate):
 
 
 def test_tf32_switch_changes_float32_products_only():
-    from scratchvae import blas
+    from scratchvae.ops import blas
     rng = np.random.default_rng(12)
     a, b = rng.normal(size=(256, 512)), rng.normal(size=(512, 256))
     want = a @ b
@@ -320,7 +320,7 @@ def test_tf32_switch_changes_float32_products_only():
 def test_a_recorded_step_equals_the_step_launched_kernel_by_kernel(dtype):
     """Six steps through CapturedStep (one plain and then recorded, five replays) and six plain
     steps, from the same weights and noise: the same parameters, moments and losses, bit for bit."""
-    from scratchvae.graph import CapturedStep
+    from scratchvae.run.step import CapturedStep
     rng = np.random.default_rng(13)
     batches = [cp().asarray(rng.random((5, 3, 64, 64)).astype(dtype)) for _ in range(6)]
     runs = []
@@ -349,7 +349,7 @@ def test_adam_updates_a_vae_in_one_launch():
     opt = Adam(m.params, lr=1e-3)
     assert opt.flat is m.flat_params and opt.hyper is not None
     calls = []
-    import scratchvae.optim as optim
+    import scratchvae.model.optim as optim
     real = optim.adam_gpu
     optim.adam_gpu = lambda *a: (calls.append(a[0].size), real(*a))
     try:

@@ -5,9 +5,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from scratchvae import VAE
-from scratchvae.gradcheck import (HeldReLU, check_layer, check_model, numerical_grad, rel_error, rel_error_each,
+from scratchvae.check.gradcheck import (HeldReLU, check_layer, check_model, numerical_grad, rel_error, rel_error_each,
                                   relu_patterns_held)
-from scratchvae.layers import Dense, Heads, ReLU
+from scratchvae.model.layers import Dense, Heads, ReLU
 
 
 def test_a_wrong_small_entry_cannot_hide():

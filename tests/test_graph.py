@@ -4,7 +4,7 @@ for here; tests/test_gpu.py records and replays the real step and compares it wi
 import numpy as np
 import pytest
 
-from scratchvae import graph
+from scratchvae.run import step as graph
 
 
 class Model:

@@ -2,9 +2,9 @@
 import numpy as np
 from hypothesis import given
 
-from scratchvae import reference
-from scratchvae.backend import get_xp, to_numpy
-from scratchvae.im2col import col2im, im2col
+from scratchvae.check import reference
+from scratchvae.ops.devices import get_xp, to_numpy
+from scratchvae.ops.im2col import col2im, im2col
 from shapes import conv_cases
 
 

@@ -26,12 +26,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scratchvae import cuda, losses
-from scratchvae.elementwise import add_bias_rows, add_bias_rows_gpu, relu_backward_gpu, row_sums, row_sums_gpu
-from scratchvae.im2col import col2im_cpu, col2im_gpu, im2col_cpu, im2col_gpu
-from scratchvae.optim import adam_cpu, adam_gpu
-from scratchvae.parity import conv_transpose_parity, conv_transpose_parity_gpu
-from scratchvae.sizes import conv_out_size as out_size
+from scratchvae.ops import cuda
+
+from scratchvae.model import losses
+from scratchvae.ops.elementwise import add_bias_rows, add_bias_rows_gpu, relu_backward_gpu, row_sums, row_sums_gpu
+from scratchvae.ops.im2col import col2im_cpu, col2im_gpu, im2col_cpu, im2col_gpu
+from scratchvae.model.optim import adam_cpu, adam_gpu
+from scratchvae.ops.parity import conv_transpose_parity, conv_transpose_parity_gpu
+from scratchvae.ops.sizes import conv_out_size as out_size
 from shapes import conv_cases, conv_transpose_cases
 
 CXX = shutil.which("g++") or shutil.which("c++")
@@ -229,7 +231,7 @@ def aligned(shape, dtype, rng, offset=0):
 def test_four_images_per_thread_move_as_one_access(kernels_on_the_cpu, dtype):
     """With a batch of 8 and aligned arrays the kernels take the one-access path (vec 4); one number off the
     alignment, the same call takes four accesses (vec 2 here): the same numbers either way."""
-    from scratchvae.cuda import vec_for
+    from scratchvae.ops.cuda import vec_for
     rng = np.random.default_rng(9)
     c = 3
     for offset, want_vec in ((0, 4), (1, 2)):

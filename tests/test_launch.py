@@ -44,7 +44,7 @@ def test_importing_the_launcher_loads_no_numpy():
 
 def test_the_package_still_gives_its_names():
     import scratchvae
-    assert scratchvae.VAE.__name__ == "VAE" and callable(scratchvae.load) and scratchvae.optim.Adam
+    assert scratchvae.VAE.__name__ == "VAE" and callable(scratchvae.load) and scratchvae.model.optim.Adam
     assert "Conv2D" in dir(scratchvae)
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         scratchvae.nothing

@@ -5,9 +5,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from scratchvae import Crop2D, Dense, Flatten, ReLU, Reshape, Sigmoid
-from scratchvae.backend import get_xp, to_numpy
-from scratchvae.gradcheck import check_layer, rel_error
-from scratchvae.elementwise import sigmoid, softplus
+from scratchvae.ops.devices import get_xp, to_numpy
+from scratchvae.check.gradcheck import check_layer, rel_error
+from scratchvae.ops.elementwise import sigmoid, softplus
 
 GRAD_TOL = 1e-7
 dims = st.integers(1, 6)

@@ -92,10 +92,10 @@ def test_codes_are_read_from_the_front_of_the_file(tmp_path, run_dir, capsys):
 
 
 def test_an_out_of_memory_is_one_line_and_leaves_no_folder(tmp_path, run_dir, capsys, monkeypatch):
-    import scratchvae.pictures
+    import scratchvae.run.pictures
     def too_big(*a, **k):
         raise MemoryError(NUMPYS)
-    monkeypatch.setattr(scratchvae.pictures, "samples_figure", too_big)
+    monkeypatch.setattr(scratchvae.run.pictures, "samples_figure", too_big)
     out = tmp_path / "new" / "deeper"
     line = refused(capsys, "sample", sample_main, ["--checkpoint", run_dir, "--out", str(out)])
     assert line.startswith("sample: error: out of memory: Unable to allocate"), line
@@ -129,16 +129,16 @@ def test_encode_latents_streams_a_folder(tmp_path_factory, tmp_path, data):
 def test_a_training_step_out_of_memory_says_what_to_ask_for_instead(tmp_path, data, capsys, monkeypatch):
     """The first step runs out of memory: one line, exit 2, and the command that starts again at half the
     batch, which then trains."""
-    import scratchvae.train
+    import scratchvae.run.trainer
     from scratchvae.cli.train import main as train_main
     from runs import FAST, said_command
-    real = scratchvae.train.train_step
+    real = scratchvae.run.trainer.train_step
 
     def too_big(model, opt, x):
         if len(x) > 4:
             raise MemoryError(NUMPYS)
         return real(model, opt, x)
-    monkeypatch.setattr(scratchvae.train, "train_step", too_big)
+    monkeypatch.setattr(scratchvae.run.trainer, "train_step", too_big)
     out = str(tmp_path / "run")
     line = refused(capsys, "train-scratch", train_main, ["--data", data, "--out", out, "--steps", "2", *FAST])
     assert line.startswith("train-scratch: out of memory in step 1 at --batch-size 8 (Unable to allocate 3.64 TiB"), line

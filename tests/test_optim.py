@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-import scratchvae.optim as optim
-import scratchvae.threads as threads
-from scratchvae.optim import Adam
+import scratchvae.model.optim as optim
+import scratchvae.ops.threads as threads
+from scratchvae.model.optim import Adam
 
 
 def test_first_two_steps_by_hand():
@@ -85,7 +85,7 @@ def test_a_parameter_it_cannot_update_in_place():
 
 def test_one_pass_over_a_flat_buffer_equals_one_per_parameter():
     """Parameters that tile one buffer (as a VAE's do) are updated in one pass, to the same numbers."""
-    from scratchvae.backend import tiling
+    from scratchvae.ops.devices import tiling
     rng = np.random.default_rng(3)
     shapes = {"a": (3, 4), "b": (5,), "c": (2, 2, 2)}
     flat, gflat = rng.normal(size=25), np.zeros(25)
@@ -110,7 +110,7 @@ def test_one_pass_over_a_flat_buffer_equals_one_per_parameter():
 
 def test_a_vaes_parameters_and_gradients_tile_two_buffers():
     from scratchvae import VAE
-    from scratchvae.backend import tiling
+    from scratchvae.ops.devices import tiling
     m = VAE(input_shape=(3, 16, 16), latent_dim=4, encoder=((4, 4, 2), (4, 4, 2)),
             decoder=((4, 5, 2), (None, 4, 2)), dense_size=8, dtype=np.float64)
     assert tiling(m.params.values()) is m.flat_params
@@ -121,7 +121,7 @@ def test_a_vaes_parameters_and_gradients_tile_two_buffers():
 
 def test_the_reference_lines_and_the_optimizer_take_the_same_steps():
     """reference.adam (the textbook lines, new arrays) against Adam (in place, in pieces), over five steps."""
-    from scratchvae import reference
+    from scratchvae.check import reference
     rng = np.random.default_rng(0)
     w = rng.normal(size=(3, 4))
     p, m, v = w.copy(), np.zeros_like(w), np.zeros_like(w)

@@ -3,8 +3,8 @@ from the matplotlib Figure before it becomes a PNG."""
 import numpy as np
 import pytest
 
-from scratchvae import pictures
-from scratchvae.vae import VAE
+from scratchvae.run import pictures
+from scratchvae.model.vae import VAE
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,14 @@ import pytest
 import scratchvae
 from runs import FAST, ROOT, params_equal, run_as_printed, said_command, start, tiny_data, \
     trained_run, wait_for_a_row
-from scratchvae.checkpoint import load as load_file
+from scratchvae.run.checkpoint import load as load_file
 from scratchvae.cli import run
 from scratchvae.cli.encode import main as encode_main
 from scratchvae.cli.sample import main as sample_main
 from scratchvae.cli.train import main as train_main
 from scratchvae.data.episodes import episode_name, write_episode
-from scratchvae.lock import FolderInUse, locked
-from scratchvae.runfolder import RunFolder, RunSettings
+from scratchvae.files.lock import FolderInUse, locked
+from scratchvae.run.runfolder import RunFolder, RunSettings
 
 pytestmark = pytest.mark.slow                  # every test here runs a tool end to end
 LONG = ["--steps", "100000", "--checkpoint-every", "100000"]        # runs until a signal stops it
@@ -79,7 +79,7 @@ def test_the_lock_goes_with_its_holder(tmp_path, data):
     with locked(folder, "first"):
         with locked(folder, "again"):                                   # this process holds it already
             pass
-        r = subprocess.run([sys.executable, "-c", f"from scratchvae.lock import locked\n"
+        r = subprocess.run([sys.executable, "-c", f"from scratchvae.files.lock import locked\n"
                             f"with locked({folder!r}, 'second'): pass"], cwd=ROOT, capture_output=True, text=True)
         assert r.returncode != 0 and f"FolderInUse: {folder} is in use by first (pid {os.getpid()})" in r.stderr
     assert not os.path.exists(folder)
@@ -139,14 +139,14 @@ def test_two_ctrl_c_before_the_first_checkpoint_then_the_printed_command(tmp_pat
 def test_a_full_disk_at_the_first_checkpoint_is_no_dead_end(tmp_path, data, monkeypatch, capsys):
     """The disk fills up as the first checkpoint is written (run.json and the log fitted): one line, exit 2, no
     temporary left; the same command, run again with room on the disk, starts the run anew."""
-    import scratchvae.atomic
+    import scratchvae.files.atomic
     real = os.fsync
 
     def full_for_checkpoints(fd):
         if "/checkpoints/" in os.readlink(f"/proc/self/fd/{fd}"):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(fd)
-    monkeypatch.setattr(scratchvae.atomic.os, "fsync", full_for_checkpoints)
+    monkeypatch.setattr(scratchvae.files.atomic.os, "fsync", full_for_checkpoints)
     out = str(tmp_path / "run")
     args = ["--data", data, "--steps", "4", "--out", out, *FAST]
     assert run("train-scratch", train_main, args) == 2
@@ -154,7 +154,7 @@ def test_a_full_disk_at_the_first_checkpoint_is_no_dead_end(tmp_path, data, monk
     assert err == f"train-scratch: error: {RunFolder(out).checkpoint_path(3)}: No space left on device\n"
     assert sorted(os.listdir(out)) == [".lock", "checkpoints", "log.jsonl", "run.json"]
     assert os.listdir(os.path.join(out, "checkpoints")) == []
-    monkeypatch.setattr(scratchvae.atomic.os, "fsync", real)
+    monkeypatch.setattr(scratchvae.files.atomic.os, "fsync", real)
     assert run("train-scratch", train_main, args) == 0
     assert [s for s, _ in RunFolder(out).checkpoints()] == [3, 4]
 
@@ -177,7 +177,7 @@ KILLED_MID_WRITE = """
 import os, sys, time
 sys.path.insert(0, {root!r})
 import numpy as np
-import scratchvae.checkpoint as ck
+import scratchvae.run.checkpoint as ck
 from scratchvae.cli.train import main
 
 real, calls = np.savez, []
@@ -395,7 +395,7 @@ def test_a_best_checkpoint_from_past_the_resume_point_is_dropped(tmp_path, data)
 
 @pytest.mark.parametrize("first", ["", "import numpy; "])
 def test_importing_the_package_leaves_the_environment_alone(first):
-    code = (f"import os; {first}import scratchvae, scratchvae.threads as t; "
+    code = (f"import os; {first}import scratchvae, scratchvae.ops.threads as t; "
             "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), t.WORKERS)")
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
@@ -414,7 +414,7 @@ def test_each_launcher_lets_openblas_sleep_before_numpy_loads_and_uses_every_cor
             "watch = Watch()\n"
             "sys.meta_path.insert(0, watch)\n"
             "def show():\n"
-            "    import scratchvae.threads as t\n"
+            "    import scratchvae.ops.threads as t\n"
             "    print('SEEN', watch.seen, t.WORKERS == t.CORES)\n"
             "atexit.register(show)\n"
             f"sys.argv = [{tool!r}, '--help']\n"
@@ -443,7 +443,7 @@ def test_what_a_resume_may_change_is_said_in_full_by_help_and_page():
     --eval-frames was missing from both), and say that an option given again with the run's value is accepted."""
     import re
     from scratchvae.cli import train as cli
-    from scratchvae.runfolder import CAN_CHANGE
+    from scratchvae.run.runfolder import CAN_CHANGE
     help_text = next(a.help for a in cli.parser()._actions if a.dest == "resume")
     page = open(os.path.join(ROOT, "docs", "training.md"), encoding="utf-8").read()
     paragraph = " ".join(page[page.index("`--resume` continues the run"):].split("\n\n", 1)[0].split())

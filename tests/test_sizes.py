@@ -2,7 +2,7 @@
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from scratchvae.sizes import conv_out_size, conv_transpose_out_size, skipped_rows
+from scratchvae.ops.sizes import conv_out_size, conv_transpose_out_size, skipped_rows
 
 
 @given(st.integers(1, 40), st.integers(1, 7), st.integers(1, 4), st.integers(0, 3))

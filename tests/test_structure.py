@@ -1,5 +1,5 @@
-"""The package's shape: every import goes one way (no module imports, even inside a function,
-a module that imports it back), and nothing in it imports an autodiff framework."""
+"""The package's shape: its wings in order, every import going one way (no module imports, even inside a
+function, a module that imports it back), and nothing in it importing an autodiff framework."""
 import ast
 import os
 
@@ -73,6 +73,55 @@ def cycle(graph):
     return None
 
 
+# The wings, lowest first: a module imports from its own wing and the wings before it, never from one after.
+WINGS = (
+    "files",    # files written whole or not at all, the folder lock, the progress bar
+    "ops",      # array operations, each with its CPU code, GPU caller and CUDA body; the device table
+    "model",    # the layers, the losses, the VAE, Adam
+    "check",    # the loop references and the finite-difference checker
+    "data",     # CarRacing frames: collection, episode files, the loader
+    "run",      # training: the step, the trainer, the run folder, checkpoints, pictures, several processes
+    "use",      # what a trained model serves: latents for the next stage, the explorer
+    "cli",      # the command lines of bin/
+)
+ALONE = {"scratchvae", "scratchvae.launch"}    # the lazy package and bin/'s launcher: they import no wing
+
+
+def wing(module):
+    """A module's place in WINGS (its wing's index); a ValueError for a module outside every wing."""
+    parts = module.split(".")
+    if len(parts) < 2 or parts[1] not in WINGS:
+        raise ValueError(f"{module} lies in no wing of {WINGS}")
+    return WINGS.index(parts[1])
+
+
+def test_every_module_lies_in_a_wing():
+    loose = [m for m in modules() if m not in ALONE and m.split(".")[1:2] not in ([w] for w in WINGS)]
+    assert not loose, f"modules outside the wings {WINGS}: {loose}"
+
+
+def upward(graph):
+    """Every import of `graph` that runs from a wing to a later one, as 'a (wing) imports b (wing)'."""
+    return sorted(f"{a} ({WINGS[wing(a)]}) imports {b} ({WINGS[wing(b)]})"
+                  for a, targets in graph.items() if a not in ALONE for b in targets if b not in ALONE
+                  if wing(b) > wing(a))
+
+
+def test_wings_import_downwards():
+    graph = import_graph()
+    for name in ALONE:
+        assert not graph[name], f"{name} imports {sorted(graph[name])}: it must stand alone"
+    found = upward(graph)
+    assert not found, "an import runs up the wings: " + "; ".join(found)
+
+
+def test_the_wing_test_sees_an_upward_import():
+    graph = {"scratchvae.ops.im2col": {"scratchvae.model.vae"}, "scratchvae.model.vae": {"scratchvae.ops.im2col"}}
+    assert upward(graph) == ["scratchvae.ops.im2col (ops) imports scratchvae.model.vae (model)"]
+    with pytest.raises(ValueError, match="no wing"):
+        wing("scratchvae.im2col")
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert cycle({"a": {"b"}, "b": set()}) is None
@@ -94,12 +143,12 @@ def reachable(graph, start):
 
 
 @pytest.mark.parametrize("upper, lower", [
-    ("scratchvae.checkpoint", "scratchvae.vae"),            # checkpoints are built on the model, not in it
-    ("scratchvae.im2col", "scratchvae.cuda"),               # the kernels are told sizes, they import nothing back
-    ("scratchvae.losses", "scratchvae.elementwise"),        # the loss's sigmoid comes from below, not from a layer
-    ("scratchvae.layers.activations", "scratchvae.elementwise"),
-    ("scratchvae.gradcheck", "scratchvae.layers"),          # the checker wraps layers; no layer knows the checker
-    ("scratchvae.vae", "scratchvae.layers"),
+    ("scratchvae.run.checkpoint", "scratchvae.model.vae"),            # checkpoints are built on the model, not in it
+    ("scratchvae.ops.im2col", "scratchvae.ops.cuda"),               # the kernels are told sizes, they import nothing back
+    ("scratchvae.model.losses", "scratchvae.ops.elementwise"),        # the loss's sigmoid comes from below, not from a layer
+    ("scratchvae.model.layers.activations", "scratchvae.ops.elementwise"),
+    ("scratchvae.check.gradcheck", "scratchvae.model.layers"),          # the checker wraps layers; no layer knows the checker
+    ("scratchvae.model.vae", "scratchvae.model.layers"),
 ])
 def test_direction_of(upper, lower):
     """`lower` never imports `upper`, directly or through another module (whether `upper` uses `lower` or not:
@@ -115,7 +164,7 @@ def test_reachable_follows_imports_through_other_modules():
 
 
 def test_losses_take_nothing_from_a_layer_file():
-    assert "scratchvae.layers.activations" not in import_graph()["scratchvae.losses"]
+    assert "scratchvae.model.layers.activations" not in import_graph()["scratchvae.model.losses"]
 
 
 def test_no_autodiff_framework():

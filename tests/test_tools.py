@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from scratchvae.checkpoint import load
-from scratchvae.runfolder import RunFolder
+from scratchvae.run.checkpoint import load
+from scratchvae.run.runfolder import RunFolder
 from scratchvae.cli import run
 from scratchvae.cli.collect import main as collect_main
 from scratchvae.cli.encode import main as encode_main
@@ -76,8 +76,8 @@ def refuse(monkeypatch, module, name, code):
 
 
 def test_a_full_disk_while_training(tmp_path, data, monkeypatch, capsys):
-    import scratchvae.atomic
-    refuse(monkeypatch, scratchvae.atomic.os, "fsync", errno.ENOSPC)
+    import scratchvae.files.atomic
+    refuse(monkeypatch, scratchvae.files.atomic.os, "fsync", errno.ENOSPC)
     out = tmp_path / "run"
     assert run("train-scratch", train_main, ["--data", data, "--steps", "2", "--out", str(out), *FAST]) == 2
     assert one_line(capsys) == f"train-scratch: error: {out / 'run.json'}: No space left on device"
@@ -102,7 +102,7 @@ def test_a_read_only_folder(tmp_path, data, run_dir, monkeypatch, capsys):
 
 
 def test_files_are_made_as_the_umask_says(tmp_path):
-    from scratchvae.atomic import atomic_write
+    from scratchvae.files.atomic import atomic_write
     old = os.umask(0o027)
     try:
         with atomic_write(tmp_path / "f.txt", "w") as f:
@@ -152,8 +152,8 @@ def test_data_that_is_a_file(tmp_path, capsys):
 # ---- encode-latents ----------------------------------------------------------------------------------
 
 def test_encode_checks_its_output_before_the_work(tmp_path, data, run_dir, monkeypatch, capsys):
-    import scratchvae.latents
-    monkeypatch.setattr(scratchvae.latents, "read_episode", lambda *a: pytest.fail("encoded before checking"))
+    import scratchvae.use.latents
+    monkeypatch.setattr(scratchvae.use.latents, "read_episode", lambda *a: pytest.fail("encoded before checking"))
     (tmp_path / "folder.npz").mkdir()
     assert run("encode-latents", encode_main, ["--checkpoint", run_dir, "--data", data,
                                                "--out", str(tmp_path / "folder.npz"), "--quiet"]) == 2

@@ -10,15 +10,15 @@ import pytest
 
 from runs import FAST, SMALL, files_and_times, params_equal, run_as_printed, run_cli, said_command, start, tiny_data, \
     wait_for_a_row
-from scratchvae.checkpoint import load
+from scratchvae.run.checkpoint import load
 from scratchvae.cli.encode import main as encode_main
 from scratchvae.cli import run
 from scratchvae.cli.train import main as train_main
 from scratchvae.data.episodes import episode_name
-from scratchvae.gradcheck import rel_error
-from scratchvae.latents import episode_rows
-from scratchvae.runfolder import RunFolder, RunSettings
-from scratchvae.train import Trainer, TrainingStopped
+from scratchvae.check.gradcheck import rel_error
+from scratchvae.use.latents import episode_rows
+from scratchvae.run.runfolder import RunFolder, RunSettings
+from scratchvae.run.trainer import Trainer, TrainingStopped
 
 pytestmark = pytest.mark.slow                  # every test here runs a tool end to end
 
@@ -53,9 +53,9 @@ def test_images_per_second_is_images_over_the_time_between_rows(tmp_path, data, 
     """A clock that moves 0.5 s each time it is read: the loop reads it once at the start and once per
     row, so each row saw log_every · batch_size images in 0.5 s."""
     import itertools
-    import scratchvae.train
+    import scratchvae.run.trainer
     ticks = itertools.count()
-    monkeypatch.setattr(scratchvae.train.time, "perf_counter", lambda: 0.5 * next(ticks))
+    monkeypatch.setattr(scratchvae.run.trainer.time, "perf_counter", lambda: 0.5 * next(ticks))
     t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=4, batch_size=8, **SMALL, log_every=2,
                             eval_every=100, checkpoint_every=100), progress=False)
     t.run()
@@ -437,9 +437,9 @@ def test_batch_larger_than_the_data_and_images_counted(tmp_path, data, monkeypat
         Trainer(RunSettings(data, str(tmp_path / "big"), steps=2, batch_size=50), progress=False)
     # 36 frames in batches of 8: an epoch is 8, 8, 8, 8 and 4 images; a row of those 5 steps counts 36
     import itertools
-    import scratchvae.train
+    import scratchvae.run.trainer
     ticks = itertools.count()
-    monkeypatch.setattr(scratchvae.train.time, "perf_counter", lambda: 0.5 * next(ticks))
+    monkeypatch.setattr(scratchvae.run.trainer.time, "perf_counter", lambda: 0.5 * next(ticks))
     t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=5, batch_size=8, **SMALL, log_every=5,
                             eval_every=100, checkpoint_every=100), progress=False)
     t.run()

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from scratchvae.uploads import Uploader
+from scratchvae.ops.uploads import Uploader
 
 
 class FakeGPU:

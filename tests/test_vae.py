@@ -4,11 +4,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scratchvae import VAE, reference, vae
-from scratchvae.backend import get_xp, to_numpy
-from scratchvae.gradcheck import check_model, check_model_directions
-from scratchvae.im2col import batch_last
-from scratchvae.optim import Adam
+from scratchvae import VAE
+
+from scratchvae.check import reference
+
+from scratchvae.model import vae
+from scratchvae.ops.devices import get_xp, to_numpy
+from scratchvae.check.gradcheck import check_model, check_model_directions
+from scratchvae.ops.im2col import batch_last
+from scratchvae.model.optim import Adam
 
 SMALL = dict(encoder=((3, 3, 2), (4, 3, 2)), decoder=((3, 3, 2), (None, 4, 2)), dense_size=5, latent_dim=3)
 
@@ -111,7 +115,7 @@ def test_bad_latents(z, match):
 
 
 def test_misused_steps_say_what_to_do():
-    from scratchvae.optim import Adam
+    from scratchvae.model.optim import Adam
     m = small_model()
     opt = Adam(m.params)
     with pytest.raises(RuntimeError, match=r"no backward\(\) has run yet"):

@@ -1,12 +1,12 @@
 """Answers to the exercises of docs/exercises.md, one per function of skeletons.py (col2im and adam are the
-package's own loop versions, scratchvae/reference.py), then the four "your turn" mistakes, each written the
+package's own loop versions, scratchvae/check/reference.py), then the four "your turn" mistakes, each written the
 wrong way on purpose.
 
     python docs/exercises/checks.py --answers        every answer through its check
 """
 import numpy as np
 
-from scratchvae.reference import adam, col2im  # noqa: F401 (two answers are the package's own loop versions)
+from scratchvae.check.reference import adam, col2im  # noqa: F401 (two answers are the package's own loop versions)
 
 
 def conv2d_backward(x, W, dy, stride, padding):

@@ -6,7 +6,7 @@
 
 Each check runs a function on fixed random cases (odd, non-square, strided and padded ones among
 them) and returns its largest error, measured as the test suite measures its own layers:
-rel_error_each against finite differences of scratchvae's loop code (scratchvae.reference) in
+rel_error_each against finite differences of scratchvae's loop code (scratchvae.check.reference) in
 float64, or against the package's own Adam. A correct answer gives 1e-12 to 1e-9 here; a wrong one
 1e-3 or more. The pass mark is PASS. Exit status 0 when every checked function passes, 1 otherwise.
 """
@@ -19,9 +19,10 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
-from scratchvae import losses, reference  # noqa: E402
-from scratchvae.gradcheck import numerical_grad, rel_error_each  # noqa: E402
-from scratchvae.optim import Adam  # noqa: E402
+from scratchvae.model import losses  # noqa: E402
+from scratchvae.check import reference  # noqa: E402
+from scratchvae.check.gradcheck import numerical_grad, rel_error_each  # noqa: E402
+from scratchvae.model.optim import Adam  # noqa: E402
 
 PASS = 1e-7
 
@@ -129,7 +130,7 @@ def check_reparameterize_backward(fn):
 
 
 def check_adam(fn):
-    """Ten steps against scratchvae.optim.Adam on the same gradients, with the default betas and with others."""
+    """Ten steps against scratchvae.model.optim.Adam on the same gradients, with the default betas and with others."""
     worst = 0.0
     for k, (lr, b1, b2, eps) in enumerate(((1e-3, 0.9, 0.999, 1e-8), (0.05, 0.5, 0.9, 1e-6))):
         rng = np.random.default_rng(60 + k)

@@ -12,7 +12,7 @@ import numpy as np  # noqa: F401 (you will need it)
 
 
 def conv2d_backward(x, W, dy, stride, padding):
-    """The gradients (dx, dW, db) of y = conv2d(x, W, b) (scratchvae.reference.conv2d), given dy = ∂L/∂y.
+    """The gradients (dx, dW, db) of y = conv2d(x, W, b) (scratchvae.check.reference.conv2d), given dy = ∂L/∂y.
 
     x (N, C, H, W); W (Co, C, kh, kw); dy (N, Co, oh, ow); stride (sy, sx); padding (ph, pw).
     From y[n, o, r, s] = b[o] + Σ_{c, j, i} W[o, c, j, i]·x_pad[n, c, r·sy + j, s·sx + i]
@@ -32,7 +32,7 @@ def col2im(col, h, w, sy, sx, ph, pw):
 
 
 def conv_transpose2d_backward(x, W, dy, stride, padding, output_padding):
-    """The gradients (dx, dW, db) of y = conv_transpose2d(x, W, b) (scratchvae.reference.conv_transpose2d).
+    """The gradients (dx, dW, db) of y = conv_transpose2d(x, W, b) (scratchvae.check.reference.conv_transpose2d).
 
     x (N, Ci, H, W); W (Ci, Co, kh, kw); dy (N, Co, oh, ow). The forward paints
     y_pad[n, o, r·sy + j, s·sx + i] += x[n, c, r, s]·W[c, o, j, i], crops ph, pw (and output_padding

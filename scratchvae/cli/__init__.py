@@ -5,14 +5,15 @@ import os
 import shlex
 import sys
 
-from .. import distributed, threads
-from ..backend import BackendError
-from ..checkpoint import CheckpointError
+from ..run import distributed
+from ..ops import threads
+from ..ops.devices import BackendError
+from ..run.checkpoint import CheckpointError
 from ..data.episodes import DataError
 from ..data.rollouts import MissingPackage
 from ..launch import RELAUNCHED
-from ..lock import FolderInUse
-from ..runfolder import parse_channels
+from ..files.lock import FolderInUse
+from ..run.runfolder import parse_channels
 
 EXPECTED = (BackendError, CheckpointError, DataError, FolderInUse, MissingPackage, distributed.MissingMPI,
             distributed.PeerLost, ValueError, OSError)

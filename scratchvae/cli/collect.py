@@ -5,14 +5,14 @@ import os
 import sys
 
 from . import Interrupted, OneLineParser, command, non_negative_int, positive_int, one_voice, run, together
-from .. import distributed
+from ..run import distributed
 from ..data.episodes import DataError, frame_size
 from ..data.manifest import complete, write_manifest
 from ..data.preprocess import parse_size
 from ..data.rollouts import (ENV_ID, POLICIES, check_options, collect, jobs_for, missing_episodes, new_summary,
                              open_folder, require_gymnasium, run_jobs)
-from ..lock import locked
-from ..vae import DEFAULT_ENCODER, encoder_min_size
+from ..files.lock import locked
+from ..model.vae import DEFAULT_ENCODER, encoder_min_size
 
 
 def frame_size_type(text):

@@ -1,10 +1,10 @@
 """bin/encode-latents: mu and logvar of every frame of every episode, with actions, in one file."""
 
 from . import OneLineParser, add_checkpoint_options, at_most, run
-from ..atomic import removed_on_failure
-from ..backend import resolve_device
-from ..latents import check_writable, encode_folder
-from ..runfolder import load
+from ..files.atomic import removed_on_failure
+from ..ops.devices import resolve_device
+from ..use.latents import check_writable, encode_folder
+from ..run.runfolder import load
 
 MAX_BATCH = 4096                        # frames encoded together (memory grows with it; the frames are streamed)
 
@@ -13,7 +13,7 @@ def parser():
     p = OneLineParser(
         prog="encode-latents",
         description="Encode every frame of every episode in DATA with a trained checkpoint and write mu, logvar, "
-                    "actions, rewards and done flags to one .npz for the memory model (layout: scratchvae/latents.py).")
+                    "actions, rewards and done flags to one .npz for the memory model (layout: scratchvae/use/latents.py).")
     add_checkpoint_options(p)
     p.add_argument("--data", required=True, help="folder of episode files")
     p.add_argument("--out", required=True, help="output .npz file (its folder is made if need be)")

@@ -2,7 +2,7 @@
 code on a slider per latent dimension, decoded again as a slider moves.
 
 The server is the standard library's (http.server), bound to 127.0.0.1 only, a thread per connection and
-the model behind a lock (scratchvae/explorer.py answers the questions). It serves the page's three files
+the model behind a lock (scratchvae/use/explorer.py answers the questions). It serves the page's three files
 (scratchvae/page/) and four questions as JSON:
 
     GET  /api/info            the code's size, the dimensions ordered by KL, the checkpoint, the frames
@@ -23,10 +23,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from . import OneLineParser, add_checkpoint_options, at_most, number_type, run
-from ..backend import resolve_device
+from ..ops.devices import resolve_device
 from ..data.dataset import FrameDataset
-from ..explorer import BadRequest, Explorer, short
-from ..runfolder import load
+from ..use.explorer import BadRequest, Explorer, short
+from ..run.runfolder import load
 from .sample import run_frames
 
 HOST = "127.0.0.1"

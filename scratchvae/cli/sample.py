@@ -8,14 +8,14 @@ import zipfile
 import numpy as np
 
 from . import OneLineParser, add_checkpoint_options, at_most, non_negative_int, run
-from .. import pictures
-from ..atomic import folder_for
-from ..backend import resolve_device
-from ..checkpoint import ZIP_MAGIC
+from ..run import pictures
+from ..files.atomic import folder_for
+from ..ops.devices import resolve_device
+from ..run.checkpoint import ZIP_MAGIC
 from ..data.dataset import FrameDataset, to_model_input
 from ..data.episodes import DataError
-from ..latents import first_rows
-from ..runfolder import RunFolder, load
+from ..use.latents import first_rows
+from ..run.runfolder import RunFolder, load
 
 # What the options may ask for, checked before any work: each multiplies time and memory (a decoded image
 # takes about 1.5 MB on its way through the default model, an encoded one about 0.8 MB, in batches of 64)

@@ -7,10 +7,10 @@ from dataclasses import fields
 
 from . import (Interrupted, OneLineParser, channel_list, command, fraction, non_negative_float, non_negative_int,
                positive_float, positive_int, one_voice, run, together, under_mpiexec)
-from .. import distributed
-from ..backend import resolve_device
-from ..runfolder import CAN_CHANGE, RunFolder, RunSettings
-from ..train import Trainer, TrainingStopped, lower_lr, say_on_stderr
+from ..run import distributed
+from ..ops.devices import resolve_device
+from ..run.runfolder import CAN_CHANGE, RunFolder, RunSettings
+from ..run.trainer import Trainer, TrainingStopped, lower_lr, say_on_stderr
 
 D = RunSettings.default
 

@@ -15,7 +15,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..backend import get_xp
+from ..ops.devices import get_xp
 from .episodes import DataError, episode_paths, frame_table, warn_skipped
 
 
@@ -175,11 +175,11 @@ class FrameDataset:
 
 def to_model_input(frames, device="cpu", dtype=np.float32, upload=None):
     """uint8 (N, H, W, 3) on the host → float (N, 3, H, W) in [0, 1] on the device, stored (3, H, W, N):
-    the layout the model's layers keep images in (see scratchvae/im2col.py), so it reads them as they are.
+    the layout the model's layers keep images in (see scratchvae/ops/im2col.py), so it reads them as they are.
     Frames as episode files hold them (obs) and as images load (np.asarray(PIL.Image.open(f))) go in as they are.
 
     The bytes travel as uint8 (a quarter of float32) and are converted where they land. On the GPU,
-    `upload` (a scratchvae.uploads.Uploader) queues their copy without waiting for the GPU.
+    `upload` (a scratchvae.ops.uploads.Uploader) queues their copy without waiting for the GPU.
     """
     if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
         what = f"{frames.dtype} {frames.shape}" if hasattr(frames, "shape") else type(frames).__name__

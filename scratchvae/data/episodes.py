@@ -29,7 +29,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from ..atomic import atomic_write
+from ..files.atomic import atomic_write
 
 FIELDS = ("obs", "actions", "rewards", "dones")
 

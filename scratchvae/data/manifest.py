@@ -16,7 +16,7 @@ import glob
 import json
 import os
 
-from ..atomic import atomic_write
+from ..files.atomic import atomic_write
 from .episodes import DataError, episode_facts, episode_name
 
 MANIFEST = "manifest.json"

@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from ..atomic import remove_temporaries
-from ..lock import locked
-from ..progress import bar as progress_bar
+from ..files.atomic import remove_temporaries
+from ..files.lock import locked
+from ..files.progress import bar as progress_bar
 from .episodes import episode_name, write_episode
 from .manifest import asked, check_request, complete, read_manifest, write_manifest
 from .preprocess import preprocess

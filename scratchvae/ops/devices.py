@@ -1,0 +1,141 @@
+"""Which array module does the arithmetic: NumPy on the CPU, CuPy on the GPU.
+
+Every layer, the model and the optimizer take their array module from here
+(by device name) or from the arrays they are given (``xp_of``), so one line of
+code serves both devices. CuPy is imported in two places only: here, and in
+scratchvae/ops/cuda.py (the hand-written kernels), which runs only for CuPy arrays.
+"""
+import numpy as np
+
+DEVICES = ("cpu", "gpu")
+
+GPU_HINT = ('install the GPU extra on a machine with an NVIDIA GPU and its driver (pip install -e ".[gpu]" for '
+            'CUDA 12, ".[gpu-cuda13]" for CUDA 13), or use --device cpu')
+
+
+class BackendError(RuntimeError):
+    """The asked-for device cannot be used (no CuPy, no GPU, an unknown name)."""
+
+
+def _cupy():
+    """Import CuPy, or say clearly why it cannot be used."""
+    try:
+        import cupy
+    except Exception as e:  # ImportError, or a broken CUDA install raising at import
+        raise BackendError(f"device 'gpu' needs CuPy, which could not be imported ({e}); {GPU_HINT}") from None
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:
+        raise BackendError(f"device 'gpu' needs a working CUDA GPU, but CUDA reported: {e}; {GPU_HINT}") from None
+    if n < 1:
+        raise BackendError(f"device 'gpu' needs a CUDA GPU, but none was found; {GPU_HINT}")
+    return cupy
+
+
+def get_xp(device="cpu"):
+    """The array module for a device name: numpy for "cpu", cupy for "gpu"."""
+    if device == "cpu":
+        return np
+    if device == "gpu":
+        return _cupy()
+    raise BackendError(f"unknown device {device!r}: expected one of {DEVICES}")
+
+
+def gpu_available():
+    """True when CuPy imports and sees at least one GPU."""
+    try:
+        _cupy()
+        return True
+    except BackendError:
+        return False
+
+
+def resolve_device(device):
+    """Turn "auto" into "cpu" or "gpu"; check the others."""
+    if device == "auto":
+        return "gpu" if gpu_available() else "cpu"
+    get_xp(device)
+    return device
+
+
+def is_gpu_array(a):
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def xp_of(a):
+    """The array module an array belongs to."""
+    if is_gpu_array(a):
+        import cupy
+        return cupy
+    return np
+
+
+def device_of(a):
+    return "gpu" if is_gpu_array(a) else "cpu"
+
+
+def to_numpy(a):
+    """Copy an array to the host as a NumPy array (this waits for the GPU)."""
+    return a.get() if is_gpu_array(a) else np.asarray(a)
+
+
+def check_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def make_rng(rng):
+    """A NumPy Generator from a seed, a Generator, or None (fresh entropy)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+PERMUTATIONS = ((0, 1, 2, 3), (1, 2, 3, 0))     # images as NCHW, or stored (C, H, W, N) as the layers keep them
+
+
+def in_memory_order(*arrays):
+    """The arrays seen in the order their numbers lie in memory, each C-contiguous, all through the same
+    transposition (so element k of one goes with element k of the others); None when no one order fits all.
+    For an elementwise pass: run over these, each thread's neighbour is its neighbour in memory."""
+    shape = arrays[0].shape
+    if any(a.shape != shape for a in arrays):
+        return None
+    perms = PERMUTATIONS if len(shape) == 4 else (tuple(range(len(shape))), tuple(reversed(range(len(shape)))))
+    for perm in perms:
+        views = [a.transpose(perm) for a in arrays]
+        if all(v.flags.c_contiguous for v in views):
+            return views
+    return None
+
+
+def tiling(arrays):
+    """The 1-d array that the arrays tile, one after another in the order given, each a C-contiguous view
+    of the next piece of it; None if they do not (a VAE's parameters and gradients do: see VAE.flatten)."""
+    arrays = list(arrays)
+    if not arrays:
+        return None
+    base = _root(arrays[0])
+    if base is arrays[0] or base.ndim != 1 or not base.flags.c_contiguous or base.dtype != arrays[0].dtype:
+        return None
+    start = address(base)
+    offset = 0
+    for a in arrays:
+        if _root(a) is not base or not a.flags.c_contiguous or address(a) != start + offset * base.itemsize:
+            return None
+        offset += a.size
+    return base if offset == base.size else None
+
+
+def address(a):
+    """Where an array's first number lies (in the GPU's memory for a CuPy array): an integer."""
+    return a.data.ptr if is_gpu_array(a) else a.ctypes.data
+
+
+def _root(a):
+    """The array that owns a view's memory."""
+    while a.base is not None:
+        a = a.base
+    return a

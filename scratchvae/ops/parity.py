@@ -1,0 +1,175 @@
+"""The transposed convolution split by output parity: each output pixel is one GEMM result.
+
+ConvTranspose2D paints every input pixel's kernel onto the output, sy pixels apart, and
+adds the overlaps (col2im). Look from one output pixel instead. Along one axis, with
+stride sy and padding ph, output row p sits at padded row p + ph = R·sy + φ: its phase is
+φ = (p + ph) mod sy and its grid row R = (p + ph) // sy. The input rows r that painted it
+are those with r·sy + j = R·sy + φ for some kernel row j < kh, that is
+
+    j = φ + sy·t,   r = R − t,   t = 0, 1, …, T − 1,   T = ⌈kh / sy⌉
+
+(a tap with j ≥ kh is not in the kernel and counts as zero). Both axes together:
+
+    y[n, o, p, q] = Σ_{c, t, u} x[n, c, R − t, Q − u] · W[c, o, φ + sy·t, ψ + sx·u]
+
+For one phase (φ, ψ) that is an ordinary stride-1 correlation of x with a T×T kernel
+(flipped: tap t reads row R − t). And every phase reads the same window of x, rows
+R − T + 1 … R, so one stride-1 im2col of x serves all sy·sx phases, and one matrix
+product with the phase kernels stacked as rows computes every output pixel once:
+
+    COL = im2col(x_ext, T×T, stride 1)     (C_in·Ty·Tx, Gy·Gx·N)    x_ext: x on the grid (below)
+    Y   = Wp · COL                         (sy·sx·C_out, Gy·Gx·N)   Wp[(φ, ψ, o), (c, j, i)]
+    y[n, o, R·sy + φ − ph, Q·sx + ψ − pw] = Y[(φ, ψ, o), (R − R0, Q − Q0, n)]   (interleave)
+
+Wp[(φ, ψ, o), (c, j, i)] = W[c, o, φ + sy·(Ty − 1 − j), ψ + sx·(Tx − 1 − i)]: window offset j
+is tap t = Ty − 1 − j. Each phase grid has G rows, R0 … R0 + G − 1, R0 = ph // sy (phase_grid).
+x_ext is x shifted onto the grid: its row e is x's row e + F, F = R0 − (T − 1), zero off the image,
+for e = 0 … G + T − 2; window g of x_ext (rows g … g + T − 1) is x's rows R − T + 1 … R, R = R0 + g.
+
+Against the col2im path (COL = Wᵀ·X, C_out·kh·kw rows, then overlapping adds) this writes
+no kernel-sized copy of the output and adds nothing up afterwards. The price is the grid's
+border: a grid row whose window hangs over the input's edge multiplies zeros, and for a
+kernel that the stride does not divide, a phase with fewer taps multiplies zero taps.
+And its column buffer holds the input's windows (C_in·T·T rows), where col2im's holds the
+output's kernels (C_out·kh·kw rows): with few output channels (an RGB image) the input's
+is the larger one to write and read. ``parity_costs`` gives both ratios; the fast layers
+(layers/fast.py) split by parity when it does at most PARITY_MAX_PRODUCTS× the col2im
+path's multiplications with a column buffer no larger than col2im's.
+
+Conv2D's input gradient is a transposed convolution of dy with the same W (see
+layers/conv.py), so this one routine is the fast transposed direction of both layers.
+``scratchvae.check.reference.conv_transpose2d_by_parity`` is the loop version, pixel by pixel.
+"""
+from .devices import is_gpu_array, xp_of
+from .blas import matmul
+from .sizes import conv_transpose_out_size
+from .threads import parallel
+
+PARITY_MAX_PRODUCTS = 1.5
+
+
+def new_buffer_each_time(like):
+    """A buffer(name, shape) function that keeps nothing: each call makes a new uninitialised array, in like's
+    dtype and array module (the layers pass Layer._buffer instead, which keeps them from step to step)."""
+    xp = xp_of(like)
+    return lambda name, shape: xp.empty(shape, dtype=like.dtype)
+
+
+def phase_grid(size, k, stride, pad, op):
+    """One axis of a transposed convolution: (output size, painted output size P, taps per phase T,
+    first grid row R0, grid rows G, F: the input row at row 0 of the extended input x_ext).
+
+    Output rows past the last one any kernel reaches, padded row (size − 1)·stride + k − 1, are
+    output_padding's: nothing paints them, they are 0 (Conv2D's input gradient has them where its
+    forward skipped the input's last rows). The grid covers only the painted rows."""
+    out = conv_transpose_out_size(size, k, stride, pad, op)
+    painted = min(out, (size - 1) * stride + k - pad)  # P
+    taps = -(-k // stride)                              # T = ⌈k/stride⌉
+    r0 = pad // stride                                  # output row 0 is in grid row R0 = pad // stride
+    rows = (pad + painted - 1) // stride - r0 + 1       # G
+    first = r0 - (taps - 1)                             # F: grid row g reads input rows g + F …
+    return out, painted, taps, r0, rows, first
+
+
+def parity_costs(ci, co, h, w, kh, kw, sy, sx, ph, pw, opy, opx):
+    """(multiplications, column-buffer numbers) of the parity split, each over the col2im path's,
+    for a C_in → C_out transposed convolution of an h×w input (per image: N cancels)."""
+    _, _, ty, _, gy, _ = phase_grid(h, kh, sy, ph, opy)
+    _, _, tx, _, gx, _ = phase_grid(w, kw, sx, pw, opx)
+    products = (sy * sx * co * ci * ty * tx * gy * gx) / (ci * co * kh * kw * h * w)
+    buffer = (ci * ty * tx * gy * gx) / (co * kh * kw * h * w)   # im2col of x vs COL = Wᵀ·X
+    return products, buffer
+
+
+def phase_weights(W, sy, sx, ty, tx):
+    """W (C_in, C_out, kh, kw) → Wp (sy·sx·C_out, C_in·ty·tx), one row per (phase, output channel)."""
+    xp = xp_of(W)
+    ci, co, kh, kw = W.shape
+    wext = xp.zeros((ci, co, sy * ty, sx * tx), dtype=W.dtype)  # taps past the kernel stay zero
+    wext[:, :, :kh, :kw] = W
+    wp = wext.reshape(ci, co, ty, sy, tx, sx)           # [c, o, t, φ, u, ψ] = W[c, o, t·sy + φ, u·sx + ψ]
+    wp = wp[:, :, ::-1, :, ::-1, :]                     # window offset j is tap t = T − 1 − j
+    return wp.transpose(3, 5, 1, 0, 2, 4).reshape(sy * sx * co, ci * ty * tx)  # [(φ, ψ, o), (c, j, i)]
+
+
+def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None, bias=None):
+    """y = the transposed convolution of x (N, C_in, H, W) with W (C_in, C_out, kh, kw), plus bias (C_out,)
+    when given, by output parity. Returns (N, C_out, oh, ow), stored (C_out, oh, ow, N) like im2col's outputs.
+
+    buffer(name, shape): where to put the temporaries "windows", "wp" and "phases" (a layer's Layer._buffer,
+    kept from call to call); new arrays when None. conv_transpose_parity_gpu on CuPy arrays."""
+    if is_gpu_array(x):
+        return conv_transpose_parity_gpu(x, W, sy, sx, ph, pw, opy, opx, buffer, bias)
+    xp = xp_of(x)
+    buffer = buffer or new_buffer_each_time(x)
+    n, ci, h, w = x.shape
+    _, co, kh, kw = W.shape
+    oh, paint_h, ty, r0, gy, fy = phase_grid(h, kh, sy, ph, opy)    # paint_h, paint_w: rows, columns painted
+    ow, paint_w, tx, q0, gx, fx = phase_grid(w, kw, sx, pw, opx)
+    col = buffer("windows", (ci, ty, tx, gy, gx, n))                     # (Ci, Ty, Tx, Gy, Gx, N)
+    xt = x.transpose(1, 2, 3, 0)                                     # (Ci, H, W, N) view
+
+    def gather(chans):                                               # input channels `chans`
+        # COL[(c, j, i), (gr, gc, n)] = x_ext[n, c, gr + j, gc + i] = x[n, c, gr + j + fy, gc + i + fx], 0 off x
+        for j in range(ty):
+            r_lo, r_hi = min(gy, max(0, -j - fy)), max(0, min(gy, h - j - fy))   # grid rows inside x
+            for i in range(tx):
+                q_lo, q_hi = min(gx, max(0, -i - fx)), max(0, min(gx, w - i - fx))
+                tap = col[chans, j, i]                               # (C, Gy, Gx, N)
+                tap[:, :r_lo] = 0
+                tap[:, r_hi:] = 0
+                tap[:, :, :q_lo] = 0
+                tap[:, :, q_hi:] = 0
+                if r_lo < r_hi and q_lo < q_hi:
+                    tap[:, r_lo:r_hi, q_lo:q_hi] = xt[chans, r_lo + j + fy:r_hi + j + fy, q_lo + i + fx:q_hi + i + fx]
+    parallel(gather, ci, col.size, like=x)
+    wp = phase_weights(W, sy, sx, ty, tx)                            # (sy*sx*Co, Ci*Ty*Tx)
+    phases = buffer("phases", (sy, sx, co, gy, gx, n))               # (sy, sx, Co, Gy, Gx, N)
+    matmul(wp, col.reshape(ci * ty * tx, gy * gx * n),
+           out=phases.reshape(sy * sx * co, gy * gx * n))            # (sy*sx*Co, Gy*Gx*N)  Y = Wp·COL
+    y = xp.empty((co, oh, ow, n), dtype=x.dtype)                     # (Co, oh, ow, N): every pixel written once
+
+    def interleave(chans):                                           # output channels `chans`
+        y[chans, paint_h:] = 0                                       # output_padding's rows and columns
+        y[chans, :, paint_w:] = 0
+        for phy in range(sy):
+            y0 = (phy - ph) % sy                                     # first output row of phase φ
+            if y0 >= paint_h:
+                continue
+            grid_rows = slice((y0 + ph) // sy - r0, (y0 + ph) // sy - r0 + (paint_h - 1 - y0) // sy + 1)
+            for phx in range(sx):
+                x0 = (phx - pw) % sx
+                if x0 >= paint_w:
+                    continue
+                grid_cols = slice((x0 + pw) // sx - q0, (x0 + pw) // sx - q0 + (paint_w - 1 - x0) // sx + 1)
+                y[chans, y0:paint_h:sy, x0:paint_w:sx] = phases[phy, phx, chans, grid_rows, grid_cols]  # (Co, R, Q, N)
+    parallel(interleave, co, y.size, like=x)
+    if bias is not None:
+        y += bias[:, None, None, None]                               # (Co, oh, ow, N)
+    return y.transpose(3, 0, 1, 2)                                   # (N, Co, oh, ow) view
+
+
+def conv_transpose_parity_gpu(x, W, sy, sx, ph, pw, opy, opx, buffer, bias):
+    """The same on the GPU, in four launches and no copies: the windows gathered by the im2col kernel
+    (stride 1, the grid's rows, padding −first), Wp by a gather kernel, one product, and one kernel that
+    puts every output pixel in place with its bias (cuda.py's interleave)."""
+    from .cuda import kernel, vec_for
+    from .im2col import im2col_gpu
+    xp = xp_of(x)
+    buffer = buffer or new_buffer_each_time(x)
+    n, ci, h, w = x.shape
+    _, co, kh, kw = W.shape
+    oh, paint_h, ty, r0, gy, fy = phase_grid(h, kh, sy, ph, opy)
+    ow, paint_w, tx, q0, gx, fx = phase_grid(w, kw, sx, pw, opx)
+    col = buffer("windows", (ci, ty, tx, gy, gx, n))                 # (Ci, Ty, Tx, Gy, Gx, N)
+    im2col_gpu(x, ty, tx, 1, 1, -fy, -fx, col)                       # COL[(c,a,b),(r,q,n)] = x[n, c, r+a+fy, q+b+fx]
+    wp = buffer("wp", (sy * sx * co, ci * ty * tx))                  # (sy*sx*Co, Ci*Ty*Tx)
+    kernel("phase_weights")(W.reshape(-1), ci, co, kh, kw, sy, sx, ty, tx, wp)   # Wp, as phase_weights(W, …)
+    phases = buffer("phases", (sy, sx, co, gy, gx, n))               # (sy, sx, Co, Gy, Gx, N)
+    matmul(wp, col.reshape(ci * ty * tx, gy * gx * n),
+           out=phases.reshape(sy * sx * co, gy * gx * n))            # (sy*sx*Co, Gy*Gx*N)  Y = Wp·COL
+    y = xp.empty((co, oh, ow, n), dtype=x.dtype)                     # (Co, oh, ow, N): every pixel written once
+    vec, flat = vec_for(n, phases, y), y.reshape(-1)
+    kernel("interleave")(phases.reshape(-1), flat if bias is None else bias, int(bias is not None), n, co, oh, ow,
+                         paint_h, paint_w, sy, sx, ph, pw, r0, q0, gy, gx, vec, flat, size=y.size // vec)
+    return y.transpose(3, 0, 1, 2)                                   # (N, Co, oh, ow) view

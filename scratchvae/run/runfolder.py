@@ -1,0 +1,322 @@
+"""The run folder: what a training run writes, and every rule about it, in one place.
+
+    RUN/run.json                        the run's settings (RunSettings) and what its data was
+    RUN/log.jsonl                       one JSON row per logged step
+    RUN/checkpoints/ckpt_NNNNNNN.npz    the newest `keep` checkpoints, NNNNNNN the step
+    RUN/checkpoints/best.npz            the checkpoint with the lowest held-out MSE so far
+    RUN/reconstructions.png, samples.png, traversal.png, loss.png   the newest checkpoint's pictures
+    RUN/.lock                           held by the process that writes the run (scratchvae/files/lock.py)
+
+The rules:
+  * A folder holds a run when it holds a checkpoint: only then is there something to resume.
+    A run that stopped before its first checkpoint (a NaN, a second Ctrl-C, a full disk) leaves
+    its run.json and log.jsonl to be read; a new start in the folder replaces them.
+  * One writer at a time: a process writes into the folder only while it holds the lock.
+  * Temporary files (every file is written under a temporary name, then renamed) left by a
+    process that was killed mid-write are removed by the next writer.
+  * A resume continues the run with the settings it was started with: those in CAN_CHANGE may
+    be given anew; the data folder may move, if it still holds the same episodes (checked by
+    the data's fingerprint, which run.json and every checkpoint record).
+"""
+import glob
+import json
+import os
+import re
+import shutil
+import warnings
+from dataclasses import dataclass, fields, replace
+from typing import Optional
+
+import numpy as np
+
+from . import checkpoint
+from ..files.atomic import atomic_write, remove_temporaries
+from .checkpoint import CheckpointError, CheckpointUnreadable
+from ..files.lock import locked
+from ..model.vae import DEFAULT_DECODER, DEFAULT_ENCODER
+
+CKPT_RE = re.compile(r"ckpt_(\d+)\.npz$")
+BEST = "best.npz"
+PICTURES = ("reconstructions.png", "samples.png", "traversal.png", "loss.png")
+# what --resume may change (each change is said); every other setting stays as the run began
+CAN_CHANGE = ("steps", "epochs", "lr", "device", "tf32", "no_graph", "log_every", "eval_every", "checkpoint_every",
+              "keep", "eval_frames")
+
+
+def parse_channels(text):
+    """'32,64,128,256' → (32, 64, 128, 256): the four convolutions' output channels, each at least 1."""
+    try:
+        c = tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        c = ()
+    if len(c) != 4 or min(c) < 1:
+        raise ValueError(f"channels must be four whole numbers of at least 1, separated by commas (the encoder's "
+                         f"convolutions, e.g. 32,64,128,256), got {text!r}")
+    return c
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a run is given, once: the command line builds it, the Trainer reads it, and it is
+    written to run.json and into every checkpoint. The length is `steps` or `epochs`, one of them."""
+    data: str                           # folder of episode files
+    out: str                            # run folder
+    steps: Optional[int] = None         # optimizer steps in all …
+    epochs: Optional[int] = None        # … or passes over the training frames
+    batch_size: int = 100
+    lr: float = 1e-3
+    latent_dim: int = 32
+    # the output channels of the encoder's four convolutions (32,64,128,256); the decoder's first three take
+    # them in reverse
+    channels: str = ",".join(str(ch) for ch, _, _ in DEFAULT_ENCODER)
+    dense_size: int = 1024              # the decoder's dense layer: the channels of its 1×1 (h0×w0) image
+    kl_tolerance: float = 0.5           # free bits: each image's KL floored at this × latent_dim
+    beta: float = 1.0
+    seed: int = 0                       # weights, noise, batch order and the held-out split
+    device: str = "cpu"
+    tf32: bool = False                  # GPU: float32 products on TF32 tensor cores (scratchvae/ops/blas.py)
+    no_graph: bool = False              # GPU: launch the step kernel by kernel, not as a CUDA graph (graph.py)
+    dtype: str = "float32"
+    heldout: float = 0.1                # fraction of episodes held out
+    log_every: int = 10
+    eval_every: int = 100
+    checkpoint_every: int = 250
+    keep: int = 3                       # checkpoints kept
+    eval_frames: int = 500              # held-out frames the MSE is measured on
+
+    def __post_init__(self):
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give the length of the run as steps or as epochs (one of them)")
+        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
+        object.__setattr__(self, "channels", ",".join(str(c) for c in parse_channels(self.channels)))
+
+    @classmethod
+    def default(cls, name):
+        """The default of one setting (the command line's help shows it)."""
+        return cls.__dataclass_fields__[name].default
+
+    def as_options(self, **changes):
+        """The command-line options that start this run anew (with `changes`): the data, the folder, the
+        length, and every setting that is not its default."""
+        s = replace(self, **changes)
+        options = ["--data", s.data, "--out", s.out]
+        options += ["--steps", s.steps] if s.steps is not None else ["--epochs", s.epochs]
+        for f in fields(s):
+            value = getattr(s, f.name)
+            if f.name in ("data", "out", "steps", "epochs") or value == f.default:
+                continue
+            options += ["--" + f.name.replace("_", "-")] + ([] if isinstance(value, bool) else [value])
+        return options
+
+    def resumed(self, given):
+        """These settings with the options given again on resuming: those in CAN_CHANGE replace the
+        saved ones, and so may the data folder (the Trainer checks that it holds the same episodes);
+        any other that differs is a ValueError naming each. Returns (settings, changes), changes a
+        dict name → (saved, given) of what really changed."""
+        given = {k: v for k, v in given.items() if k in self.__dataclass_fields__ and k != "out"}
+        if "data" in given:
+            given["data"] = os.path.abspath(given["data"])
+        if "dtype" in given:
+            given["dtype"] = np.dtype(given["dtype"]).name
+        changes = {k: (getattr(self, k), v) for k, v in given.items() if getattr(self, k) != v}
+        refused = [f"--{k.replace('_', '-')} ({old} → {new})" for k, (old, new) in changes.items()
+                   if k not in CAN_CHANGE + ("data",)]
+        if refused:
+            raise ValueError(f"--resume continues {self.out} with the settings it was started with, which cannot "
+                             f"change: {', '.join(refused)}; start a new run with another --out instead")
+        if "steps" in given or "epochs" in given:               # the run's length is one or the other
+            given.setdefault("steps", None)
+            given.setdefault("epochs", None)
+            changes.update({k: (getattr(self, k), given[k]) for k in ("steps", "epochs")
+                            if getattr(self, k) != given[k]})
+        return replace(self, **given), changes
+
+    def model_config(self, h, w):
+        """The VAE arguments these settings fix for h×w frames (what a checkpoint must agree with): the World
+        Models architecture (vae.py's default kernels and strides) with these widths."""
+        c = parse_channels(self.channels)
+        encoder = [[ch, k, s] for ch, (_, k, s) in zip(c, DEFAULT_ENCODER)]
+        decoder = [[ch, k, s] for ch, (_, k, s) in zip((c[2], c[1], c[0], 3), DEFAULT_DECODER)]   # 3: RGB out
+        return dict(input_shape=[3, h, w], latent_dim=int(self.latent_dim), kl_tolerance=float(self.kl_tolerance),
+                    beta=float(self.beta), dtype=self.dtype, encoder=encoder, decoder=decoder,
+                    dense_size=int(self.dense_size))
+
+
+class RunFolder:
+    """One run folder on disk (it need not exist yet): its files, and the rules of the module docstring."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    # ---- what the folder holds ---------------------------------------------------------------------
+    def check_place(self):
+        """The folder can be a run folder: it is not a file."""
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise NotADirectoryError(f"--out {self.path} is a file; expected a run folder (new or holding a run)")
+
+    @property
+    def checkpoint_folder(self):
+        return os.path.join(self.path, "checkpoints")
+
+    def checkpoints(self):
+        """[(step, path)] of the run's checkpoints, oldest first (readable or not)."""
+        found = []
+        for path in glob.glob(os.path.join(self.checkpoint_folder, "ckpt_*.npz")):
+            m = CKPT_RE.search(path)
+            if m:
+                found.append((int(m.group(1)), path))
+        return sorted(found)
+
+    def holds_run(self):
+        """True when there is a run to resume: a checkpoint (the one definition of 'holds a run')."""
+        return bool(self.checkpoints())
+
+    def leftovers(self):
+        """The files of a run that stopped before its first checkpoint, which a new start replaces
+        ([] when the folder holds a run: then nothing is replaced)."""
+        if self.holds_run():
+            return []
+        names = ("run.json", "log.jsonl", *PICTURES, os.path.join("checkpoints", BEST))
+        return [name for name in names if os.path.exists(self.file(name))]
+
+    def checkpoint_path(self, step):
+        return os.path.join(self.checkpoint_folder, f"ckpt_{int(step):07d}.npz")
+
+    @property
+    def best_path(self):
+        return os.path.join(self.checkpoint_folder, BEST)
+
+    # ---- writing: only while holding the lock ---------------------------------------------------------
+    def lock(self, tool):
+        """The folder's lock (made if need be): with folder.lock("train-scratch"): …"""
+        return locked(self.path, tool)
+
+    def remove_temporaries(self):
+        """Files left under their temporary names by a writer killed mid-write. Call with the lock held."""
+        for folder in (self.path, self.checkpoint_folder):
+            remove_temporaries(folder)
+
+    def remove_leftovers(self):
+        """Remove what a run that never reached a checkpoint left. Call with the lock held."""
+        for name in self.leftovers():
+            os.unlink(self.file(name))
+
+    # ---- settings and log ---------------------------------------------------------------------------
+    def read_settings(self):
+        """(RunSettings, record): the settings the folder's run was started with, and all of run.json
+        (which adds the length in steps, the split's sizes and the data's fingerprint)."""
+        path = self.file("run.json")
+        try:
+            with open(path) as f:
+                record = json.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.path} holds no run (no run.json)") from None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not readable JSON ({e})") from None
+        d = {f.name: record[f.name] for f in fields(RunSettings) if f.name in record}
+        if d.get("epochs") is not None:                         # run.json counts epochs out in steps too
+            d["steps"] = None
+        try:
+            return RunSettings(**{**d, "out": self.path}), record
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: not the settings of a run ({e})") from None
+
+    def write_settings(self, record):
+        with atomic_write(self.file("run.json"), "w") as f:
+            json.dump(record, f, indent=2)
+
+    def read_log(self):
+        """The rows of log.jsonl ([] before the first). A last line cut short (the process killed
+        mid-append) is left out."""
+        path = self.file("log.jsonl")
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            lines = [line for line in f if line.strip()]
+        rows = []
+        for i, line in enumerate(lines):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i != len(lines) - 1:
+                    raise ValueError(f"{path}: line {i + 1} is not JSON") from None
+        return rows
+
+    def write_log(self, rows):
+        with atomic_write(self.file("log.jsonl"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+
+    def append_log(self, row):
+        with open(self.file("log.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    # ---- checkpoints --------------------------------------------------------------------------------
+    def newest_readable(self, device="cpu"):
+        """Load the newest checkpoint that can be read: (Checkpoint, unreadable), unreadable the
+        [(path, message)] of newer files that were truncated or corrupt and passed over."""
+        found = self.checkpoints()
+        if not found:
+            raise CheckpointError(f"{self.path} holds no checkpoint (a run folder keeps them in "
+                                  f"{self.checkpoint_folder})")
+        unreadable = []
+        for _, path in reversed(found):
+            try:
+                return checkpoint.load(path, device), unreadable
+            except CheckpointUnreadable as e:
+                unreadable.append((path, str(e)))
+        raise CheckpointUnreadable(f"none of the {len(found)} checkpoints in {self.path} is readable; "
+                                   f"newest: {unreadable[0][1]}")
+
+    def prune(self, keep):
+        """Keep the newest `keep` checkpoints (best.npz is a link of its own, and stays)."""
+        for _, old in self.checkpoints()[:-keep]:
+            os.unlink(old)
+
+    def best(self):
+        """(step, mse) of best.npz, or None when there is none (or it cannot be read)."""
+        try:
+            state = checkpoint.read_state(self.best_path)
+            return int(state["step"]), float(state["meta"]["eval"]["mse"])
+        except (CheckpointError, KeyError, TypeError, ValueError):
+            return None
+
+    def keep_best(self, path):
+        """Make checkpoint `path` the best one: best.npz becomes a second name of the same file (a copy
+        where the file system has no hard links). Call with the lock held."""
+        tmp = os.path.join(self.checkpoint_folder, f".{BEST}.new.tmp")
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, self.best_path)
+
+    def drop_best_after(self, step):
+        """Remove best.npz when it is from past `step` (a resume from an earlier checkpoint rewrites
+        that stretch of the run, as it drops the log's rows past it)."""
+        best = self.best()
+        if (best is not None and best[0] > step) or (best is None and os.path.exists(self.best_path)):
+            os.unlink(self.best_path)
+
+
+def load(path, device="cpu", best=False):
+    """A trained model from a checkpoint file or a run folder: a Checkpoint (model, optimizer, step,
+    meta, path). For a run folder, its newest readable checkpoint (a damaged newer one is passed over
+    with a warning), or with best=True the one with the lowest held-out MSE."""
+    if os.path.isdir(path):
+        folder = RunFolder(path)
+        if best:
+            if not os.path.exists(folder.best_path):
+                raise CheckpointError(f"{path} has no best checkpoint ({folder.best_path}): it is written with "
+                                      "the run's first checkpoint, by training with this version")
+            return checkpoint.load(folder.best_path, device)
+        ck, unreadable = folder.newest_readable(device)
+        for bad, why in unreadable:
+            warnings.warn(f"{why}; using {ck.path} (step {ck.step}) instead", stacklevel=2)
+        return ck
+    if best:
+        raise CheckpointError(f"best: expected a run folder, got the file {path}")
+    return checkpoint.load(path, device)
+

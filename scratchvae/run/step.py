@@ -1,0 +1,122 @@
+"""A whole training step on the GPU as one CUDA graph: recorded once, then replayed by one launch.
+
+A step of the default VAE is about a hundred kernels and products. At batch 100 the GPU runs
+them in a millisecond or two, while Python takes longer than that to launch them one by one:
+the GPU waits on the host. CUDA can record the launches a stream receives (stream capture)
+into a graph and replay the whole graph with one call, its kernels back to back.
+
+    step = CapturedStep(model, opt)
+    out = step(x)          # = model.loss(x); model.backward(); opt.step(model.grads): the same numbers
+
+The first call for a batch shape runs the step as usual (it makes every buffer the layers keep,
+compiles the kernels and creates the cuBLAS handle) and then records it, without running it: all
+the setup, device memory allocations included (which can make the host wait for the GPU), happens
+in that first step. From then on a call is: upload this step's noise and bias corrections, copy x
+into the graph's input, launch. The numbers are the same as without the graph (the same kernels in
+the same order; tests/test_gpu.py compares them bit for bit).
+
+What a recording needs, and how it is met:
+* every product through scratchvae/ops/blas.py (CuPy's own refuses to run while a stream records);
+* no host work in the step that a replay would skip: the noise is drawn on the host before the
+  launch (from the model's generator, as model.loss would draw it) and copied into the graph's
+  eps; Adam's step count and corrections are written to its device array by opt.prepare();
+* memory at the same addresses on every replay: the temporaries come from a memory pool of the
+  graph's own, which nothing else allocates from, and the buffers the layers keep are held by
+  this object (a layer that makes new ones for another batch size cannot free the graph's);
+* the model's parameters and Adam's moments never move (load_state and checkpoints write into them).
+The step's losses come back as a copy, so a later replay does not overwrite what was returned.
+"""
+import warnings
+
+from ..model.losses import LOSS_KEYS
+
+
+def train_step(model, opt, x, eps=None):
+    """One training step launched kernel by kernel: the loss (eps drawn from the model's generator when
+    None), its backward, and the optimizer's update. Returns the loss terms, as model.loss does."""
+    out = model.loss(x, eps)
+    model.backward()
+    opt.step(model.grads)
+    return out
+
+
+class CapturedStep:
+    def __init__(self, model, opt):
+        if model.device != "gpu":
+            raise ValueError("CapturedStep records a GPU step; the model is on the CPU")
+        self.model, self.opt = model, opt
+        self.graphs = {}            # batch shape → its Recording (an epoch's smaller last batch gets its own)
+        self.failed = None          # why recording failed, when it did: then every step runs unrecorded
+
+    @property
+    def graph(self):
+        """The CUDA graph recorded last (None before the first)."""
+        return next(reversed(self.graphs.values())).graph if self.graphs else None
+
+    def __call__(self, x, eps=None):
+        """One training step on x (N, C, H, W) with noise eps (drawn from the model's generator when None).
+        Returns {loss, recon, kl, kl_raw} as 0-d arrays on the GPU, as model.loss does."""
+        model, opt = self.model, self.opt
+        if eps is None:
+            eps = model.sample_eps(x.shape[0])                      # the same draws as model.loss would make
+        shape = tuple(x.shape)
+        if self.failed is None and shape in self.graphs:
+            return self.graphs[shape].replay(x, eps, opt)
+        out = train_step(model, opt, x, eps)                        # a new shape: run it, then record it
+        if self.failed is None:
+            try:
+                self.graphs[shape] = Recording(model, opt, x, eps)
+            except Exception as e:                                  # a CuPy or driver that cannot record this
+                self.failed = f"{type(e).__name__}: {e}"
+                self.graphs.clear()
+                warnings.warn(f"the training step could not be recorded as a CUDA graph ({self.failed}); "
+                              "running it launch by launch", stacklevel=2)
+        return out
+
+
+
+class Recording:
+    """One recorded step for one batch shape: the graph, its stream, its memory pool and input buffers, and
+    the layers' buffers it reads and writes (held here so they stay allocated)."""
+
+    def __init__(self, model, opt, x, eps):
+        import cupy
+        self.stream = cupy.cuda.Stream()                            # blocking: ordered with the default stream
+        self.pool = cupy.cuda.MemoryPool()                          # the graph's temporaries, and nothing else
+        n, c, h, w = x.shape
+        self.x = cupy.empty((c, h, w, n), dtype=x.dtype).transpose(3, 0, 1, 2)  # the graph's inputs, at fixed
+        self.eps = cupy.empty(eps.shape, dtype=eps.dtype)              # addresses; x stored as the layers keep it
+        with self.stream, cupy.cuda.using_allocator(self.pool.malloc):
+            mode = getattr(cupy.cuda.runtime, "streamCaptureModeRelaxed", 2)
+            self.stream.begin_capture(mode=mode)
+            try:
+                out = model.loss(self.x, self.eps)
+                model.backward()
+                opt.update(model.grads)
+                self.losses = cupy.stack([out[k] for k in LOSS_KEYS])   # (4,)
+            finally:
+                graph = self.stream.end_capture()
+        self.kept = [dict(layer.buffers) for layer in _all_layers(model)]   # the buffers it uses stay allocated
+        self.graph = graph
+        with self.stream:                   # replay's own copies, once here: a kernel's first launch loads its
+            self.x[...] = x                 # code onto the GPU, which waits for everything queued there, and
+            self.eps[...] = eps             # that belongs in this first step, not in the first replay
+            self.losses.copy()
+
+    def replay(self, x, eps, opt):
+        with self.stream:
+            self.x[...] = x
+            self.eps[...] = eps
+            opt.prepare()                                           # t + 1, and its corrections into opt.hyper
+            self.graph.launch(self.stream)
+            losses = self.losses.copy()                             # the next replay overwrites self.losses
+        return {k: losses[i] for i, k in enumerate(LOSS_KEYS)}
+
+
+def _all_layers(model):
+    """Every layer object of the model that may keep buffers (those inside joined or paired layers too)."""
+    out = []
+    for layer in model.encoder + model.decoder:
+        out += [getattr(layer, name) for name in ("first", "second", "dense", "deconv") if hasattr(layer, name)]
+        out.append(layer)
+    return [layer for layer in out if hasattr(layer, "buffers")]
