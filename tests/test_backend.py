@@ -44,3 +44,22 @@ def test_make_rng_uses_a_given_generator_itself():
     assert first == fresh.random() and g.random() == fresh.random()
     a, b = backend.make_rng(None), backend.make_rng(None)   # None: fresh entropy each time
     assert isinstance(a, np.random.Generator) and a.integers(1 << 62) != b.integers(1 << 62)
+
+
+def test_the_device_table_holds_both_functions_of_every_operation():
+    """Every Op enters a CPU and a GPU function under one name, and a call runs the one for its first
+    argument's device (NumPy here: the CPU's)."""
+    import importlib
+    for m in ("ops.im2col", "ops.parity", "ops.elementwise", "ops.blas", "ops.adam", "model.losses",
+              "model.layers.conv"):
+        importlib.import_module(f"scratchvae.{m}")
+    from scratchvae.ops.devices import DEVICE_TABLE, Op
+    cpu, gpu = DEVICE_TABLE["cpu"].ops, DEVICE_TABLE["gpu"].ops
+    assert cpu.keys() == gpu.keys() and {"im2col", "col2im", "matmul", "adam", "loss_terms"} <= cpu.keys()
+    assert all(cpu[k] is not gpu[k] for k in cpu)
+    op = Op("test_op", cpu=lambda a, k: ("cpu", a.shape, k), gpu=lambda a, k: ("gpu",))
+    try:
+        assert op(np.zeros(3), k=2) == ("cpu", (3,), 2)
+        assert repr(DEVICE_TABLE["gpu"]).startswith("Device('gpu': cupy")
+    finally:
+        del cpu["test_op"], gpu["test_op"]

@@ -4,8 +4,8 @@ An ElementwiseKernel body runs once per index i with its parameters in scope. He
 body runs in a C++ loop over i (one iteration per GPU thread), inside a function whose
 signature is generated from the kernel's real parameter strings (cuda.KERNELS): a raw
 parameter is a pointer, an array parameter or output the element i of one, a scalar a
-value, in the order the strings give. A sum (cuda.SUMS, a ReductionKernel on the GPU) adds
-its term over i in order. ``cpu_kernel`` stands in for cuda.kernel, so every ``*_gpu``
+value, in the order the strings give. A sum (a cuda.Sum, a ReductionKernel on the GPU) adds
+its term over i in order. ``cpu_kernel`` stands in for cuda.compiled, so every ``*_gpu``
 caller (im2col_gpu, col2im_gpu, conv_transpose_parity_gpu, add_bias_rows_gpu,
 relu_backward_gpu, recon_gpu, reparameterize_gpu, latent_backward_gpu, adam_gpu) runs as it
 is, on NumPy arrays, and passes its arguments in the order it passes them to CuPy: a body
@@ -31,7 +31,7 @@ from scratchvae.ops import cuda
 from scratchvae.model import losses
 from scratchvae.ops.elementwise import add_bias_rows, add_bias_rows_gpu, relu_backward_gpu, row_sums, row_sums_gpu
 from scratchvae.ops.im2col import col2im_cpu, col2im_gpu, im2col_cpu, im2col_gpu
-from scratchvae.model.optim import adam_cpu, adam_gpu
+from scratchvae.ops.adam import adam_cpu, adam_gpu
 from scratchvae.ops.parity import conv_transpose_parity, conv_transpose_parity_gpu
 from scratchvae.ops.sizes import conv_out_size as out_size
 from shapes import conv_cases, conv_transpose_cases
@@ -57,8 +57,9 @@ def harness(name, arrays, t):
     """C++ source of kernel `name` as a loop over i, for the given array-ness of each input parameter
     and T = t. Inputs are read-only, as CuPy declares them: a raw one a const pointer, an array one the
     const element i of one; outputs are writable: a raw one a pointer, an array one its element i."""
-    if name in cuda.SUMS:
-        params, output, term = cuda.SUMS[name]
+    k = cuda.KERNELS[name]
+    if isinstance(k, cuda.Sum):
+        params, output, term = k.params, k.outputs, k.body
         c_args = [f"const {typ}* {var}_" for _, typ, var in declarations(params)]
         per_i = [f"const {typ}& {var} = {var}_[i];" for _, typ, var in declarations(params)]
         total = declarations(output)[0][2]
@@ -66,7 +67,7 @@ def harness(name, arrays, t):
                 f"extern \"C\" void {name}({', '.join(c_args)}, T* {total}, std::ptrdiff_t _threads) {{\n"
                 f"    T a = 0;\n    for (std::ptrdiff_t i = 0; i < _threads; ++i) {{ {' '.join(per_i)}\n"
                 f"        a = a + ({term});\n    }}\n    *{total} = a;\n}}\n")
-    params, outputs, body = cuda.KERNELS[name]
+    params, outputs, body = k.params, k.outputs, k.body
     c_args, per_i = [], []
     for (raw, typ, var), is_array in zip(declarations(params), arrays):
         ctype = "int" if typ == "int32" else typ
@@ -99,11 +100,12 @@ def compiled(name, arrays, dtype):
     return getattr(ctypes.CDLL(so), name)
 
 
-def cpu_kernel(name):
-    """cuda.kernel's stand-in: a callable taking the kernel's arguments as CuPy does (inputs, then outputs;
+def cpu_kernel(kernel):
+    """cuda.compiled's stand-in: a callable taking the kernel's arguments as CuPy does (inputs, then outputs;
     a sum takes its inputs and returns a 0-d array), running the body once per element of the outputs."""
-    if name in cuda.SUMS:
-        n_in = len(declarations(cuda.SUMS[name][0]))
+    name = kernel.name
+    if isinstance(kernel, cuda.Sum):
+        n_in = len(declarations(kernel.params))
 
         def total(*ins, axis=None):
             """The sum over everything, or (axis=1) over each row of 2-d inputs."""
@@ -122,21 +124,21 @@ def cpu_kernel(name):
                 out[r if axis == 1 else ()] = one
             return out
         return total
-    n_in = len(declarations(cuda.KERNELS[name][0]))
+    n_in = len(declarations(kernel.params))
 
     def launch(*args, size=None):
         ins, outs = args[:n_in], args[n_in:]
-        assert len(outs) == len(declarations(cuda.KERNELS[name][1])), f"{name}: {len(args)} arguments"
+        assert len(outs) == len(declarations(kernel.outputs)), f"{name}: {len(args)} arguments"
         dtype = outs[0].dtype
-        types = [d[1] for d in declarations(cuda.KERNELS[name][0]) + declarations(cuda.KERNELS[name][1])]
+        types = [d[1] for d in declarations(kernel.params) + declarations(kernel.outputs)]
         for a, typ in zip((*ins, *outs), types):
             if isinstance(a, np.ndarray):
                 want = np.dtype(bool) if typ == "bool" else dtype
                 assert a.dtype == want and a.flags.c_contiguous, \
                     f"{name}: a {a.dtype} array for {typ}, contiguous: {a.flags.c_contiguous}"
-        raw_out = [d[0] for d in declarations(cuda.KERNELS[name][1])]
+        raw_out = [d[0] for d in declarations(kernel.outputs)]
         if size is not None:                                    # CuPy's rule: with size, every array is raw
-            assert all(raw_out) and all(d[0] for d, a in zip(declarations(cuda.KERNELS[name][0]), ins)
+            assert all(raw_out) and all(d[0] for d, a in zip(declarations(kernel.params), ins)
                                         if isinstance(a, np.ndarray)), f"{name}: size= with a non-raw array"
         else:
             size = outs[0].size                                 # the first output sets the threads
@@ -146,7 +148,7 @@ def cpu_kernel(name):
         f = compiled(name, arrays, dtype)
         scalar = C_TYPES[dtype][1]
         c_args = []
-        for (raw, typ, _), a in zip(declarations(cuda.KERNELS[name][0]), ins):
+        for (raw, typ, _), a in zip(declarations(kernel.params), ins):
             if isinstance(a, np.ndarray):
                 assert raw or a.size == size, f"{name}: an array input of {a.size} numbers for {size} threads"
                 c_args.append(a.ctypes.data_as(ctypes.c_void_p))
@@ -160,14 +162,14 @@ def cpu_kernel(name):
 
 @pytest.fixture
 def kernels_on_the_cpu(monkeypatch):
-    monkeypatch.setattr(cuda, "kernel", cpu_kernel)
+    monkeypatch.setattr(cuda, "compiled", cpu_kernel)
 
 
 def test_the_harness_follows_the_parameter_string():
     src = harness("im2col", (True,) + (False,) * 13, "double")
     assert "const T* img, int nimg, int nch" in src and "int vec, T* col," in src and "#define VEC_MAX" in src
     src = harness("adam", (True,) * 2 + (False,) * 5, "float")
-    assert "typedef float T;" in src and "const T* g_, const T* hyper, T b1" in src and "T& v = v_[i];" in src
+    assert "typedef float T;" in src and "const T* g_, const T* scalars, T b1" in src and "T& v = v_[i];" in src
     src = harness("reparam", (True, True, True, False), "float")
     assert "const T* eps, int dim, T* kl_, T* std, T* z" in src      # raw outputs: writable pointers
     src = harness("mse_sum", (True, True), "float")
@@ -269,7 +271,7 @@ def test_relu_backward_source_reads_the_outputs_sign(kernels_on_the_cpu):
     assert not relu_backward_gpu(np.zeros((2, 3, 4, 5)), y)     # laid out otherwise: refused, for the caller
 
 
-@pytest.mark.parametrize("kind", ["mse", "bce"])
+@pytest.mark.parametrize("kind", ["mse", "bernoulli"])
 def test_loss_kernels_source(kernels_on_the_cpu, kind):
     rng = np.random.default_rng(5)
     stored = (1, 2, 3, 0)
@@ -314,7 +316,7 @@ def test_adam_kernel_source(kernels_on_the_cpu):
     cpu = [a.copy() for a in (p, m, v)]
     b1, b2, t, lr, eps = 0.9, 0.999, 3, 1e-2, 1e-8
     c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-    adam_cpu(cpu[0], g, cpu[1], cpu[2], lr, b1, b2, c1, c2, eps)
+    adam_cpu(cpu[0], g, cpu[1], cpu[2], (lr, c1, c2), b1, b2, eps)
     adam_gpu(p, g, m, v, np.array([lr, c1, c2]), b1, b2, eps)
     # the same operations in the same order, 1 − β taken in double and rounded to T as NumPy does: equal
     for name, want, got in zip("pmv", cpu, (p, m, v)):
@@ -327,7 +329,7 @@ def test_adam_kernel_source_in_float32(kernels_on_the_cpu):
     m, v = np.zeros(500, np.float32), np.zeros(500, np.float32)
     cpu = [a.copy() for a in (p, m, v)]
     b1, b2, lr, eps = 0.9, 0.999, 1e-3, 1e-8
-    adam_cpu(cpu[0], g, cpu[1], cpu[2], lr, b1, b2, 1 - b1, 1 - b2, eps)
+    adam_cpu(cpu[0], g, cpu[1], cpu[2], (lr, 1 - b1, 1 - b2), b1, b2, eps)
     adam_gpu(p, g, m, v, np.array([lr, 1 - b1, 1 - b2], np.float32), b1, b2, eps)
     for name, want, got in zip("pmv", cpu, (p, m, v)):
         np.testing.assert_array_equal(got, want, err_msg=name)
@@ -335,11 +337,11 @@ def test_adam_kernel_source_in_float32(kernels_on_the_cpu):
 
 def test_a_caller_that_passes_one_argument_too_few_fails(kernels_on_the_cpu):
     with pytest.raises(AssertionError, match="arguments"):
-        cuda.kernel("adam")(np.zeros(3), np.zeros(3), 1.0, 1.0, 1.0, 1.0, np.zeros(3), np.zeros(3), np.zeros(3))
+        cuda.KERNELS["adam"](np.zeros(3), np.zeros(3), 1.0, 1.0, 1.0, 1.0, np.zeros(3), np.zeros(3), np.zeros(3))
 
 
 def test_sizes_past_32_bit_indexing_are_refused(monkeypatch):
-    """check_size, and every launch through cuda.kernel (CuPy stood in for: the check comes before it)."""
+    """check_size, and every launch of a cuda.Kernel (CuPy stood in for: the check comes before it)."""
     import sys
     import types
 
@@ -351,12 +353,12 @@ def test_sizes_past_32_bit_indexing_are_refused(monkeypatch):
     fake = types.SimpleNamespace(ElementwiseKernel=lambda *a, **k: lambda *args, **kw: ran.append(args),
                                  ReductionKernel=lambda *a, **k: lambda *args, **kw: ran.append(args))
     monkeypatch.setitem(sys.modules, "cupy", fake)
-    cuda.kernel.cache_clear()
+    cuda.compiled.cache_clear()
     try:
         for name in ("col2im", "mse_sum"):
-            cuda.kernel(name)(np.zeros(3), 5, np.zeros(2))
+            cuda.KERNELS[name](np.zeros(3), 5, np.zeros(2))
             with pytest.raises(ValueError, match=rf"{name}: an array of 2,147,483,648 numbers"):
-                cuda.kernel(name)(np.zeros(3), 5, Huge())
+                cuda.KERNELS[name](np.zeros(3), 5, Huge())
     finally:
-        cuda.kernel.cache_clear()
+        cuda.compiled.cache_clear()
     assert len(ran) == 2                                        # the refused launches never reached the kernel

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import scratchvae.model.optim as optim
+import scratchvae.ops.adam as adam
 import scratchvae.ops.threads as threads
 from scratchvae.model.optim import Adam
 
@@ -55,7 +55,7 @@ def test_bad_use():
 def test_pieces_on_threads_are_the_same_arithmetic_as_whole_arrays(monkeypatch, dtype):
     """Adam updates a cache-sized piece at a time, the pieces spread over threads: bit for bit the
     three lines written on whole arrays."""
-    monkeypatch.setattr(optim, "PIECE", 7)
+    monkeypatch.setattr(adam, "PIECE", 7)
     monkeypatch.setattr(threads, "MIN_SIZE", 0)
     monkeypatch.setattr(threads, "WORKERS", 3)
     rng = np.random.default_rng(0)

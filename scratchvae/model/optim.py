@@ -8,10 +8,8 @@ With g the gradient at step t (t = 1, 2, …):
 import numpy as np
 
 from ..ops.devices import is_gpu_array, tiling, xp_of
-from ..ops.threads import parallel
+from ..ops.adam import adam
 from ..ops.uploads import Uploader
-
-PIECE = 1 << 18     # numbers per piece: a piece of p, g, m, v and two scratch rows (6 MB) stay in the cache
 
 
 class Adam:
@@ -21,9 +19,9 @@ class Adam:
     and a step whose gradients tile one buffer too (the VAE's) is one pass over the whole model: one
     kernel on the GPU. Otherwise each parameter is updated on its own; the arithmetic is the same.
 
-    A step is prepare() (the step count and this step's bias corrections, on the host; on the GPU
-    written to a small device array, hyper) and then update(grads) (device work only): a captured
-    step (scratchvae/run/step.py) replays update with the corrections prepare wrote."""
+    A step is prepare() (the step count and this step's scalars, lr and the bias corrections, on the host;
+    on the GPU written to a small device array, step_scalars) and then update(grads) (device work only): a
+    recorded step (scratchvae/run/step.py) replays update with the scalars prepare wrote."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         if not lr > 0:
@@ -41,9 +39,10 @@ class Adam:
             self.m = {k: xp_of(p).zeros_like(p) for k, p in params.items()}
             self.v = {k: xp_of(p).zeros_like(p) for k, p in params.items()}
         first = next(iter(params.values()), None)
-        self.hyper = None                                           # GPU: [lr, 1 − β₁ᵗ, 1 − β₂ᵗ] for the kernel
+        self.step_scalars = None                                    # this step's (lr, 1 − β₁ᵗ, 1 − β₂ᵗ): floats on
+        self._upload = None                                         # the CPU, a device array the kernel reads on the GPU
         if first is not None and is_gpu_array(first):
-            self.hyper = xp_of(first).zeros(3, dtype=first.dtype)
+            self.step_scalars = xp_of(first).zeros(3, dtype=first.dtype)
             self._upload = Uploader()
         self._flat_grads = (None, None)                             # (ids of the last grads, the buffer they tile)
         self.t = 0
@@ -60,12 +59,15 @@ class Adam:
         self.update(grads)
 
     def prepare(self):
-        """The next step's count and bias corrections 1 − βᵗ (on the GPU, written to hyper: queued, not awaited)."""
+        """The next step's count, and its scalars: lr and the bias corrections 1 − βᵗ (on the GPU written to
+        step_scalars, the copy queued, not awaited: ops/uploads.py)."""
         self.t += 1
         b1, b2 = self.betas
         self.c1, self.c2 = 1 - b1 ** self.t, 1 - b2 ** self.t        # bias corrections 1 − βᵗ
-        if self.hyper is not None:                                  # its copy queued, not awaited (uploads.py)
-            self._upload(np.array([self.lr, self.c1, self.c2], dtype=self.hyper.dtype), out=self.hyper)
+        if self._upload is None:
+            self.step_scalars = (self.lr, self.c1, self.c2)
+        else:
+            self._upload(np.array([self.lr, self.c1, self.c2], dtype=self.step_scalars.dtype), out=self.step_scalars)
 
     def update(self, grads):
         """θ ← θ − lr·m̂/(√v̂ + ε) for every parameter, with the corrections prepare() made."""
@@ -84,19 +86,15 @@ class Adam:
             self._update(p, grads[k], self.m[k], self.v[k])
 
     def _update(self, p, g, m, v):
-        b1, b2 = self.betas
-        if self.hyper is not None:
-            adam_gpu(p, g, m, v, self.hyper, b1, b2, self.eps)
-        else:
-            adam_cpu(p, g, m, v, self.lr, b1, b2, self.c1, self.c2, self.eps)
+        adam(p, g, m, v, self.step_scalars, *self.betas, self.eps)  # ops/adam.py: adam_cpu or adam_gpu
 
     def state(self):
-        """Hyper-parameters and the step count (JSON-able) and the moment arrays."""
-        hyper = {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "t": self.t}
+        """The settings and the step count (JSON-able), and the moment arrays."""
+        settings = {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "t": self.t}
         arrays = {**{f"m/{k}": a for k, a in self.m.items()}, **{f"v/{k}": a for k, a in self.v.items()}}
-        return hyper, arrays
+        return settings, arrays
 
-    def load_state(self, hyper, arrays):
+    def load_state(self, settings, arrays):
         """Restore what state() gave; every moment must be there with its parameter's shape and dtype. The
         moments are written into the arrays the optimizer has (a captured step keeps reading those)."""
         for k, p in self.params.items():
@@ -108,47 +106,5 @@ class Adam:
         for k, p in self.params.items():
             self.m[k][...] = xp_of(p).asarray(arrays[f"m/{k}"])
             self.v[k][...] = xp_of(p).asarray(arrays[f"v/{k}"])
-        self.lr, self.eps, self.t = float(hyper["lr"]), float(hyper["eps"]), int(hyper["t"])
-        self.betas = tuple(float(b) for b in hyper["betas"])
-
-
-def adam_cpu(p, g, m, v, lr, b1, b2, c1, c2, eps):
-    """Adam's three lines on NumPy arrays, in place, a cache-sized piece at a time, pieces spread over the cores.
-
-    Written whole (m *= b1; m += (1 − b1)·g; …) every line would stream all 4.3 M numbers of the VAE
-    through memory and back, and make full-size temporaries; per piece they stay in the cache. The
-    arithmetic is the same, operation for operation."""
-    if not (p.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous):
-        raise ValueError("Adam updates parameters in place and needs them C-contiguous")
-    p, g, m, v = (a.reshape(-1) for a in (p, g, m, v))          # flat views of p, m, v (g may be a copy)
-
-    def run(pieces):
-        t, u = np.empty(PIECE, p.dtype), np.empty(PIECE, p.dtype)   # scratch rows of this thread
-        for i in range(pieces.start, pieces.stop):
-            s = slice(i * PIECE, (i + 1) * PIECE)
-            pc, gc, mc, vc = p[s], g[s], m[s], v[s]
-            tc, uc = t[:pc.size], u[:pc.size]
-            mc *= b1
-            np.multiply(gc, 1 - b1, out=tc)
-            mc += tc                                                # m ← β₁m + (1 − β₁)g
-            vc *= b2
-            np.multiply(gc, gc, out=tc)
-            tc *= 1 - b2
-            vc += tc                                                # v ← β₂v + (1 − β₂)g²
-            np.divide(mc, c1, out=uc)
-            uc *= lr                                                # lr·m̂
-            np.divide(vc, c2, out=tc)
-            np.sqrt(tc, out=tc)
-            tc += eps                                               # √v̂ + ε
-            uc /= tc
-            pc -= uc                                                # θ ← θ − lr·m̂/(√v̂ + ε)
-    parallel(run, -(-p.size // PIECE), 4 * p.size)
-
-
-def adam_gpu(p, g, m, v, hyper, b1, b2, eps):
-    """Adam's three lines on CuPy arrays, fused in one kernel (cuda.py's ADAM_BODY): each number of p, m and
-    v read and written once. hyper: a device array [lr, 1 − β₁ᵗ, 1 − β₂ᵗ] in p's dtype. The other scalars are
-    passed in p's dtype too, 1 − β₁ and 1 − β₂ rounded from double as adam_cpu's NumPy arithmetic rounds them."""
-    from ..ops.cuda import kernel
-    t = p.dtype.type
-    kernel("adam")(g, hyper, t(b1), t(b2), t(1 - b1), t(1 - b2), t(eps), p, m, v)
+        self.lr, self.eps, self.t = float(settings["lr"]), float(settings["eps"]), int(settings["t"])
+        self.betas = tuple(float(b) for b in settings["betas"])

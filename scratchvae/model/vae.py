@@ -261,10 +261,7 @@ class VAE:
         mu, logvar = forward(self.encoder, x)                       # (N, D), (N, D)
         z, std, kl_n = losses.reparameterize(mu, logvar, eps)       # z = mu + σ·eps; each image's KL (N,)
         logits = forward(self.decoder, z)                           # (N, C, H, W)
-        if self.recon_kind == "mse":                                # y = σ(logits) inside
-            recon, dlogits = losses.mse_from_logits(logits, x)      # dlogits = ∂recon/∂logits (y(1 − y) applied)
-        else:
-            recon, dlogits = losses.bernoulli_recon(logits, x)
+        recon, dlogits = losses.RECON[self.recon_kind](logits, x)  # dlogits = ∂recon/∂logits (y = σ(logits) inside)
         terms, active = losses.loss_terms(recon, kl_n, self.kl_tolerance * self.latent_dim, self.beta)
         self.cache = (n, mu, logvar, std, eps, dlogits, active)
         return terms                                                # loss, recon, kl (free bits), kl_raw

@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from .devices import is_gpu_array
+from .devices import Op
 
 OP_N, OP_T = 0, 1                   # cublasOperation_t
 DEFAULT_MATH, TF32_MATH = 0, 3      # cublasMath_t: CUBLAS_DEFAULT_MATH, CUBLAS_TF32_TENSOR_OP_MATH
@@ -73,18 +73,21 @@ def gemm_args(a, b, out):
     return op_b, op_a, n_, m_, k_, b, max(ld_b, 1), a, max(ld_a, 1), max(n_, 1)
 
 
-def matmul(a, b, out=None, accumulate=False):
+def matmul_cpu(a, b, out=None, accumulate=False):
     """out = a·b (accumulate: out += a·b) for 2-d a (M, K), b (K, N); a new C-contiguous out when None."""
-    if not is_gpu_array(a):
-        if out is None:
-            return np.matmul(a, b)
-        if layout(out) == "F" and out.shape[0] > 1:         # NumPy's products write C-contiguous arrays
-            matmul(b.T, a.T, out.T, accumulate)             # outᵀ = bᵀ·aᵀ
-        elif accumulate:
-            out += a @ b
-        else:
-            np.matmul(a, b, out=out)
-        return out
+    if out is None:
+        return np.matmul(a, b)
+    if layout(out) == "F" and out.shape[0] > 1:             # NumPy's products write C-contiguous arrays
+        matmul_cpu(b.T, a.T, out.T, accumulate)             # outᵀ = bᵀ·aᵀ
+    elif accumulate:
+        out += a @ b
+    else:
+        np.matmul(a, b, out=out)
+    return out
+
+
+def matmul_gpu(a, b, out=None, accumulate=False):
+    """The same by cuBLAS, every operand read as it lies (C- or F-contiguous), on CuPy's current stream."""
     import cupy
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"matmul needs (M, K) and (K, N) matrices, got {a.shape} and {b.shape}")
@@ -104,6 +107,9 @@ def matmul(a, b, out=None, accumulate=False):
         return out
     handle().gemm(a, b, out, accumulate)
     return out
+
+
+matmul = Op("matmul", cpu=matmul_cpu, gpu=matmul_gpu)
 
 
 # ---- cuBLAS through ctypes ----------------------------------------------------------------------

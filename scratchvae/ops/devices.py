@@ -1,13 +1,20 @@
-"""Which array module does the arithmetic: NumPy on the CPU, CuPy on the GPU.
+"""The device table: which array module does the arithmetic (NumPy on the CPU, CuPy on the GPU), and which
+function does each operation that is written twice, once per device.
 
-Every layer, the model and the optimizer take their array module from here
-(by device name) or from the arrays they are given (``xp_of``), so one line of
-code serves both devices. CuPy is imported in two places only: here, and in
-scratchvae/ops/cuda.py (the hand-written kernels), which runs only for CuPy arrays.
+Every layer, the model and the optimizer take their array module from here (by device name, ``get_xp``)
+or from the arrays they are given (``xp_of``), so one line of code serves both devices. An operation with
+a CPU body and a GPU body (a CUDA kernel's caller) is declared once, as an Op, beside both:
+
+    col2im_stored = Op("col2im", cpu=col2im_cpu, gpu=col2im_gpu)      # ops/im2col.py
+    col2im_stored(stored, h, w, …)      # runs col2im_gpu for a CuPy array, col2im_cpu for a NumPy one
+
+Each Op enters its two functions in DEVICES[name].ops, and a call looks up the one for where its first
+argument lives: the only branch on the device in the operations. CuPy is imported here (get_xp, xp_of)
+and where a GPU function runs, never on the CPU's path.
 """
 import numpy as np
 
-DEVICES = ("cpu", "gpu")
+DEVICES = ("cpu", "gpu")                    # the names the tools take
 
 GPU_HINT = ('install the GPU extra on a machine with an NVIDIA GPU and its driver (pip install -e ".[gpu]" for '
             'CUDA 12, ".[gpu-cuda13]" for CUDA 13), or use --device cpu')
@@ -62,12 +69,48 @@ def is_gpu_array(a):
     return type(a).__module__.split(".")[0] == "cupy"
 
 
+class Device:
+    """One device of the table: its name, its array module (imported when first asked for) and its functions
+    for the operations declared by Op (name → function)."""
+
+    def __init__(self, name, module):
+        self.name, self.module, self.ops = name, module, {}
+
+    @property
+    def xp(self):
+        import importlib
+        return importlib.import_module(self.module)
+
+    def __repr__(self):
+        return f"Device({self.name!r}: {self.module}, {len(self.ops)} operations)"
+
+
+DEVICE_TABLE = {"cpu": Device("cpu", "numpy"), "gpu": Device("gpu", "cupy")}
+
+
+def device_for(a):
+    """The table's Device an array lives on."""
+    return DEVICE_TABLE["gpu" if is_gpu_array(a) else "cpu"]
+
+
+class Op:
+    """An operation written once per device: called, it runs the function for the device its first argument
+    lives on (the table's one look-up)."""
+
+    def __init__(self, name, cpu, gpu):
+        self.name = name
+        DEVICE_TABLE["cpu"].ops[name], DEVICE_TABLE["gpu"].ops[name] = cpu, gpu
+
+    def __call__(self, *args, **kwargs):
+        return device_for(args[0]).ops[self.name](*args, **kwargs)
+
+    def __repr__(self):
+        return f"Op({self.name!r})"
+
+
 def xp_of(a):
     """The array module an array belongs to."""
-    if is_gpu_array(a):
-        import cupy
-        return cupy
-    return np
+    return device_for(a).xp if is_gpu_array(a) else np
 
 
 def device_of(a):

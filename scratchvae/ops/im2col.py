@@ -51,7 +51,8 @@ compare against.
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .devices import is_gpu_array, xp_of
+from .cuda import Kernel, vec_for
+from .devices import Op, xp_of
 from .sizes import conv_out_size
 from .threads import parallel
 
@@ -69,7 +70,7 @@ def im2col(x, kh, kw, sy, sx, ph, pw, out=None):
         raise ValueError(f"im2col out must be {x.dtype} {(c, kh, kw, oh, ow, n)}, got {out.dtype} {tuple(out.shape)}")
     if out is None:
         out = xp_of(x).empty((c, kh, kw, oh, ow, n), dtype=x.dtype)  # (C, kh, kw, oh, ow, N)
-    (im2col_gpu if is_gpu_array(x) else im2col_cpu)(x, kh, kw, sy, sx, ph, pw, out)
+    im2col_into(x, kh, kw, sy, sx, ph, pw, out)              # im2col_cpu or im2col_gpu
     return out.transpose(5, 0, 1, 2, 3, 4)                  # (N, C, kh, kw, oh, ow) view of it
 
 
@@ -90,16 +91,37 @@ def im2col_cpu(x, kh, kw, sy, sx, ph, pw, out):
     parallel(copy, oh, out.size)                            # the one copy
 
 
+IM2COL_PARAMS = ("raw T img, int32 nimg, int32 nch, int32 h, int32 w, int32 oh, int32 ow, int32 kh, int32 kw, "
+                 "int32 sy, int32 sx, int32 ph, int32 pw, int32 vec")
+# docs: im2col-kernel
+IM2COL_BODY = """
+int k = i * vec;                // the first of vec neighbouring images this thread copies
+int n = k % nimg;  k /= nimg;   // buffer index → (c, j, ii, r, s, n), n fastest
+int s = k % ow;    k /= ow;
+int r = k % oh;    k /= oh;
+int ii = k % kw;   k /= kw;
+int j = k % kh;
+int c = k / kh;
+int iy = r * sy - ph + j;       // the input pixel these elements copy
+int ix = s * sx - pw + ii;
+Pack<T> a = {};                 // zeros where the window hangs over the padding
+if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+    a = load_pack(&img[((c * h + iy) * w + ix) * nimg + n], vec);
+store_pack(&col[i * vec], a, vec);
+"""
+# end docs: im2col-kernel
+IM2COL = Kernel("im2col", IM2COL_PARAMS, "raw T col", IM2COL_BODY)   # raw output, size given: a thread per vec numbers
+
+
 def im2col_gpu(x, kh, kw, sy, sx, ph, pw, out):
     """im2col into out (C, kh, kw, oh, ow, N): one thread per column element (the kernel: cuda.py),
     reading 0 where the window hangs over the padding, so no padded copy is made. The output grid
     is out's (oh, ow), so the parity split gathers its windows with this too (stride 1, padding < 0)."""
-    from .cuda import kernel, vec_for
     n, c, h, w = x.shape
     _, _, _, oh, ow, _ = out.shape
     img = xp_of(x).ascontiguousarray(x.transpose(1, 2, 3, 0))  # (C, H, W, N): free for the layers' outputs
     vec = vec_for(n, img, out)                              # neighbouring images per thread
-    kernel("im2col")(img.reshape(-1), n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, vec, out.reshape(-1),
+    IM2COL(img.reshape(-1), n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, vec, out.reshape(-1),
                      size=out.size // vec)
 
 
@@ -135,7 +157,7 @@ def col2im(col, h, w, sy, sx, ph, pw, bias=None):
     """(N, C, kh, kw, oh, ow) → (N, C, h, w), stored (C, h, w, N): add every column entry back to its pixel
     (and bias (C,) to every pixel of its channel, when given). col2im_cpu or col2im_gpu, by where col lives."""
     stored = xp_of(col).ascontiguousarray(col.transpose(1, 2, 3, 4, 5, 0))  # (C, kh, kw, oh, ow, N): free from im2col
-    img = (col2im_gpu if is_gpu_array(col) else col2im_cpu)(stored, h, w, sy, sx, ph, pw, bias)  # (C, h, w, N)
+    img = col2im_stored(stored, h, w, sy, sx, ph, pw, bias)  # (C, h, w, N): col2im_cpu or col2im_gpu
     return img.transpose(3, 0, 1, 2)                        # (N, C, h, w) view
 
 
@@ -163,15 +185,50 @@ def col2im_cpu(stored, h, w, sy, sx, ph, pw, bias=None):
     return img
 
 
+COL2IM_PARAMS = ("raw T col, raw T bias, int32 has_bias, int32 nimg, int32 nch, int32 h, int32 w, int32 oh, "
+                 "int32 ow, int32 kh, int32 kw, int32 sy, int32 sx, int32 ph, int32 pw, int32 vec")
+# docs: col2im-kernel
+COL2IM_BODY = """
+int k = i * vec;                // the first of vec neighbouring images this thread sums for
+int n = k % nimg;  k /= nimg;   // image pixel → (c, Y, X, n), in padded coordinates
+int X = k % w + pw;  k /= w;
+int Y = k % h + ph;
+int c = k / h;
+Pack<T> sum = {};
+for (int j = 0; j < kh; ++j) {              // same order as the CPU: j, then ii, ascending
+    int py = Y - j;
+    if (py < 0) break;
+    if (py % sy != 0 || py / sy >= oh) continue;
+    int r = py / sy;                        // the output position (r, s) whose window put it here
+    for (int ii = 0; ii < kw; ++ii) {
+        int px = X - ii;
+        if (px < 0) break;
+        if (px % sx != 0 || px / sx >= ow) continue;
+        int s = px / sx;
+        Pack<T> a = load_pack(&col[((((c * kh + j) * kw + ii) * oh + r) * ow + s) * nimg + n], vec);
+        for (int v = 0; v < vec; ++v) sum.v[v] += a.v[v];
+    }
+}
+if (has_bias)
+    for (int v = 0; v < vec; ++v) sum.v[v] += bias[c];
+store_pack(&img[i * vec], sum, vec);
+"""
+# end docs: col2im-kernel
+COL2IM = Kernel("col2im", COL2IM_PARAMS, "raw T img", COL2IM_BODY)
+
+
 def col2im_gpu(stored, h, w, sy, sx, ph, pw, bias=None):
     """(C, kh, kw, oh, ow, N) → (C, h, w, N): one thread per image pixel, summing the column entries that
     landed on it in col2im_cpu's order (the kernel: cuda.py), so the two agree bit for bit; the bias added
     in the same pass."""
-    from .cuda import kernel, vec_for
     c, kh, kw, oh, ow, n = stored.shape
     img = xp_of(stored).empty((c, h, w, n), dtype=stored.dtype)  # (C, h, w, N)
     vec = vec_for(n, stored, img)
     flat = img.reshape(-1)
-    kernel("col2im")(stored.reshape(-1), flat if bias is None else bias, int(bias is not None), n, c, h, w, oh, ow,
+    COL2IM(stored.reshape(-1), flat if bias is None else bias, int(bias is not None), n, c, h, w, oh, ow,
                      kh, kw, sy, sx, ph, pw, vec, flat, size=img.size // vec)
     return img
+
+
+im2col_into = Op("im2col", cpu=im2col_cpu, gpu=im2col_gpu)
+col2im_stored = Op("col2im", cpu=col2im_cpu, gpu=col2im_gpu)

@@ -40,8 +40,10 @@ Conv2D's input gradient is a transposed convolution of dy with the same W (see
 layers/conv.py), so this one routine is the fast transposed direction of both layers.
 ``scratchvae.check.reference.conv_transpose2d_by_parity`` is the loop version, pixel by pixel.
 """
-from .devices import is_gpu_array, xp_of
 from .blas import matmul
+from .cuda import Kernel, vec_for
+from .devices import Op, xp_of
+from .im2col import im2col_gpu
 from .sizes import conv_transpose_out_size
 from .threads import parallel
 
@@ -98,8 +100,11 @@ def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None, bias=
 
     buffer(name, shape): where to put the temporaries "windows", "wp" and "phases" (a layer's Layer._buffer,
     kept from call to call); new arrays when None. conv_transpose_parity_gpu on CuPy arrays."""
-    if is_gpu_array(x):
-        return conv_transpose_parity_gpu(x, W, sy, sx, ph, pw, opy, opx, buffer, bias)
+    return conv_transpose_parity_on(x, W, sy, sx, ph, pw, opy, opx, buffer, bias)
+
+
+def conv_transpose_parity_cpu(x, W, sy, sx, ph, pw, opy, opx, buffer, bias):
+    """The CPU's: the windows gathered and the phases interleaved by strided copies over the cores."""
     xp = xp_of(x)
     buffer = buffer or new_buffer_each_time(x)
     n, ci, h, w = x.shape
@@ -122,7 +127,7 @@ def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None, bias=
                 tap[:, :, q_hi:] = 0
                 if r_lo < r_hi and q_lo < q_hi:
                     tap[:, r_lo:r_hi, q_lo:q_hi] = xt[chans, r_lo + j + fy:r_hi + j + fy, q_lo + i + fx:q_hi + i + fx]
-    parallel(gather, ci, col.size, like=x)
+    parallel(gather, ci, col.size)
     wp = phase_weights(W, sy, sx, ty, tx)                            # (sy*sx*Co, Ci*Ty*Tx)
     phases = buffer("phases", (sy, sx, co, gy, gx, n))               # (sy, sx, Co, Gy, Gx, N)
     matmul(wp, col.reshape(ci * ty * tx, gy * gx * n),
@@ -143,18 +148,56 @@ def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None, bias=
                     continue
                 grid_cols = slice((x0 + pw) // sx - q0, (x0 + pw) // sx - q0 + (paint_w - 1 - x0) // sx + 1)
                 y[chans, y0:paint_h:sy, x0:paint_w:sx] = phases[phy, phx, chans, grid_rows, grid_cols]  # (Co, R, Q, N)
-    parallel(interleave, co, y.size, like=x)
+    parallel(interleave, co, y.size)
     if bias is not None:
         y += bias[:, None, None, None]                               # (Co, oh, ow, N)
     return y.transpose(3, 0, 1, 2)                                   # (N, Co, oh, ow) view
+
+
+INTERLEAVE_PARAMS = ("raw T phases, raw T bias, int32 has_bias, int32 nimg, int32 nch, int32 oh, int32 ow, "
+                     "int32 paint_h, int32 paint_w, int32 sy, int32 sx, int32 ph, int32 pw, int32 r0, int32 q0, "
+                     "int32 gy, int32 gx, int32 vec")
+# docs: interleave-kernel
+INTERLEAVE_BODY = """
+int k = i * vec;                // the first of vec neighbouring images this thread writes
+int n = k % nimg;  k /= nimg;   // output pixel → (c, Y, X, n)
+int X = k % ow;    k /= ow;
+int Y = k % oh;
+int c = k / oh;
+Pack<T> a = {};                 // output_padding's rows and columns: nothing painted there
+if (Y < paint_h && X < paint_w) {
+    int py = Y + ph, px = X + pw;           // padded row = grid row·sy + phase
+    int phy = py % sy, phx = px % sx;
+    int R = py / sy - r0, Q = px / sx - q0;
+    a = load_pack(&phases[(((((phy * sx + phx) * nch + c) * gy + R) * gx + Q) * nimg) + n], vec);
+}
+if (has_bias)
+    for (int v = 0; v < vec; ++v) a.v[v] += bias[c];
+store_pack(&y[i * vec], a, vec);
+"""
+# end docs: interleave-kernel
+INTERLEAVE = Kernel("interleave", INTERLEAVE_PARAMS, "raw T y", INTERLEAVE_BODY)
+
+PHASE_WEIGHTS_PARAMS = "raw T W, int32 ci, int32 co, int32 kh, int32 kw, int32 sy, int32 sx, int32 ty, int32 tx"
+PHASE_WEIGHTS_BODY = """
+int k = i;                      // Wp element → ((phy, phx, o), (c, a, b))
+int b = k % tx;   k /= tx;
+int a = k % ty;   k /= ty;
+int c = k % ci;   k /= ci;
+int o = k % co;   k /= co;
+int phx = k % sx;
+int phy = k / sx;
+int j = phy + sy * (ty - 1 - a);            // window column a is tap T − 1 − a
+int jj = phx + sx * (tx - 1 - b);
+wp = (j < kh && jj < kw) ? W[((c * co + o) * kh + j) * kw + jj] : (T)0;   // taps past the kernel: 0
+"""
+PHASE_WEIGHTS = Kernel("phase_weights", PHASE_WEIGHTS_PARAMS, "T wp", PHASE_WEIGHTS_BODY)
 
 
 def conv_transpose_parity_gpu(x, W, sy, sx, ph, pw, opy, opx, buffer, bias):
     """The same on the GPU, in four launches and no copies: the windows gathered by the im2col kernel
     (stride 1, the grid's rows, padding −first), Wp by a gather kernel, one product, and one kernel that
     puts every output pixel in place with its bias (cuda.py's interleave)."""
-    from .cuda import kernel, vec_for
-    from .im2col import im2col_gpu
     xp = xp_of(x)
     buffer = buffer or new_buffer_each_time(x)
     n, ci, h, w = x.shape
@@ -164,12 +207,15 @@ def conv_transpose_parity_gpu(x, W, sy, sx, ph, pw, opy, opx, buffer, bias):
     col = buffer("windows", (ci, ty, tx, gy, gx, n))                 # (Ci, Ty, Tx, Gy, Gx, N)
     im2col_gpu(x, ty, tx, 1, 1, -fy, -fx, col)                       # COL[(c,a,b),(r,q,n)] = x[n, c, r+a+fy, q+b+fx]
     wp = buffer("wp", (sy * sx * co, ci * ty * tx))                  # (sy*sx*Co, Ci*Ty*Tx)
-    kernel("phase_weights")(W.reshape(-1), ci, co, kh, kw, sy, sx, ty, tx, wp)   # Wp, as phase_weights(W, …)
+    PHASE_WEIGHTS(W.reshape(-1), ci, co, kh, kw, sy, sx, ty, tx, wp)   # Wp, as phase_weights(W, …)
     phases = buffer("phases", (sy, sx, co, gy, gx, n))               # (sy, sx, Co, Gy, Gx, N)
     matmul(wp, col.reshape(ci * ty * tx, gy * gx * n),
            out=phases.reshape(sy * sx * co, gy * gx * n))            # (sy*sx*Co, Gy*Gx*N)  Y = Wp·COL
     y = xp.empty((co, oh, ow, n), dtype=x.dtype)                     # (Co, oh, ow, N): every pixel written once
     vec, flat = vec_for(n, phases, y), y.reshape(-1)
-    kernel("interleave")(phases.reshape(-1), flat if bias is None else bias, int(bias is not None), n, co, oh, ow,
+    INTERLEAVE(phases.reshape(-1), flat if bias is None else bias, int(bias is not None), n, co, oh, ow,
                          paint_h, paint_w, sy, sx, ph, pw, r0, q0, gy, gx, vec, flat, size=y.size // vec)
     return y.transpose(3, 0, 1, 2)                                   # (N, Co, oh, ow) view
+
+
+conv_transpose_parity_on = Op("conv_transpose_parity", cpu=conv_transpose_parity_cpu, gpu=conv_transpose_parity_gpu)

@@ -7,14 +7,13 @@ short rows they are limited by the loop, not by memory, so two cores do them in 
 time. The caller says how to cut its job (into channels, say): one slice per core. Each worker
 does its slice under the caller's np.errstate (which NumPy keeps per thread).
 
-On the GPU, or for small jobs, the function is simply called once, on the whole range.
+For small jobs the function is simply called once, on the whole range.
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .devices import is_gpu_array
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 # How many threads share a job. One by default: importing the package changes nothing in the program
@@ -54,14 +53,14 @@ def _executor():
     return _pool
 
 
-def parallel(fn, n, size, like=None):
+def parallel(fn, n, size):
     """Call fn(slice) for slices of range(n) that cover it, one per core, and wait for them all.
     The slices must touch disjoint memory (each writes its own channels, say).
 
-    size: how many array elements the whole job touches (a job under MIN_SIZE stays on one thread);
-    like: an array of the job's device (GPU jobs are one call: the device runs them in parallel)."""
+    size: how many array elements the whole job touches (a job under MIN_SIZE stays on one thread).
+    For the CPU's NumPy arrays only: on the GPU a job is one kernel, which the device runs in parallel."""
     parts = min(WORKERS, n)
-    if parts < 2 or size < MIN_SIZE or (like is not None and is_gpu_array(like)):
+    if parts < 2 or size < MIN_SIZE:
         fn(slice(0, n))
         return
     bounds = [n * i // parts for i in range(parts + 1)]

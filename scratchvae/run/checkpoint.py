@@ -46,13 +46,13 @@ def config_json(model):
 
 
 def _arrays(model, optimizer=None):
-    """(the arrays a checkpoint holds, keyed as in the file: param/NAME, adam/NAME; the optimizer's hyperparameters)."""
+    """(the arrays a checkpoint holds, keyed as in the file: param/NAME, adam/NAME; the optimizer's settings)."""
     arrays = {f"param/{k}": to_numpy(v) for k, v in model.params.items()}
-    opt_hyper = None
+    opt_settings = None
     if optimizer is not None:
-        opt_hyper, moments = optimizer.state()
+        opt_settings, moments = optimizer.state()
         arrays.update({f"adam/{k}": to_numpy(v) for k, v in moments.items()})
-    return arrays, opt_hyper
+    return arrays, opt_settings
 
 
 def not_finite(model, optimizer=None):
@@ -66,9 +66,9 @@ def _first_not_finite(arrays):
 
 
 def save(path, model, optimizer=None, step=0, meta=None):
-    arrays, opt_hyper = _arrays(model, optimizer)
+    arrays, opt_settings = _arrays(model, optimizer)
     state = {"format": FORMAT, "step": int(step), "rng": model.rng.bit_generator.state,
-             "optimizer": opt_hyper, "meta": meta or {}}
+             "optimizer": opt_settings, "meta": meta or {}}
     bad = _first_not_finite(arrays)
     if bad is not None:
         raise CheckpointError(f"{path}: not written: {bad} holds NaN or infinite values")

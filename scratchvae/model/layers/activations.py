@@ -5,8 +5,7 @@ Sigmoid:  y = 1 / (1 + e^−x), ∂L/∂x = dy · y · (1 − y)   (sigmoid itse
 """
 import numpy as np
 
-from ...ops.devices import in_memory_order
-from ...ops.elementwise import relu_backward_gpu, sigmoid
+from ...ops.elementwise import relu_backward_inplace, relu_inplace, sigmoid
 from .base import Layer
 
 
@@ -19,28 +18,19 @@ class ReLU(Layer):
         self.inplace = inplace  # write y over x and dx over dy: for a caller that owns both (the VAE)
 
     def forward(self, x):
-        if self.inplace and self.device == "gpu":
-            flat = in_memory_order(x)                         # x as it lies: one streaming pass
-            v = flat[0] if flat else x
-            self.xp.maximum(v, 0, out=v)                      # y = max(x, 0) over x
-            self.cache = x                                    # now y: its sign is the mask
-            return x
+        if self.inplace:
+            y, self.cache = relu_inplace(x)                   # over x; kept: the mask, or on the GPU y itself
+            return y
         self.cache = x > 0                                    # mask, same shape as x
-        return self.xp.maximum(x, 0, out=x if self.inplace else None)  # y = max(x, 0); a NaN stays NaN
+        return self.xp.maximum(x, 0)                          # y = max(x, 0); a NaN stays NaN
 
     def backward(self, dy):
-        if self.inplace and self.device == "gpu":
-            y = self._need_cache()
-            if relu_backward_gpu(dy, y):                      # dy ← dy·[y > 0], in memory order
-                return dy
-            return self.xp.multiply(dy, y > 0, out=dy)        # dx = dy·[y > 0]
-        return self.xp.multiply(dy, self._need_cache(), out=dy if self.inplace else None)  # dx = dy·[x > 0]
+        if self.inplace:
+            return relu_backward_inplace(dy, self._need_cache())  # dx = dy·[x > 0], over dy
+        return self.xp.multiply(dy, self._need_cache())       # dx = dy·[x > 0]
 
 
 class Sigmoid(Layer):
-    def __init__(self, dtype=np.float32, device="cpu"):
-        super().__init__(dtype, device)
-
     def forward(self, x):
         y = sigmoid(x)
         self.cache = y

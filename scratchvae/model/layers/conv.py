@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from ...ops.devices import is_gpu_array
+from ...ops.devices import Op
 from ...ops.blas import matmul
 from ...ops.elementwise import add_bias_rows, row_sums
 from ...ops.im2col import as_matrix, col2im, from_matrix, im2col, images_to_matrix, matrix_to_images
@@ -48,17 +48,25 @@ def _pair(v, name):
     return int(p[0]), int(p[1])
 
 
-def weight_grad(a, col_mat, out):
+def weight_grad_cpu(a, col_mat, out):
     """out = a · COLᵀ for a (A, N·L) and COL (K, N·L), out (A, K): a sum over every image and position.
 
     Conv2D: a = dY, COL = the columns of x.  ConvTranspose2D: a = X, COL = the columns of dy.
-    On the CPU, when the sum is long (N·L well above A and K), OpenBLAS runs the same product
-    about 10% faster as (COL·aᵀ)ᵀ; the copy into out is small then. cuBLAS reads COLᵀ as it lies.
+    When the sum is long (N·L well above A and K), OpenBLAS runs the same product about 10% faster
+    as (COL·aᵀ)ᵀ; the copy into out is small then.
     """
-    if not is_gpu_array(a) and a.shape[1] >= 8 * max(a.shape[0], col_mat.shape[0]):
+    if a.shape[1] >= 8 * max(a.shape[0], col_mat.shape[0]):
         out[...] = (col_mat @ a.T).T                                # (A, K)
         return out
     return matmul(a, col_mat.T, out=out)                            # (A, K)
+
+
+def weight_grad_gpu(a, col_mat, out):
+    """The same by cuBLAS, which reads COLᵀ as it lies."""
+    return matmul(a, col_mat.T, out=out)                            # (A, K)
+
+
+weight_grad = Op("weight_grad", cpu=weight_grad_cpu, gpu=weight_grad_gpu)
 
 
 class _ConvBase(Layer):
