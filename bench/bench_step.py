@@ -115,8 +115,8 @@ def layer_products(model, n):
         elif isinstance(layer, Dense):
             dense(layer)
         elif isinstance(layer, Heads):
-            dense(layer.first)
-            dense(layer.second)
+            dense(layer.mu)
+            dense(layer.logvar)
         elif isinstance(layer, Reshape) and len(layer.shape) == 3:   # the decoder's (dense_size, h0, w0)
             h, w = layer.shape[1:]
         elif isinstance(layer, DenseThenDeconv):    # decoder.dense and deconv1 as one map

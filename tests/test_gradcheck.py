@@ -106,3 +106,18 @@ def test_heads_send_back_the_sum_of_both_gradients():
         mu, logvar = heads.forward(x)
         return float((mu * g1).sum() + (logvar * g2).sum())
     assert rel_error_each(dx, numerical_grad(f, x)) < 1e-9
+
+
+def test_a_layer_built_of_others_answers_like_one_layer():
+    """Heads and DenseThenDeconv are Layers: their params and grads are their sublayers', named "sub.name",
+    the same arrays, and walk() finds the sublayers; a layer check covers them whole."""
+    from scratchvae import ConvTranspose2D
+    from scratchvae.model.layers import DenseThenDeconv
+    mu, logvar = Dense(5, 2, dtype=np.float64, rng=1), Dense(5, 2, dtype=np.float64, rng=2)
+    heads = Heads(mu, logvar)
+    assert list(heads.params) == ["mu.W", "mu.b", "logvar.W", "logvar.b"]
+    assert heads.params["logvar.W"] is logvar.params["W"] and heads.grads["mu.b"] is mu.grads["b"]
+    assert list(heads.walk()) == [heads, mu, logvar] and mu.params.keys() == {"W", "b"}
+    joined = DenseThenDeconv(Dense(3, 4, dtype=np.float64, rng=3), ConvTranspose2D(4, 2, 3, 2, dtype=np.float64, rng=4))
+    errors = check_layer(joined, np.random.default_rng(5).normal(size=(2, 3)))
+    assert set(errors) == {"x", "dense.W", "dense.b", "deconv.W", "deconv.b"} and max(errors.values()) < 1e-7, errors

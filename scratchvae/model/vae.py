@@ -174,7 +174,7 @@ class VAE:
             for k, a in layer.params.items():
                 view = flat_p[off:off + a.size].reshape(a.shape)
                 view[...] = a
-                layer.params[k], layer.grads[k] = view, flat_g[off:off + a.size].reshape(a.shape)
+                layer.own_params[k], layer.own_grads[k] = view, flat_g[off:off + a.size].reshape(a.shape)
                 off += a.size
         return flat_p, flat_g
 
@@ -193,6 +193,11 @@ class VAE:
         if self.cache is None:
             raise RuntimeError("VAE.above_floor: no loss() to report on (none yet, or its backward() ran)")
         return self.cache[-1]
+
+    def walk(self):
+        """Every layer of the model, those inside a layer built of others too (Layer.walk)."""
+        for top in self.encoder + self.decoder:
+            yield from top.walk()
 
     def num_params(self):
         return sum(int(a.size) for a in self.params.values())

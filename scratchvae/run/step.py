@@ -96,7 +96,7 @@ class Recording:
                 self.losses = cupy.stack([out[k] for k in LOSS_KEYS])   # (4,)
             finally:
                 graph = self.stream.end_capture()
-        self.kept = [dict(layer.buffers) for layer in _all_layers(model)]   # the buffers it uses stay allocated
+        self.kept = [dict(layer.buffers) for layer in model.walk()]   # the buffers it uses stay allocated
         self.graph = graph
         with self.stream:                   # replay's own copies, once here: a kernel's first launch loads its
             self.x[...] = x                 # code onto the GPU, which waits for everything queued there, and
@@ -111,12 +111,3 @@ class Recording:
             self.graph.launch(self.stream)
             losses = self.losses.copy()                             # the next replay overwrites self.losses
         return {k: losses[i] for i, k in enumerate(LOSS_KEYS)}
-
-
-def _all_layers(model):
-    """Every layer object of the model that may keep buffers (those inside joined or paired layers too)."""
-    out = []
-    for layer in model.encoder + model.decoder:
-        out += [getattr(layer, name) for name in ("first", "second", "dense", "deconv") if hasattr(layer, name)]
-        out.append(layer)
-    return [layer for layer in out if hasattr(layer, "buffers")]

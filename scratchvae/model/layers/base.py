@@ -1,8 +1,10 @@
 """What every layer shares: its parameters, its gradients, and input checks.
 
 The contract:
-    layer.params   dict name → array (on the layer's device, in its dtype)
+    layer.params   dict name → array (on the layer's device, in its dtype): its own, then each
+                   sublayer's as "sub.name" (a layer built of others answers like one layer)
     layer.grads    dict with the same names and shapes, filled by backward
+    layer.walk()   the layer and every layer inside it, depth first
     y  = layer.forward(x)    keeps what backward needs
     dx = layer.backward(dy)  fills layer.grads and returns ∂loss/∂x, except that a convolution
                              with input_grad = False (the VAE's first layer: nothing needs ∂L/∂x
@@ -14,20 +16,41 @@ from ...ops.devices import check_dtype, device_of, get_xp, make_rng
 
 
 class Layer:
-    def __init__(self, dtype=np.float32, device="cpu"):
+    def __init__(self, dtype=np.float32, device="cpu", **sublayers):
         self.dtype = check_dtype(dtype)
         self.device = device
         self.xp = get_xp(device)
-        self.params = {}
-        self.grads = {}
+        self.own_params = {}    # name → array: this layer's own parameters (params adds the sublayers')
+        self.own_grads = {}
+        self.sublayers = sublayers   # name → Layer, for a layer built of others
         self.cache = None
         self.buffers = {}       # name → array kept from call to call (see _buffer)
+
+    @property
+    def params(self):
+        """name → array: the layer's own parameters, then each sublayer's as "sub.name"."""
+        return self._with_sublayers(self.own_params, "params")
+
+    @property
+    def grads(self):
+        return self._with_sublayers(self.own_grads, "grads")
+
+    def _with_sublayers(self, own, what):
+        if not self.sublayers:
+            return own
+        return {**own, **{f"{s}.{k}": v for s, layer in self.sublayers.items() for k, v in getattr(layer, what).items()}}
+
+    def walk(self):
+        """This layer, then every layer inside it, depth first (micrograd's parameters(), for layers)."""
+        yield self
+        for layer in self.sublayers.values():
+            yield from layer.walk()
 
     def _add_param(self, name, shape, bound, rng):
         """A parameter drawn from U(−bound, bound) on the host, then moved to the device."""
         value = make_rng(rng).uniform(-bound, bound, size=shape).astype(self.dtype)
-        self.params[name] = self.xp.asarray(value)
-        self.grads[name] = self.xp.zeros_like(self.params[name])
+        self.own_params[name] = self.xp.asarray(value)
+        self.own_grads[name] = self.xp.zeros_like(self.own_params[name])
 
     def _check(self, x, rank, what):
         """Rank, device and dtype of an input: a ValueError naming what was expected and what came."""

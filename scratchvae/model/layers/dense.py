@@ -29,15 +29,18 @@ class Dense(Layer):
         y += self.params["b"]                                 # y = x·W + b
         return y
 
-    def backward(self, dy, out=None, accumulate=False):
-        """dx (N, in), into out when given (added to it with accumulate)."""
+    def backward(self, dy):
+        self.param_grads(dy)                                  # dW = xᵀ·dy, db = Σ_n dy
+        return matmul(dy, self.params["W"].T)                 # (N, in)  dx = dy·Wᵀ
+
+    def param_grads(self, dy):
+        """Fill grads from dy (N, out): the part of backward that does not go on to x."""
         x = self._need_cache()                                # (N, in)
         matmul(x.T, dy, out=self.grads["W"])                  # (in, out)  dW = xᵀ·dy
         self.xp.sum(dy, axis=0, out=self.grads["b"])          # (out,)     db = Σ_n dy
-        return matmul(dy, self.params["W"].T, out=out, accumulate=accumulate)  # (N, in)  dx = dy·Wᵀ
 
 
-class Heads:
+class Heads(Layer):
     """Two layers reading the same input, x → (first(x), second(x)): the encoder's mu and logvar heads.
 
     x feeds both, so its gradient is the sum of what the two send back (a variable used twice
@@ -45,18 +48,20 @@ class Heads:
 
         ∂L/∂x = first.backward(dy₁) + second.backward(dy₂)      (dense heads: dy₁·W₁ᵀ + dy₂·W₂ᵀ)
 
-    No parameters of its own: the two layers keep theirs.
+    No parameters of its own: the two layers keep theirs (params names them mu.W, …, logvar.b).
     """
 
-    def __init__(self, first, second):
-        self.first, self.second = first, second
+    def __init__(self, mu, logvar):
+        super().__init__(mu.dtype, mu.device, mu=mu, logvar=logvar)
+        self.mu, self.logvar = mu, logvar
 
     def forward(self, x):
-        return self.first.forward(x), self.second.forward(x)       # (N, D), (N, D)
+        return self.mu.forward(x), self.logvar.forward(x)           # (N, D), (N, D)
 
     def backward(self, dys):
         dy1, dy2 = dys                                              # (N, D), (N, D)
-        xp, n = self.first.xp, dy1.shape[0]
-        dx = xp.empty((self.first.in_features, n), dtype=dy1.dtype).T  # (N, F), stored (F, N) as images are
-        self.first.backward(dy1, out=dx)                            # dx = dy₁·W₁ᵀ
-        return self.second.backward(dy2, out=dx, accumulate=True)   # (N, F)  x feeds both: + dy₂·W₂ᵀ
+        self.mu.param_grads(dy1)
+        self.logvar.param_grads(dy2)
+        dx = self.xp.empty((self.mu.in_features, dy1.shape[0]), dtype=dy1.dtype).T  # (N, F), stored (F, N) as images are
+        matmul(dy1, self.mu.params["W"].T, out=dx)                  # dx = dy₁·W₁ᵀ
+        return matmul(dy2, self.logvar.params["W"].T, out=dx, accumulate=True)   # (N, F)  x feeds both: + dy₂·W₂ᵀ

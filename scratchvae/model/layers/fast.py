@@ -30,6 +30,7 @@ from ...ops.elementwise import add_bias_rows, row_sums
 from ...ops.im2col import col2im, from_matrix, images_to_matrix
 from ...ops.parity import PARITY_MAX_PRODUCTS, conv_transpose_parity, new_buffer_each_time, parity_costs
 from ...ops.sizes import conv_transpose_out_size, skipped_rows
+from .base import Layer
 from .conv import Conv2D, ConvTranspose2D
 
 
@@ -129,7 +130,7 @@ class FastConvTranspose2D(_Method, ConvTranspose2D):
         return y
 
 
-class DenseThenDeconv:
+class DenseThenDeconv(Layer):
     """A Dense layer feeding, as a 1×1 image, a transposed convolution without padding (the VAE's
     decoder.dense and deconv1): two linear maps in a row, so one linear map, and computed as one.
 
@@ -153,19 +154,8 @@ class DenseThenDeconv:
             raise ValueError(f"DenseThenDeconv needs a transposed convolution without padding reading the "
                              f"dense layer's {dense.out_features} outputs as channels, got padding "
                              f"{deconv.ph, deconv.pw} and {deconv.in_channels} input channels")
+        super().__init__(dense.dtype, dense.device, dense=dense, deconv=deconv)   # params: dense.W, …, deconv.b
         self.dense, self.deconv = dense, deconv
-        self.cache = None
-
-    @property
-    def params(self):
-        """Both layers' parameters (the same arrays), named dense.W, dense.b, deconv.W, deconv.b."""
-        return {f"{name}.{k}": v for name, layer in (("dense", self.dense), ("deconv", self.deconv))
-                for k, v in layer.params.items()}
-
-    @property
-    def grads(self):
-        return {f"{name}.{k}": v for name, layer in (("dense", self.dense), ("deconv", self.deconv))
-                for k, v in layer.grads.items()}
 
     def forward(self, z):
         dense, dc = self.dense, self.deconv
@@ -190,9 +180,7 @@ class DenseThenDeconv:
         return y.transpose(3, 0, 1, 2)                              # (N, Co, oh, ow) view
 
     def backward(self, dy):
-        if self.cache is None:
-            raise RuntimeError("DenseThenDeconv.backward called before forward")
-        z, h, W1, weff = self.cache                                 # (N, D), (N, F), (F, K), (D, K)
+        z, h, W1, weff = self._need_cache()                                # (N, D), (N, F), (F, K), (D, K)
         dc, dense = self.deconv, self.dense
         dyt = images_to_matrix(dy[:, :, :dc.kh, :dc.kw]).reshape(-1, z.shape[0])  # (K, N)  dYᵀ, painted pixels
         row_sums(images_to_matrix(dy), out=dc.grads["b"])           # (Co,)  db₁ = Σ_{n,p,q} dy
