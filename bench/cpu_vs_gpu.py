@@ -51,7 +51,7 @@ def train_on(device, a, steps, seed, dtype, every):
         t = Trainer(s, progress=not a.quiet, say=lambda m: None)
         start = time.perf_counter()
         t.run()
-        return t.read_log(), time.perf_counter() - start
+        return t.folder.read_log(), time.perf_counter() - start
 
 
 def step_by_step(a, devices):

@@ -60,7 +60,7 @@ def main():
                             checkpoint_every=a.steps)
             t = Trainer(s, progress=False, say=lambda m: None)
             t.run()
-            rows = t.read_log()
+            rows = t.folder.read_log()
         evals = "  ".join(f"{r['step']}: {r['heldout_mse']:.4f}" for r in rows if "heldout_mse" in r)
         print(f"{name:28s} held-out MSE {evals}   raw KL at the end {rows[-1]['kl_raw']:.2g} nats", flush=True)
 

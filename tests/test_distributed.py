@@ -92,7 +92,7 @@ def test_a_world_of_one_changes_nothing():
     a = np.arange(5.0)
     assert (w.size, w.rank) == (1, 0)
     assert w.allreduce(a) is a and np.array_equal(a, np.arange(5.0))
-    assert w.any(3) == 3 and w.gather("x", "test") == ["x"]
+    assert w.largest(3) == 3 and w.gather("x", "test") == ["x"] and w.alone and w.sum_share(1.0) == {}
 
 
 def test_a_sum_over_ranks_is_in_place_on_either_device(device):
@@ -550,9 +550,12 @@ def test_ranks_started_for_different_runs_are_refused_and_a_copy_of_the_data_is_
     assert r.returncode == 0, r.stderr
 
 
-class TwoRanksDisagreeing:
+class TwoRanksDisagreeing(distributed.World):
     """Rank 0 of two, whose partner reports other parameters at the checkpoint's check."""
-    rank, size = 0, 2
+
+    def __init__(self):
+        super().__init__()
+        self.size = 2
 
     def gather(self, value, what, timeout=-1):
         return [value, "another digest"]

@@ -132,13 +132,13 @@ def test_a_training_step_out_of_memory_says_what_to_ask_for_instead(tmp_path, da
     import scratchvae.run.trainer
     from scratchvae.cli.train import main as train_main
     from runs import FAST, said_command
-    real = scratchvae.run.trainer.train_step
+    real = scratchvae.run.step.train_step
 
-    def too_big(model, opt, x):
+    def too_big(model, opt, x, eps=None):
         if len(x) > 4:
             raise MemoryError(NUMPYS)
-        return real(model, opt, x)
-    monkeypatch.setattr(scratchvae.run.trainer, "train_step", too_big)
+        return real(model, opt, x, eps)
+    monkeypatch.setattr(scratchvae.run.step, "train_step", too_big)
     out = str(tmp_path / "run")
     line = refused(capsys, "train-scratch", train_main, ["--data", data, "--out", out, "--steps", "2", *FAST])
     assert line.startswith("train-scratch: out of memory in step 1 at --batch-size 8 (Unable to allocate 3.64 TiB"), line

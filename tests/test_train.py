@@ -59,7 +59,7 @@ def test_images_per_second_is_images_over_the_time_between_rows(tmp_path, data, 
     t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=4, batch_size=8, **SMALL, log_every=2,
                             eval_every=100, checkpoint_every=100), progress=False)
     t.run()
-    assert [(r["step"], r["images_per_s"]) for r in t.read_log()] == [(2, 32.0), (4, 32.0)]
+    assert [(r["step"], r["images_per_s"]) for r in t.folder.read_log()] == [(2, 32.0), (4, 32.0)]
 
 
 def test_settings_come_from_one_object(tmp_path, data):
@@ -443,7 +443,7 @@ def test_batch_larger_than_the_data_and_images_counted(tmp_path, data, monkeypat
     t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=5, batch_size=8, **SMALL, log_every=5,
                             eval_every=100, checkpoint_every=100), progress=False)
     t.run()
-    assert [(r["step"], r["images_per_s"]) for r in t.read_log()] == [(5, 72.0)]
+    assert [(r["step"], r["images_per_s"]) for r in t.folder.read_log()] == [(5, 72.0)]
 
 
 def test_the_trainers_batches_are_the_datasets_epochs(tmp_path, data):
@@ -451,9 +451,9 @@ def test_the_trainers_batches_are_the_datasets_epochs(tmp_path, data):
     order of the frames, defined once."""
     t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=12, batch_size=8, seed=5, **SMALL), progress=False)
     want = [x for epoch in range(3) for x in t.data.batches(8, "train", seed=5, epoch=epoch)]
-    assert len(want) == 15 and t.steps_per_epoch == 5                 # 36 frames: 8, 8, 8, 8 and 4 an epoch
+    assert len(want) == 15 and t.batches.steps_per_epoch == 5                # 36 frames: 8, 8, 8, 8 and 4 an epoch
     for step, x in enumerate(want):
-        np.testing.assert_array_equal(t.batch_for(step), x)
+        np.testing.assert_array_equal(t.batches.for_step(step)[0], x)
     assert not np.array_equal(want[0], want[5])                      # the second epoch is shuffled anew
 
 

@@ -10,7 +10,8 @@ from . import (Interrupted, OneLineParser, channel_list, command, fraction, non_
 from ..run import distributed
 from ..ops.devices import resolve_device
 from ..run.runfolder import CAN_CHANGE, RunFolder, RunSettings
-from ..run.trainer import Trainer, TrainingStopped, lower_lr, say_on_stderr
+from ..run.advice import TrainingStopped, lower_lr
+from ..run.trainer import Trainer, say_on_stderr
 
 D = RunSettings.default
 
@@ -187,7 +188,7 @@ def main(argv=None):
         if trainer.step == trainer.steps:
             return 0
         try:
-            trainer.run()
+            trainer.train()                                     # (rank 0 holds the folder's lock already)
         except TrainingStopped as e:
             if world.rank == 0 or not e.everywhere:
                 print(f"train-scratch: {e}", file=sys.stderr)
@@ -196,15 +197,15 @@ def main(argv=None):
             return e.exit_code
     if world.rank != 0:
         return 0
-    rows = trainer.read_log()
+    rows = trainer.folder.read_log()
     last = rows[-1] if rows else {}
-    mse = last.get(trainer.eval_key)
-    on = "held-out MSE per pixel" if trainer.eval_split == "heldout" else \
+    mse = last.get(trainer.batches.eval_key)
+    on = "held-out MSE per pixel" if trainer.batches.eval_split == "heldout" else \
         "MSE per pixel on training frames (nothing held out)"
     print(f"train-scratch: done at step {trainer.step}: loss {last.get('loss', float('nan')):.2f}, "
           f"recon {last.get('recon', float('nan')):.2f}, KL {last.get('kl', float('nan')):.2f}"
           + (f", {on} {mse:.5f}" if mse is not None else ""))
-    print(f"train-scratch: wrote {settings.out}/: checkpoints/ (best.npz: the lowest {trainer.eval_key} so far), "
+    print(f"train-scratch: wrote {settings.out}/: checkpoints/ (best.npz: the lowest {trainer.batches.eval_key} so far), "
           "log.jsonl, reconstructions.png, samples.png, traversal.png, loss.png")
     return 0
 
@@ -243,7 +244,7 @@ def say_what_goes_on(trainer, notes, world):
               "train (give a larger --steps or --epochs to go on)")
         return
     on = f" on {world.size} processes, each with its share of every batch" if world.size > 1 else ""
-    print(f"train-scratch: {trainer.model} on {trainer.n_train} training frames ({held_out(trainer)}) from "
+    print(f"train-scratch: {trainer.model} on {trainer.batches.n_train} training frames ({held_out(trainer)}) from "
           f"{settings.data}; steps {trainer.step} → {trainer.steps}{on}")
 
 
@@ -253,7 +254,7 @@ def held_out(trainer):
     frames, episodes = trainer.run_json["heldout_frames"], len(data.heldout_episodes)
     if not episodes:
         return "nothing held out"
-    share = frames / (frames + trainer.n_train)
+    share = frames / (frames + trainer.batches.n_train)
     said = f"{frames} held out: {episodes} of {len(data.paths)} episodes, {share:.1%} of the frames"
     asked = trainer.settings.heldout
     if share > 1.5 * asked:                                     # whole episodes, at least one

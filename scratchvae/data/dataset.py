@@ -27,6 +27,7 @@ class FrameDataset:
     """
 
     def __init__(self, folder, heldout=0.1, seed=0, size=None, open_files=64):
+        self.folder = folder
         paths = episode_paths(folder)
         self.paths, self.offsets, self.lengths, self.crcs, self.skipped = [], [], [], [], []
         for path in paths:
@@ -77,6 +78,19 @@ class FrameDataset:
     def describe(self):
         """'E episodes, F frames'."""
         return f"{len(self.paths)} episodes, {int(self.lengths.sum())} frames"
+
+    def check_same(self, saved):
+        """A resumed run trains on the episodes it began with, wherever they are now: DataError unless this data's
+        fingerprint is the one `saved` (a checkpoint's run settings) recorded."""
+        want = saved.get("data_fingerprint")
+        if want is None or want == self.fingerprint:            # (a checkpoint from before fingerprints: unchecked)
+            return
+        was = (f"{saved.get('data_episodes')} episodes, "
+               f"{saved.get('train_frames', 0) + saved.get('heldout_frames', 0)} frames")
+        now = self.describe()
+        how = ": as many, but other frames (an episode collected again, or changed)" if now == was else ""
+        raise DataError(f"{self.folder} holds {now}, not the {was} this run was trained on{how}; a resume "
+                        "trains on the same episodes (for other data, start a new run with another --out)")
 
     # ---- frames ------------------------------------------------------------------------------------
     def _fd(self, ep):

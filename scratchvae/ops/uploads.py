@@ -20,7 +20,7 @@ keeps a host which is faster than the GPU from queueing without end.
 
     up = Uploader()
     eps = up(rng.standard_normal((n, 32), dtype=np.float32))    # a CuPy array, its copy queued
-    up(np.array([lr, c1, c2], np.float32), out=hyper)           # straight into an existing array
+    up(np.array([lr, c1, c2], np.float32), out=scalars)         # straight into an existing array
 """
 import numpy as np
 

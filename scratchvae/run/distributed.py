@@ -27,6 +27,7 @@ rank, instead of waiting for ever. (Most launchers also end the others when one 
 Without a launcher (or with one process) world() is a World of one, whose every method is a no-op,
 and mpi4py is not imported.
 """
+import hashlib
 import os
 import shutil
 import socket
@@ -170,13 +171,33 @@ class World:
         self.sum_seconds += time.perf_counter() - t
         return a
 
-    def any(self, value, what="whether to stop"):
+    @property
+    def alone(self):
+        """True for a World of one process (whose collectives do nothing)."""
+        return self.size == 1
+
+    def largest(self, value, what="whether to stop"):
         """The largest of the ranks' values (whole numbers): a flag any rank raised, raised on every rank."""
         if self.size == 1:
             return int(value)
         v = np.array([int(value)], np.int64)
         self.wait(self.comm.Iallreduce(self.mpi.IN_PLACE, v, op=self.mpi.MAX).Test, what)
         return int(v[0])
+
+    def same_everywhere(self, data, what):
+        """Whether every rank's data() (bytes) is the same, compared by their SHA-256 digests, all ranks taking
+        part; True at once for a World of one (data is not called)."""
+        if self.size == 1:
+            return True
+        return len(set(self.gather(hashlib.sha256(data()).hexdigest(), what))) == 1
+
+    def sum_share(self, seconds):
+        """{"allreduce_share": the share of `seconds` this rank spent in the sums (and waiting for the others)}
+        since the last call, for a log row; {} for a World of one."""
+        if self.size == 1:
+            return {}
+        share, self.sum_seconds = self.sum_seconds / max(seconds, 1e-9), 0.0
+        return {"allreduce_share": share}
 
     def barrier(self, what, timeout=-1):
         if self.size > 1:

@@ -75,7 +75,7 @@ class RunSettings:
     seed: int = 0                       # weights, noise, batch order and the held-out split
     device: str = "cpu"
     tf32: bool = False                  # GPU: float32 products on TF32 tensor cores (scratchvae/ops/blas.py)
-    no_graph: bool = False              # GPU: launch the step kernel by kernel, not as a CUDA graph (graph.py)
+    no_graph: bool = False              # GPU: launch the step kernel by kernel, not as a CUDA graph (step.py)
     dtype: str = "float32"
     heldout: float = 0.1                # fraction of episodes held out
     log_every: int = 10
@@ -223,6 +223,16 @@ class RunFolder:
             return RunSettings(**{**d, "out": self.path}), record
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: not the settings of a run ({e})") from None
+
+    def diverged_at(self, lr):
+        """run.json's record of a divergence of this run at learning rate lr ({"step", "what", "lr"}), or None:
+        then the commands the messages print lower the learning rate (run/advice.py)."""
+        try:
+            record = self.read_settings()[1]
+        except (OSError, ValueError):
+            return None
+        d = record.get("diverged")
+        return d if isinstance(d, dict) and d.get("lr") == float(lr) else None
 
     def write_settings(self, record):
         with atomic_write(self.file("run.json"), "w") as f:

@@ -1,4 +1,16 @@
-"""A whole training step on the GPU as one CUDA graph: recorded once, then replayed by one launch.
+"""One training step, three ways: each a Step object that takes this process's images of a batch and
+returns the step's loss terms ({loss, recon, kl, kl_raw}, 0-d arrays on the model's device).
+
+    PlainStep(model, opt)            loss, backward and Adam, launched one by one (the CPU; the GPU with --no-graph)
+    CapturedStep(model, opt)         the same recorded as one CUDA graph and replayed (the GPU)
+    ShardedStep(model, opt, world)   this rank's shard of the batch, then one sum of the gradients over the
+                                     ranks, then Adam (several processes: scratchvae/run/distributed.py)
+
+    step = step_for(model, opt, world, graph=True)
+    terms = step(x, size=n)          # x: this process's images of a batch of n (all n of them, alone)
+
+The rest of this page is the recorded step: a whole training step on the GPU as one CUDA graph,
+recorded once, then replayed by one launch.
 
 A step of the default VAE is about a hundred kernels and products. At batch 100 the GPU runs
 them in a millisecond or two, while Python takes longer than that to launch them one by one:
@@ -28,7 +40,12 @@ The step's losses come back as a copy, so a later replay does not overwrite what
 """
 import warnings
 
+
+
+import numpy as np
+
 from ..model.losses import LOSS_KEYS
+from .distributed import shard
 
 
 def train_step(model, opt, x, eps=None):
@@ -38,6 +55,57 @@ def train_step(model, opt, x, eps=None):
     model.backward()
     opt.step(model.grads)
     return out
+
+
+def step_for(model, opt, world, graph=True):
+    """The Step a run takes: sharded over the ranks of a job of several (the sum comes mid-step, so it is not
+    recorded), recorded as a CUDA graph on a GPU (unless graph is False), else plain."""
+    if world.size > 1:
+        return ShardedStep(model, opt, world)
+    if model.device == "gpu" and graph:
+        return CapturedStep(model, opt)
+    return PlainStep(model, opt)
+
+
+class PlainStep:
+    """loss, backward and Adam, launched one by one."""
+
+    def __init__(self, model, opt):
+        self.model, self.opt = model, opt
+
+    def __call__(self, x, eps=None, size=None):
+        """One step on the images x, the whole batch (size, when given, is len(x)). Returns the loss terms."""
+        return train_step(self.model, self.opt, x, eps)
+
+
+class ShardedStep:
+    """One step of a job of several ranks: the loss and backward of this rank's shard x of the batch, its
+    gradient weighted by its share n_r/B, the sum over the ranks (then the whole batch's gradient, on every
+    rank), and Adam. Each rank draws the whole batch's noise, as one process would, and takes its rows."""
+
+    def __init__(self, model, opt, world):
+        self.model, self.opt, self.world = model, opt, world
+
+    def __call__(self, x, eps=None, size=None):
+        """x: this rank's shard of a batch of `size` images (None for an empty one); eps: the whole batch's noise
+        (drawn from the model's generator when None). Returns the shard's loss terms weighted by its share (the
+        log sums them over the ranks)."""
+        model, n = self.model, size
+        if eps is None:
+            eps = model.sample_eps(n)                               # (B, D): the whole batch's
+        lo, hi = shard(n, self.world.rank, self.world.size)
+        if x is None:                                               # an empty shard adds nothing to the sum
+            model.flat_grads[...] = 0
+            terms = {k: model.xp.zeros((), np.float64) for k in LOSS_KEYS}
+        else:
+            out = model.loss(x, eps[lo:hi])
+            model.backward()
+            share = (hi - lo) / n                                   # n_r / B
+            model.flat_grads *= share                               # (1/B) Σ_{i in shard} ∂ℓ_i/∂θ
+            terms = {k: out[k] * share for k in LOSS_KEYS}
+        self.world.allreduce(model.flat_grads)                      # Σ_r: ∂L/∂θ of the whole batch
+        self.opt.step(model.grad_buffers)
+        return terms
 
 
 class CapturedStep:
@@ -53,9 +121,9 @@ class CapturedStep:
         """The CUDA graph recorded last (None before the first)."""
         return next(reversed(self.graphs.values())).graph if self.graphs else None
 
-    def __call__(self, x, eps=None):
-        """One training step on x (N, C, H, W) with noise eps (drawn from the model's generator when None).
-        Returns {loss, recon, kl, kl_raw} as 0-d arrays on the GPU, as model.loss does."""
+    def __call__(self, x, eps=None, size=None):
+        """One training step on x (N, C, H, W), the whole batch, with noise eps (drawn from the model's generator
+        when None). Returns {loss, recon, kl, kl_raw} as 0-d arrays on the GPU, as model.loss does."""
         model, opt = self.model, self.opt
         if eps is None:
             eps = model.sample_eps(x.shape[0])                      # the same draws as model.loss would make
@@ -107,7 +175,7 @@ class Recording:
         with self.stream:
             self.x[...] = x
             self.eps[...] = eps
-            opt.prepare()                                           # t + 1, and its corrections into opt.hyper
+            opt.prepare()                                           # t + 1, and its scalars into opt.step_scalars
             self.graph.launch(self.stream)
             losses = self.losses.copy()                             # the next replay overwrites self.losses
         return {k: losses[i] for i, k in enumerate(LOSS_KEYS)}

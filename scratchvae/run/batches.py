@@ -1,0 +1,47 @@
+"""Which frames a run trains and evaluates on, step by step.
+
+The batch of a step is a function of (seed, step) alone: the step's slice of its epoch's order (epoch e is
+shuffled by a generator seeded with (seed, e): FrameDataset.order), so a resumed run takes the batches one
+that never stopped would. With several ranks each loads only its shard of the batch."""
+from ..data.dataset import to_model_input
+from .distributed import shard
+
+
+class Batches:
+    def __init__(self, data, settings, world, dtype, upload=None):
+        """data: the FrameDataset; settings: the run's (seed, batch_size, device, eval_frames); world: the ranks;
+        upload: the GPU's queued copies (ops/uploads.py), or None."""
+        self.data, self.settings, self.world, self.dtype, self.upload = data, settings, world, dtype, upload
+        self.n_train = data.num_frames("train")
+        self.steps_per_epoch = -(-self.n_train // settings.batch_size)
+        self.eval_split = "heldout" if data.num_frames("heldout") else "train"
+        self.eval_key = "heldout_mse" if self.eval_split == "heldout" else "train_mse"
+        self._epoch, self._order = None, None
+
+    def for_step(self, step):
+        """(x, size): this rank's images of the step's batch as model input (None for an empty shard: fewer
+        images than ranks), and how many images the whole batch has (an epoch's last may have fewer)."""
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if self._epoch != epoch:
+            self._order, self._epoch = self.data.order("train", self.settings.seed, epoch), epoch
+        pick = self._order[i * self.settings.batch_size:(i + 1) * self.settings.batch_size]
+        lo, hi = shard(len(pick), self.world.rank, self.world.size)
+        if hi == lo:
+            return None, len(pick)
+        return self._input(self.data.gather(*self.data.locate(pick[lo:hi], "train")), self.upload), len(pick)
+
+    def eval_images(self, n):
+        """n frames spread evenly over the held-out set (the training set when nothing is held out:
+        eval_split says which), as model input."""
+        return self._input(self.data.spread(n, self.eval_split))
+
+    def eval_batches(self):
+        """Up to eval_frames frames spread over the eval split, as model input a batch at a time (memory holds
+        one batch, whatever eval_frames is)."""
+        numbers = self.data.spread_numbers(self.settings.eval_frames, self.eval_split)
+        for i in range(0, len(numbers), self.settings.batch_size):
+            yield self._input(self.data.gather(*self.data.locate(numbers[i:i + self.settings.batch_size],
+                                                                 self.eval_split)))
+
+    def _input(self, frames, upload=None):
+        return to_model_input(frames, self.settings.device, self.dtype, upload=upload)
