@@ -73,9 +73,8 @@ def _transpose_products(layer, h, w, n):
     ci, co, th, tw, opy, opx = layer.transposed(h, w)
     method = layer.method_for(h, w)
     if method == "parity":
-        _, _, ty, _, gy, _ = phase_grid(th, layer.kh, layer.sy, layer.ph, opy)
-        _, _, tx, _, gx, _ = phase_grid(tw, layer.kw, layer.sx, layer.pw, opx)
-        return method, [("mm", layer.sy * layer.sx * co, ci * ty * tx, gy * gx * n)]
+        ry, rx = phase_grid(th, layer.kh, layer.sy, layer.ph, opy), phase_grid(tw, layer.kw, layer.sx, layer.pw, opx)
+        return method, [("mm", layer.sy * layer.sx * co, ci * ry.taps * rx.taps, ry.rows * rx.rows * n)]
     return method, [("mm", co * layer.kh * layer.kw, ci, th * tw * n)]  # dense and col2im: COL = W₂ᵀ·X
 
 

@@ -32,9 +32,8 @@ def record(calls):
     def parity_seen(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None, bias=None):
         n, ci, h, w = x.shape
         _, _, kh, kw = W.shape
-        ty, gy = phase_grid(h, kh, sy, ph, opy)[2], phase_grid(h, kh, sy, ph, opy)[4]
-        tx, gx = phase_grid(w, kw, sx, pw, opx)[2], phase_grid(w, kw, sx, pw, opx)[4]
-        calls.append(("parity windows", x.shape, x.size, ci * ty * tx * gy * gx * n))   # the GPU's im2col of x
+        ry, rx = phase_grid(h, kh, sy, ph, opy), phase_grid(w, kw, sx, pw, opx)
+        calls.append(("parity windows", x.shape, x.size, ci * ry.taps * rx.taps * ry.rows * rx.rows * n))  # GPU im2col of x
         return parity(x, W, sy, sx, ph, pw, opy, opx, buffer, bias)
     for module in list(sys.modules.values()):
         if getattr(module, "__name__", "").startswith("scratchvae"):

@@ -6,13 +6,14 @@ signature is generated from the kernel's real parameter strings (cuda.KERNELS): 
 parameter is a pointer, an array parameter or output the element i of one, a scalar a
 value, in the order the strings give. A sum (a cuda.Sum, a ReductionKernel on the GPU) adds
 its term over i in order. ``cpu_kernel`` stands in for cuda.compiled, so every ``*_gpu``
-caller (im2col_gpu, col2im_gpu, conv_transpose_parity_gpu, add_bias_rows_gpu,
+caller (im2col_gpu, col2im_gpu, the parity split's gpu steps, add_bias_rows_gpu,
 relu_backward_gpu, recon_gpu, reparameterize_gpu, latent_backward_gpu, adam_gpu) runs as it
 is, on NumPy arrays, and passes its arguments in the order it passes them to CuPy: a body
 that does not match its parameter string, or a caller that does not match either, fails here
 on every machine, GPU or not. CuPy's launch itself is tested by tests/test_gpu.py where a GPU
 is there.
 """
+import contextlib
 import ctypes
 import functools
 from dataclasses import replace
@@ -32,7 +33,8 @@ from scratchvae.model import losses
 from scratchvae.ops.elementwise import add_bias_rows, add_bias_rows_gpu, relu_backward_gpu, row_sums, row_sums_gpu
 from scratchvae.ops.im2col import col2im_cpu, col2im_gpu, im2col_cpu, im2col_gpu
 from scratchvae.ops.adam import adam_cpu, adam_gpu
-from scratchvae.ops.parity import conv_transpose_parity, conv_transpose_parity_gpu
+from scratchvae.ops.devices import DEVICE_TABLE
+from scratchvae.ops.parity import conv_transpose_parity
 from scratchvae.ops.sizes import conv_out_size as out_size
 from shapes import conv_cases, conv_transpose_cases
 
@@ -214,9 +216,22 @@ def test_parity_kernels_source(kernels_on_the_cpu, c, with_bias, batch):
     bias = rng.normal(size=c.cout) if with_bias else None
     args = (c.sy, c.sx, c.ph, c.pw, c.opy, c.opx)
     want = conv_transpose_parity(x, W, *args, bias=bias)
-    got = conv_transpose_parity_gpu(x, W, *args, None, bias)
+    with gpu_steps_on_numpy("gather_windows", "phase_weights", "interleave"):
+        got = conv_transpose_parity(x, W, *args, bias=bias)
     assert not np.isnan(got).any()
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)   # the same products, the same sums
+
+
+@contextlib.contextmanager
+def gpu_steps_on_numpy(*names):
+    """The device table's GPU functions for these operations, run on NumPy arrays (the kernels stood in for)."""
+    cpu, gpu = DEVICE_TABLE["cpu"].ops, DEVICE_TABLE["gpu"].ops
+    kept = {n: cpu[n] for n in names}
+    cpu.update({n: gpu[n] for n in names})
+    try:
+        yield
+    finally:
+        cpu.update(kept)
 
 
 def aligned(shape, dtype, rng, offset=0):

@@ -53,9 +53,9 @@ def test_images_per_second_is_images_over_the_time_between_rows(tmp_path, data, 
     """A clock that moves 0.5 s each time it is read: the loop reads it once at the start and once per
     row, so each row saw log_every · batch_size images in 0.5 s."""
     import itertools
-    import scratchvae.run.trainer
+    import scratchvae.run.losslog
     ticks = itertools.count()
-    monkeypatch.setattr(scratchvae.run.trainer.time, "perf_counter", lambda: 0.5 * next(ticks))
+    monkeypatch.setattr(scratchvae.run.losslog.time, "perf_counter", lambda: 0.5 * next(ticks))
     t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=4, batch_size=8, **SMALL, log_every=2,
                             eval_every=100, checkpoint_every=100), progress=False)
     t.run()
@@ -437,9 +437,9 @@ def test_batch_larger_than_the_data_and_images_counted(tmp_path, data, monkeypat
         Trainer(RunSettings(data, str(tmp_path / "big"), steps=2, batch_size=50), progress=False)
     # 36 frames in batches of 8: an epoch is 8, 8, 8, 8 and 4 images; a row of those 5 steps counts 36
     import itertools
-    import scratchvae.run.trainer
+    import scratchvae.run.losslog
     ticks = itertools.count()
-    monkeypatch.setattr(scratchvae.run.trainer.time, "perf_counter", lambda: 0.5 * next(ticks))
+    monkeypatch.setattr(scratchvae.run.losslog.time, "perf_counter", lambda: 0.5 * next(ticks))
     t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=5, batch_size=8, **SMALL, log_every=5,
                             eval_every=100, checkpoint_every=100), progress=False)
     t.run()
@@ -517,14 +517,14 @@ def test_a_second_signal_while_the_pictures_are_drawn_says_they_are_behind(tmp_p
     out = str(tmp_path / "run")
     t = Trainer(RunSettings(data, out, steps=20, batch_size=8, **SMALL, log_every=3, eval_every=3,
                             checkpoint_every=3), progress=False, say=lambda message: None)
-    draw = t.write_pictures
+    draw = t.writer.pictures
 
-    def drawn_until_interrupted():
+    def drawn_until_interrupted(step):
         if t.step == 6:
             t._on_signal(signal.SIGINT, None)                   # the first: a checkpoint after this step …
             t._on_signal(signal.SIGINT, None)                   # … the second, mid-drawing: at once
-        draw()
-    t.write_pictures = drawn_until_interrupted
+        draw(step)
+    t.writer.pictures = drawn_until_interrupted
     with pytest.raises(TrainingStopped, match=r"the newest checkpoint is \S*ckpt_0000006\.npz \(the run's pictures "
                                               r"are not of step 6 but of step 3: the resumed run draws them at its "
                                               r"next checkpoint\)\. Resume with: "):

@@ -40,6 +40,8 @@ Conv2D's input gradient is a transposed convolution of dy with the same W (see
 layers/conv.py), so this one routine is the fast transposed direction of both layers.
 ``scratchvae.check.reference.conv_transpose2d_by_parity`` is the loop version, pixel by pixel.
 """
+from typing import NamedTuple
+
 from .blas import matmul
 from .cuda import Kernel, vec_for
 from .devices import Op, xp_of
@@ -57,9 +59,19 @@ def new_buffer_each_time(like):
     return lambda name, shape: xp.empty(shape, dtype=like.dtype)
 
 
+class PhaseGrid(NamedTuple):
+    """One axis of a transposed convolution split by parity."""
+    out: int            # the output's size
+    painted: int        # P: the output rows some kernel reaches (the rest are output_padding's, 0)
+    taps: int           # T = ⌈k/stride⌉: kernel taps per phase
+    first_row: int      # R0: the grid row of output row 0
+    rows: int           # G: grid rows
+    first_input: int    # F: the input row at row 0 of the extended input x_ext
+
+
 def phase_grid(size, k, stride, pad, op):
-    """One axis of a transposed convolution: (output size, painted output size P, taps per phase T,
-    first grid row R0, grid rows G, F: the input row at row 0 of the extended input x_ext).
+    """One axis of a transposed convolution: its PhaseGrid (output size, painted output size P, taps per phase
+    T, first grid row R0, grid rows G, F: the input row at row 0 of the extended input x_ext).
 
     Output rows past the last one any kernel reaches, padded row (size − 1)·stride + k − 1, are
     output_padding's: nothing paints them, they are 0 (Conv2D's input gradient has them where its
@@ -70,16 +82,16 @@ def phase_grid(size, k, stride, pad, op):
     r0 = pad // stride                                  # output row 0 is in grid row R0 = pad // stride
     rows = (pad + painted - 1) // stride - r0 + 1       # G
     first = r0 - (taps - 1)                             # F: grid row g reads input rows g + F …
-    return out, painted, taps, r0, rows, first
+    return PhaseGrid(out, painted, taps, r0, rows, first)
 
 
 def parity_costs(ci, co, h, w, kh, kw, sy, sx, ph, pw, opy, opx):
     """(multiplications, column-buffer numbers) of the parity split, each over the col2im path's,
     for a C_in → C_out transposed convolution of an h×w input (per image: N cancels)."""
-    _, _, ty, _, gy, _ = phase_grid(h, kh, sy, ph, opy)
-    _, _, tx, _, gx, _ = phase_grid(w, kw, sx, pw, opx)
-    products = (sy * sx * co * ci * ty * tx * gy * gx) / (ci * co * kh * kw * h * w)
-    buffer = (ci * ty * tx * gy * gx) / (co * kh * kw * h * w)   # im2col of x vs COL = Wᵀ·X
+    gy, gx = phase_grid(h, kh, sy, ph, opy), phase_grid(w, kw, sx, pw, opx)
+    windows = ci * gy.taps * gx.taps * gy.rows * gx.rows                # im2col of x, per image
+    products = sy * sx * co * windows / (ci * co * kh * kw * h * w)
+    buffer = windows / (co * kh * kw * h * w)                           # … vs COL = Wᵀ·X
     return products, buffer
 
 
@@ -99,27 +111,38 @@ def conv_transpose_parity(x, W, sy, sx, ph, pw, opy=0, opx=0, buffer=None, bias=
     when given, by output parity. Returns (N, C_out, oh, ow), stored (C_out, oh, ow, N) like im2col's outputs.
 
     buffer(name, shape): where to put the temporaries "windows", "wp" and "phases" (a layer's Layer._buffer,
-    kept from call to call); new arrays when None. conv_transpose_parity_gpu on CuPy arrays."""
-    return conv_transpose_parity_on(x, W, sy, sx, ph, pw, opy, opx, buffer, bias)
-
-
-def conv_transpose_parity_cpu(x, W, sy, sx, ph, pw, opy, opx, buffer, bias):
-    """The CPU's: the windows gathered and the phases interleaved by strided copies over the cores."""
+    kept from call to call); new arrays when None. The same steps on either device; the three that differ
+    (gather_windows, phase_weights_for, interleave) are Ops: strided copies over the CPU's cores, or on the
+    GPU four launches in all and no copies."""
     xp = xp_of(x)
     buffer = buffer or new_buffer_each_time(x)
     n, ci, h, w = x.shape
     _, co, kh, kw = W.shape
-    oh, paint_h, ty, r0, gy, fy = phase_grid(h, kh, sy, ph, opy)    # paint_h, paint_w: rows, columns painted
-    ow, paint_w, tx, q0, gx, fx = phase_grid(w, kw, sx, pw, opx)
-    col = buffer("windows", (ci, ty, tx, gy, gx, n))                     # (Ci, Ty, Tx, Gy, Gx, N)
+    gy, gx = phase_grid(h, kh, sy, ph, opy), phase_grid(w, kw, sx, pw, opx)    # rows, columns
+    col = buffer("windows", (ci, gy.taps, gx.taps, gy.rows, gx.rows, n))      # (Ci, Ty, Tx, Gy, Gx, N)
+    gather_windows(x, gy, gx, col)                                   # COL[(c,j,i),(r,q,n)] = x_ext[n, c, r+j, q+i]
+    wp = phase_weights_for(W, sy, sx, gy.taps, gx.taps, buffer)      # (sy*sx*Co, Ci*Ty*Tx)
+    phases = buffer("phases", (sy, sx, co, gy.rows, gx.rows, n))     # (sy, sx, Co, Gy, Gx, N)
+    matmul(wp, col.reshape(ci * gy.taps * gx.taps, gy.rows * gx.rows * n),
+           out=phases.reshape(sy * sx * co, gy.rows * gx.rows * n))  # (sy*sx*Co, Gy*Gx*N)  Y = Wp·COL
+    y = xp.empty((co, gy.out, gx.out, n), dtype=x.dtype)             # (Co, oh, ow, N): every pixel written once
+    interleave(phases, y, gy, gx, sy, sx, ph, pw, bias)              # y[n, o, R·sy + φ − ph, …] = Y[(φ, ψ, o), …] + b
+    return y.transpose(3, 0, 1, 2)                                   # (N, Co, oh, ow) view
+
+
+# ---- the three steps that differ by device: the windows' gather, Wp, and the interleave ----------------
+def gather_windows_cpu(x, gy, gx, col):
+    """COL (Ci, Ty, Tx, Gy, Gx, N) ← the windows of x on the grid, zero off x: strided copies over the cores."""
+    n, ci, h, w = x.shape
+    ty, tx, fy, fx = gy.taps, gx.taps, gy.first_input, gx.first_input
     xt = x.transpose(1, 2, 3, 0)                                     # (Ci, H, W, N) view
 
     def gather(chans):                                               # input channels `chans`
         # COL[(c, j, i), (gr, gc, n)] = x_ext[n, c, gr + j, gc + i] = x[n, c, gr + j + fy, gc + i + fx], 0 off x
         for j in range(ty):
-            r_lo, r_hi = min(gy, max(0, -j - fy)), max(0, min(gy, h - j - fy))   # grid rows inside x
+            r_lo, r_hi = min(gy.rows, max(0, -j - fy)), max(0, min(gy.rows, h - j - fy))   # grid rows inside x
             for i in range(tx):
-                q_lo, q_hi = min(gx, max(0, -i - fx)), max(0, min(gx, w - i - fx))
+                q_lo, q_hi = min(gx.rows, max(0, -i - fx)), max(0, min(gx.rows, w - i - fx))
                 tap = col[chans, j, i]                               # (C, Gy, Gx, N)
                 tap[:, :r_lo] = 0
                 tap[:, r_hi:] = 0
@@ -128,13 +151,20 @@ def conv_transpose_parity_cpu(x, W, sy, sx, ph, pw, opy, opx, buffer, bias):
                 if r_lo < r_hi and q_lo < q_hi:
                     tap[:, r_lo:r_hi, q_lo:q_hi] = xt[chans, r_lo + j + fy:r_hi + j + fy, q_lo + i + fx:q_hi + i + fx]
     parallel(gather, ci, col.size)
-    wp = phase_weights(W, sy, sx, ty, tx)                            # (sy*sx*Co, Ci*Ty*Tx)
-    phases = buffer("phases", (sy, sx, co, gy, gx, n))               # (sy, sx, Co, Gy, Gx, N)
-    matmul(wp, col.reshape(ci * ty * tx, gy * gx * n),
-           out=phases.reshape(sy * sx * co, gy * gx * n))            # (sy*sx*Co, Gy*Gx*N)  Y = Wp·COL
-    y = xp.empty((co, oh, ow, n), dtype=x.dtype)                     # (Co, oh, ow, N): every pixel written once
 
-    def interleave(chans):                                           # output channels `chans`
+
+def gather_windows_gpu(x, gy, gx, col):
+    """The same by the im2col kernel: stride 1, the grid's rows, padding −F."""
+    im2col_gpu(x, gy.taps, gx.taps, 1, 1, -gy.first_input, -gx.first_input, col)
+
+
+def interleave_cpu(phases, y, gy, gx, sy, sx, ph, pw, bias):
+    """y (Co, oh, ow, N) ← each output pixel from its phase's product (strided copies over the cores), then
+    the bias; output_padding's rows and columns 0 (plus the bias)."""
+    co, paint_h, paint_w = y.shape[0], gy.painted, gx.painted
+    r0, q0 = gy.first_row, gx.first_row
+
+    def interleave_chans(chans):                                     # output channels `chans`
         y[chans, paint_h:] = 0                                       # output_padding's rows and columns
         y[chans, :, paint_w:] = 0
         for phy in range(sy):
@@ -148,10 +178,9 @@ def conv_transpose_parity_cpu(x, W, sy, sx, ph, pw, opy, opx, buffer, bias):
                     continue
                 grid_cols = slice((x0 + pw) // sx - q0, (x0 + pw) // sx - q0 + (paint_w - 1 - x0) // sx + 1)
                 y[chans, y0:paint_h:sy, x0:paint_w:sx] = phases[phy, phx, chans, grid_rows, grid_cols]  # (Co, R, Q, N)
-    parallel(interleave, co, y.size)
+    parallel(interleave_chans, co, y.size)
     if bias is not None:
         y += bias[:, None, None, None]                               # (Co, oh, ow, N)
-    return y.transpose(3, 0, 1, 2)                                   # (N, Co, oh, ow) view
 
 
 INTERLEAVE_PARAMS = ("raw T phases, raw T bias, int32 has_bias, int32 nimg, int32 nch, int32 oh, int32 ow, "
@@ -194,28 +223,24 @@ wp = (j < kh && jj < kw) ? W[((c * co + o) * kh + j) * kw + jj] : (T)0;   // tap
 PHASE_WEIGHTS = Kernel("phase_weights", PHASE_WEIGHTS_PARAMS, "T wp", PHASE_WEIGHTS_BODY)
 
 
-def conv_transpose_parity_gpu(x, W, sy, sx, ph, pw, opy, opx, buffer, bias):
-    """The same on the GPU, in four launches and no copies: the windows gathered by the im2col kernel
-    (stride 1, the grid's rows, padding −first), Wp by a gather kernel, one product, and one kernel that
-    puts every output pixel in place with its bias (cuda.py's interleave)."""
-    xp = xp_of(x)
-    buffer = buffer or new_buffer_each_time(x)
-    n, ci, h, w = x.shape
-    _, co, kh, kw = W.shape
-    oh, paint_h, ty, r0, gy, fy = phase_grid(h, kh, sy, ph, opy)
-    ow, paint_w, tx, q0, gx, fx = phase_grid(w, kw, sx, pw, opx)
-    col = buffer("windows", (ci, ty, tx, gy, gx, n))                 # (Ci, Ty, Tx, Gy, Gx, N)
-    im2col_gpu(x, ty, tx, 1, 1, -fy, -fx, col)                       # COL[(c,a,b),(r,q,n)] = x[n, c, r+a+fy, q+b+fx]
+def phase_weights_gpu(W, sy, sx, ty, tx, buffer):
+    """phase_weights by one gather kernel (PHASE_WEIGHTS), into the buffer "wp"."""
+    ci, co, kh, kw = W.shape
     wp = buffer("wp", (sy * sx * co, ci * ty * tx))                  # (sy*sx*Co, Ci*Ty*Tx)
-    PHASE_WEIGHTS(W.reshape(-1), ci, co, kh, kw, sy, sx, ty, tx, wp)   # Wp, as phase_weights(W, …)
-    phases = buffer("phases", (sy, sx, co, gy, gx, n))               # (sy, sx, Co, Gy, Gx, N)
-    matmul(wp, col.reshape(ci * ty * tx, gy * gx * n),
-           out=phases.reshape(sy * sx * co, gy * gx * n))            # (sy*sx*Co, Gy*Gx*N)  Y = Wp·COL
-    y = xp.empty((co, oh, ow, n), dtype=x.dtype)                     # (Co, oh, ow, N): every pixel written once
+    PHASE_WEIGHTS(W.reshape(-1), ci, co, kh, kw, sy, sx, ty, tx, wp)
+    return wp
+
+
+def interleave_gpu(phases, y, gy, gx, sy, sx, ph, pw, bias):
+    """interleave as one kernel (INTERLEAVE): every output pixel put in place with its bias, in one pass."""
+    co, oh, ow, n = y.shape
     vec, flat = vec_for(n, phases, y), y.reshape(-1)
-    INTERLEAVE(phases.reshape(-1), flat if bias is None else bias, int(bias is not None), n, co, oh, ow,
-                         paint_h, paint_w, sy, sx, ph, pw, r0, q0, gy, gx, vec, flat, size=y.size // vec)
-    return y.transpose(3, 0, 1, 2)                                   # (N, Co, oh, ow) view
+    INTERLEAVE(phases.reshape(-1), flat if bias is None else bias, int(bias is not None), n, co, oh, ow, gy.painted,
+               gx.painted, sy, sx, ph, pw, gy.first_row, gx.first_row, gy.rows, gx.rows, vec, flat,
+               size=y.size // vec)
 
 
-conv_transpose_parity_on = Op("conv_transpose_parity", cpu=conv_transpose_parity_cpu, gpu=conv_transpose_parity_gpu)
+gather_windows = Op("gather_windows", cpu=gather_windows_cpu, gpu=gather_windows_gpu)
+phase_weights_for = Op("phase_weights", cpu=lambda W, sy, sx, ty, tx, buffer: phase_weights(W, sy, sx, ty, tx),
+                       gpu=phase_weights_gpu)
+interleave = Op("interleave", cpu=interleave_cpu, gpu=interleave_gpu)

@@ -6,6 +6,8 @@ that never stopped would. With several ranks each loads only its shard of the ba
 from ..data.dataset import to_model_input
 from .distributed import shard
 
+SOURCES = {"heldout": "held-out frames", "train": "training frames (nothing held out)"}   # by the split shown
+
 
 class Batches:
     def __init__(self, data, settings, world, dtype, upload=None):
@@ -16,6 +18,7 @@ class Batches:
         self.steps_per_epoch = -(-self.n_train // settings.batch_size)
         self.eval_split = "heldout" if data.num_frames("heldout") else "train"
         self.eval_key = "heldout_mse" if self.eval_split == "heldout" else "train_mse"
+        self.eval_source = SOURCES[self.eval_split]                 # what the run's pictures show
         self._epoch, self._order = None, None
 
     def for_step(self, step):

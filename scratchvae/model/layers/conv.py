@@ -69,8 +69,20 @@ def weight_grad_gpu(a, col_mat, out):
 weight_grad = Op("weight_grad", cpu=weight_grad_cpu, gpu=weight_grad_gpu)
 
 
+def paint(x_mat, W, nhw, out_hw, sy, sx, ph, pw, bias=None, col_mat=None):
+    """A transposed convolution through col2im: every input pixel's kernel painted onto the output, overlaps
+    added. x_mat (Ci, H·W·N) the input's matrix, W (Ci, Co, kh, kw), nhw = (N, H, W), out_hw = (oh, ow);
+    col_mat: a (Co·kh·kw, H·W·N) buffer for the columns (a new one when None). Returns (N, Co, oh, ow)."""
+    (n, h, w), (ci, co, kh, kw) = nhw, W.shape
+    # docs: transposed-forward
+    col_mat = matmul(W.reshape(ci, -1).T, x_mat, out=col_mat)   # (Co*kh*kw, H*W*N)  COL = Wᵀ·X
+    col = from_matrix(col_mat, (n, co, kh, kw, h, w))           # (N, Co, kh, kw, H, W)
+    return col2im(col, *out_hw, sy, sx, ph, pw, bias=bias)      # (N, Co, oh, ow)  y = col2im(COL) + b
+    # end docs: transposed-forward
+
+
 class _ConvBase(Layer):
-    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dtype, rng, device):
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dtype, device):
         super().__init__(dtype, device)
         self.input_grad = True   # False: backward fills grads but skips ∂L/∂x (a first layer needs none)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
@@ -95,7 +107,7 @@ class Conv2D(_ConvBase):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dtype=np.float32, rng=None, device="cpu"):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dtype, rng, device)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dtype, device)
         bound = 1 / math.sqrt(self.in_channels * self.kh * self.kw)
         self._add_param("W", (self.out_channels, self.in_channels, self.kh, self.kw), bound, rng)
         self._add_param("b", (self.out_channels,), bound, rng)
@@ -146,7 +158,7 @@ class ConvTranspose2D(_ConvBase):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
                  dtype=np.float32, rng=None, device="cpu"):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dtype, rng, device)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dtype, device)
         self.opy, self.opx = _pair(output_padding, "output_padding")
         if not (0 <= self.opy < self.sy and 0 <= self.opx < self.sx):
             raise ValueError(f"output_padding must be at least 0 and smaller than the stride {self.sy, self.sx}, "
@@ -166,13 +178,9 @@ class ConvTranspose2D(_ConvBase):
         if oh < 1 or ow < 1:
             raise ValueError(f"ConvTranspose2D input {h}×{w} gives an empty output {oh}×{ow}: "
                              f"padding {self.ph, self.pw} is too large for kernel {self.kh}×{self.kw}")
-        W, b = self.params["W"], self.params["b"]                   # (Ci, Co, kh, kw), (Co,)
         x_mat = images_to_matrix(x)                                 # (Ci, H*W*N)
-        # docs: transposed-forward
-        col_mat = matmul(W.reshape(ci, -1).T, x_mat)                # (Co*kh*kw, H*W*N)  COL = Wᵀ·X
-        col = from_matrix(col_mat, (n, self.out_channels, self.kh, self.kw, h, w))  # (N, Co, kh, kw, H, W)
-        y = col2im(col, oh, ow, self.sy, self.sx, self.ph, self.pw, bias=b)  # (N, Co, oh, ow)  y = col2im(COL) + b
-        # end docs: transposed-forward
+        y = paint(x_mat, self.params["W"], (n, h, w), (oh, ow), self.sy, self.sx, self.ph, self.pw,
+                  self.params["b"])                                 # (N, Co, oh, ow)
         self.cache = (x.shape, x_mat)
         return y
 

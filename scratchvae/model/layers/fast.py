@@ -24,17 +24,18 @@ Same parameters, same gradients, same results up to the order of the sums (the t
 all three methods against the im2col layers, the loops and finite differences). The
 derivations are in docs/speed.md, "The fast path".
 """
+from typing import NamedTuple
+
 from ...ops.devices import xp_of
 from ...ops.blas import matmul
 from ...ops.elementwise import add_bias_rows, row_sums
-from ...ops.im2col import col2im, from_matrix, images_to_matrix
+from ...ops.im2col import images_to_matrix
 from ...ops.parity import PARITY_MAX_PRODUCTS, conv_transpose_parity, new_buffer_each_time, parity_costs
 from ...ops.sizes import conv_transpose_out_size, skipped_rows
 from .base import Layer
-from .conv import Conv2D, ConvTranspose2D
+from .conv import Conv2D, ConvTranspose2D, paint
 
 
-METHODS = ("auto", "dense", "parity", "col2im")
 
 
 def transpose_method(ci, co, h, w, kh, kw, sy, sx, ph, pw, opy, opx):
@@ -47,32 +48,55 @@ def transpose_method(ci, co, h, w, kh, kw, sy, sx, ph, pw, opy, opx):
     return "col2im"
 
 
-def conv_transpose(x, W, sy, sx, ph, pw, opy, opx, method="auto", buffer=None, bias=None):
-    """The transposed convolution of x (N, Ci, H, W) with W (Ci, Co, kh, kw), plus bias (Co,) when given:
-    (N, Co, oh, ow), stored (Co, oh, ow, N). buffer(name, shape): where temporaries go (see Layer._buffer);
-    its names, "kernels", "windows", "wp" and "phases", are not the im2col layers' own "col" and "dcol"."""
-    xp = xp_of(x)
-    buffer = buffer or new_buffer_each_time(x)
+def by_dense(x, W, sy, sx, ph, pw, opy, opx, buffer, bias):
+    """A 1×1 input without padding: each image paints one kernel, y = x·W₂, one matrix product."""
+    n, ci, h, w = x.shape
+    _, co, kh, kw = W.shape
+    if (h, w, ph, pw) != (1, 1, 0, 0):
+        raise ValueError(f"the dense method needs a 1×1 input and no padding, got {h}×{w}, padding {ph, pw}")
+    oh, ow = conv_transpose_out_size(h, kh, sy, ph, opy), conv_transpose_out_size(w, kw, sx, pw, opx)
+    y = xp_of(x).zeros((co, oh, ow, n), dtype=x.dtype)              # (Co, oh, ow, N); output_padding rows stay 0
+    y[:, :kh, :kw] = matmul(W.reshape(ci, -1).T, images_to_matrix(x)).reshape(co, kh, kw, n)  # Y = W₂ᵀ·X
+    if bias is not None:
+        add_bias_rows(y.reshape(co, -1), bias)                      # (Co, oh*ow*N)
+    return y.transpose(3, 0, 1, 2)                                  # (N, Co, oh, ow) view
+
+
+def by_col2im(x, W, sy, sx, ph, pw, opy, opx, buffer, bias):
+    """As ConvTranspose2D paints (conv.paint), its columns in the buffer "kernels"."""
     n, ci, h, w = x.shape
     _, co, kh, kw = W.shape
     oh, ow = conv_transpose_out_size(h, kh, sy, ph, opy), conv_transpose_out_size(w, kw, sx, pw, opx)
+    return paint(images_to_matrix(x), W, (n, h, w), (oh, ow), sy, sx, ph, pw, bias,
+                 col_mat=buffer("kernels", (co * kh * kw, h * w * n)))   # (N, Co, oh, ow)
+
+
+BY_METHOD = {"dense": by_dense, "parity": conv_transpose_parity, "col2im": by_col2im}
+METHODS = ("auto", *BY_METHOD)
+
+
+def conv_transpose(x, W, sy, sx, ph, pw, opy, opx, method="auto", buffer=None, bias=None):
+    """The transposed convolution of x (N, Ci, H, W) with W (Ci, Co, kh, kw), plus bias (Co,) when given:
+    (N, Co, oh, ow), stored (Co, oh, ow, N), by `method` (one of BY_METHOD, or "auto": transpose_method's
+    choice). buffer(name, shape): where temporaries go (see Layer._buffer); its names, "kernels", "windows",
+    "wp" and "phases", are not the im2col layers' own "col" and "dcol"."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "auto":
+        (n, ci, h, w), (_, co, kh, kw) = x.shape, W.shape
         method = transpose_method(ci, co, h, w, kh, kw, sy, sx, ph, pw, opy, opx)
-    if method == "dense":                                           # each image paints one kernel: y = x·W₂
-        if (h, w, ph, pw) != (1, 1, 0, 0):
-            raise ValueError(f"the dense method needs a 1×1 input and no padding, got {h}×{w}, padding {ph, pw}")
-        y = xp.zeros((co, oh, ow, n), dtype=x.dtype)               # (Co, oh, ow, N); output_padding rows stay 0
-        y[:, :kh, :kw] = matmul(W.reshape(ci, -1).T, images_to_matrix(x)).reshape(co, kh, kw, n)  # Y = W₂ᵀ·X
-        if bias is not None:
-            add_bias_rows(y.reshape(co, -1), bias)                  # (Co, oh*ow*N)
-        return y.transpose(3, 0, 1, 2)                              # (N, Co, oh, ow) view
-    if method == "parity":
-        return conv_transpose_parity(x, W, sy, sx, ph, pw, opy, opx, buffer, bias)  # (N, Co, oh, ow)
-    if method == "col2im":
-        col_mat = buffer("kernels", (co * kh * kw, h * w * n))      # (Co*kh*kw, H*W*N)
-        matmul(W.reshape(ci, -1).T, images_to_matrix(x), out=col_mat)  # COL = W₂ᵀ·X
-        return col2im(from_matrix(col_mat, (n, co, kh, kw, h, w)), oh, ow, sy, sx, ph, pw, bias)  # (N, Co, oh, ow)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return BY_METHOD[method](x, W, sy, sx, ph, pw, opy, opx, buffer or new_buffer_each_time(x), bias)
+
+
+class Transposed(NamedTuple):
+    """The transposed convolution inside a fast layer, for one input size: channels in and out, its input's
+    size, and the output_padding that gives the size wanted."""
+    ci: int
+    co: int
+    h: int
+    w: int
+    opy: int
+    opx: int
 
 
 class _Method:
@@ -89,24 +113,24 @@ class _Method:
         """"dense", "parity" or "col2im": how the transposed convolution runs for an h×w input to the layer."""
         if self.method != "auto":
             return self.method
-        ci, co, th, tw, opy, opx = self.transposed(h, w)
-        return transpose_method(ci, co, th, tw, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, opy, opx)
+        t = self.transposed(h, w)
+        return transpose_method(t.ci, t.co, t.h, t.w, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, t.opy, t.opx)
 
 
 class FastConv2D(_Method, Conv2D):
     """Conv2D with its input gradient, a transposed convolution of dy, done the fastest way."""
 
     def transposed(self, h, w):
-        """The transposed convolution that gives dx for an h×w input: its channels in and out, its input
-        size (the output's, oh×ow) and the output_padding that gives back h×w: (ci, co, oh, ow, opy, opx)."""
+        """The Transposed convolution that gives dx for an h×w input: its channels in and out, its input
+        size (the output's, oh×ow) and the output_padding that gives back h×w."""
         oh, ow = self.output_shape(h, w)
         opy, opx = skipped_rows(h, self.kh, self.sy, self.ph), skipped_rows(w, self.kw, self.sx, self.pw)
-        return self.out_channels, self.in_channels, oh, ow, opy, opx
+        return Transposed(self.out_channels, self.in_channels, oh, ow, opy, opx)
 
     def input_gradient(self, dy, h, w):
         """dx = convT(dy, W) (N, C, h, w), by the method method_for picks."""
-        *_, opy, opx = self.transposed(h, w)
-        return conv_transpose(dy, self.params["W"], self.sy, self.sx, self.ph, self.pw, opy, opx,
+        t = self.transposed(h, w)
+        return conv_transpose(dy, self.params["W"], self.sy, self.sx, self.ph, self.pw, t.opy, t.opx,
                               self.method_for(h, w), self._buffer)  # (N, C, h, w)
 
 
@@ -114,8 +138,8 @@ class FastConvTranspose2D(_Method, ConvTranspose2D):
     """ConvTranspose2D with its forward, a transposed convolution, done the fastest way."""
 
     def transposed(self, h, w):
-        """The layer's own forward for an h×w input: (ci, co, h, w, opy, opx)."""
-        return self.in_channels, self.out_channels, h, w, self.opy, self.opx
+        """The layer's own forward for an h×w input, as a Transposed."""
+        return Transposed(self.in_channels, self.out_channels, h, w, self.opy, self.opx)
 
     def forward(self, x):
         self._check_image(x, self.in_channels)
