@@ -94,7 +94,7 @@ def main(argv=None):
     from scratchvae.run.runfolder import RunSettings
     from scratchvae.model.vae import VAE
     vae = VAE(**RunSettings(data="", out="", steps=1, channels=a.channels, dense_size=int(a.dense_size))
-              .model_config(64, 64))
+              .model_config(3, 64, 64))
     print(f"model: channels {a.channels}, dense {a.dense_size}: {vae.num_params():,} parameters; batch "
           f"{a.batch_size}; data {a.data}; cores {os.cpu_count()}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -199,19 +199,17 @@ def test_nccl_sums_the_buffer_in_place_on_the_current_stream():
     (1, True, "MPI through the host (2 ranks share 1 card(s) on"),
     (2, False, "MPI through the host (no NCCL in this CuPy"),
 ])
-def test_a_rank_takes_its_own_card_and_nccl_only_where_each_has_one(cards, nccl, expect):
+def test_a_rank_takes_its_own_card_and_nccl_only_where_each_has_one(cards, nccl, expect, monkeypatch):
     cupy = FakeCupy(cards)
+    if nccl:
+        cupy.cuda.nccl = FakeNccl()
+    monkeypatch.setitem(sys.modules, "cupy", cupy)              # what `import cupy` finds, as on a GPU machine
+    monkeypatch.setitem(sys.modules, "cupy.cuda", cupy.cuda)    # (no nccl in it: `from cupy.cuda import nccl` fails)
     w = World(FakeComm(1, [os.getppid(), os.getpid()]), mpi=FakeMPI)
-    device, how = w.use_gpu(cupy, FakeNccl() if nccl else None) if nccl else _without_nccl(w, cupy)
+    device, how = w.use_gpu()
     assert device == cupy.used == 1 % cards
     assert how.startswith(expect)
     assert (w.gpu_sum is not None) == expect.startswith("NCCL")
-
-
-def _without_nccl(w, cupy):
-    class NoNccl:
-        available = False
-    return w.use_gpu(cupy, NoNccl())
 
 
 # ---- the tool under a real launcher ------------------------------------------------------------------------

@@ -3,6 +3,7 @@ queued copies only when told to (or when the host waits on an event): a buffer m
 before the copy out of it is made, the host must wait only when it is `depth` uploads ahead, and the buffers
 are allocated once. tests/test_gpu.py holds the real one to it: a training step does not wait for a busy GPU."""
 import ctypes
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,6 +17,7 @@ class FakeGPU:
 
     def __init__(self):
         self.queue, self.made, self.allocations = [], 0, []
+        self.waits = 0                                           # times the host waited for a copy not yet made
         gpu = self
 
         class Event:
@@ -30,6 +32,7 @@ class FakeGPU:
                 return gpu.made >= self.at
 
             def synchronize(self):
+                gpu.waits += not self.done
                 gpu.run(self.at - gpu.made)
 
         class Array:
@@ -59,39 +62,44 @@ class FakeGPU:
         self.queue, self.made = self.queue[n:], self.made + n
 
 
+@pytest.fixture
+def gpu(monkeypatch):
+    """The FakeGPU's module as what `import cupy` finds."""
+    fake = FakeGPU()
+    monkeypatch.setitem(sys.modules, "cupy", fake.module)
+    return fake
+
+
 def arrays(k, shape=(5, 3), dtype=np.float32):
     rng = np.random.default_rng(k)
     return [rng.standard_normal(shape).astype(dtype) for _ in range(k)]
 
 
 @pytest.mark.parametrize("depth", [1, 2, 4])
-def test_a_gpu_that_falls_behind_makes_the_host_wait_only_past_depth(depth):
-    gpu = FakeGPU()
-    up = Uploader(depth=depth, cupy=gpu.module)
+def test_a_gpu_that_falls_behind_makes_the_host_wait_only_past_depth(gpu, depth):
+    up = Uploader(depth=depth)
     ins = arrays(10)
     outs = []
     for i, a in enumerate(ins):
         outs.append(up(a))
-        assert up.waits == max(0, i + 1 - depth)                 # the GPU made no copy on its own
+        assert gpu.waits == max(0, i + 1 - depth)                 # the GPU made no copy on its own
     gpu.run()
     for a, out in zip(ins, outs):                               # every copy read its own array: no buffer
         np.testing.assert_array_equal(out.host, a)              # was written again before its copy was made
     assert len(gpu.allocations) == depth                        # the buffers, allocated together, once
 
 
-def test_a_gpu_that_keeps_up_never_makes_the_host_wait():
-    gpu = FakeGPU()
-    up = Uploader(depth=2, cupy=gpu.module)
+def test_a_gpu_that_keeps_up_never_makes_the_host_wait(gpu):
+    up = Uploader(depth=2)
     for a in arrays(6):
         out = up(a)
         gpu.run()
         np.testing.assert_array_equal(out.host, a)
-    assert up.waits == 0
+    assert gpu.waits == 0
 
 
-def test_a_larger_array_gets_larger_buffers_after_the_copies_in_flight():
-    gpu = FakeGPU()
-    up = Uploader(depth=3, cupy=gpu.module)
+def test_a_larger_array_gets_larger_buffers_after_the_copies_in_flight(gpu):
+    up = Uploader(depth=3)
     small, big = arrays(2, (4,)), arrays(1, (5000,), np.float64)
     outs = [up(a) for a in small]
     assert gpu.allocations == [4096] * 3
@@ -103,9 +111,8 @@ def test_a_larger_array_gets_larger_buffers_after_the_copies_in_flight():
         np.testing.assert_array_equal(o.host, a)
 
 
-def test_into_an_existing_array_and_what_does_not_fit():
-    gpu = FakeGPU()
-    up = Uploader(cupy=gpu.module)
+def test_into_an_existing_array_and_what_does_not_fit(gpu):
+    up = Uploader()
     hyper = gpu.module.empty((3,), np.float32)
     assert up(np.array([1e-3, 0.1, 0.001], np.float32), out=hyper) is hyper
     gpu.run()
@@ -118,9 +125,8 @@ def test_into_an_existing_array_and_what_does_not_fit():
         Uploader(depth=0)
 
 
-def test_an_empty_array_and_a_strided_one():
-    gpu = FakeGPU()
-    up = Uploader(cupy=gpu.module)
+def test_an_empty_array_and_a_strided_one(gpu):
+    up = Uploader()
     a = np.arange(24, dtype=np.uint8).reshape(4, 6)[:, ::2]    # not contiguous: uploaded as its values
     out, empty = up(a), up(np.zeros((0, 3), np.float32))
     gpu.run()

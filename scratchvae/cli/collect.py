@@ -90,27 +90,26 @@ def collect_on_ranks(world, args):
     """collect() shared out by rank: rank 0 holds the folder (its lock) and checks what is in it, as one process
     does; episode i is collected by rank i mod N; at the end rank 0 writes the one manifest (from the episode
     files, which carry their own facts). Returns the summary of all ranks together (on rank 0)."""
-    a = args
     with contextlib.ExitStack() as held:
         def check():                                    # rank 0: the folder's records (the others keep none)
-            check_options(a.out, a.episodes, a.steps, a.workers, a.policy, a.seed)
+            check_options(args.out, args.episodes, args.steps, args.workers, args.policy, args.seed)
             records = {}
             if world.rank == 0:
-                held.enter_context(locked(a.out, "collect-rollouts"))
-                records = open_folder(a.out, a.episodes, a.steps, a.policy, a.seed, a.size)[1]
+                held.enter_context(locked(args.out, "collect-rollouts"))
+                records = open_folder(args.out, args.episodes, args.steps, args.policy, args.seed, args.size)[1]
             require_gymnasium()
             return records
         records = together(world, check)
-        todo = missing_episodes(a.out, a.episodes)
+        todo = missing_episodes(args.out, args.episodes)
         mine = [i for i in todo if i % world.size == world.rank]
-        summary = new_summary(a.episodes, todo)
+        summary = new_summary(args.episodes, todo)
         if mine:
-            run_jobs(jobs_for(mine, a.steps, a.policy, a.seed, a.size, a.out), a.workers, a.out, records, summary,
-                     progress=not a.quiet and world.rank == 0, manifest=world.rank == 0)
+            run_jobs(jobs_for(mine, args.steps, args.policy, args.seed, args.size, args.out), args.workers, args.out, records, summary,
+                     progress=not args.quiet and world.rank == 0, manifest=world.rank == 0)
         # the ranks finish at their own pace: only a rank's end is watched, not how long the others take
         parts = world.gather(summary, "the other ranks' episodes", timeout=None)
         if world.rank == 0:                             # its own records, and the other ranks' from their files
-            write_manifest(a.out, complete(a.out, records), ENV_ID)
+            write_manifest(args.out, complete(args.out, records), ENV_ID)
     total = dict(parts[0])
     for key in ("collected", "frames", "bytes"):
         total[key] = sum(p[key] for p in parts)

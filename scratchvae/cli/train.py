@@ -13,8 +13,6 @@ from ..run.runfolder import CAN_CHANGE, RunFolder, RunSettings
 from ..run.advice import TrainingStopped, lower_lr
 from ..run.trainer import Trainer, say_on_stderr
 
-D = RunSettings.default
-
 DEFAULT_DATA = os.path.join("data", "carracing-default")
 DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, DEFAULT_TRAIN_STEPS = 16, 300, 150
 
@@ -23,8 +21,8 @@ def _setting_adder(p):
     """add(name, type, what, *old_flags): an option --name-with-dashes for RunSettings.name, its default
     and the default shown in --help both read from RunSettings."""
     def add(name, type, what, *old_flags):
-        p.add_argument("--" + name.replace("_", "-"), *old_flags, dest=name, type=type, default=D(name),
-                       help=f"{what} (default {D(name)})")
+        p.add_argument("--" + name.replace("_", "-"), *old_flags, dest=name, type=type, default=RunSettings.default(name),
+                       help=f"{what} (default {RunSettings.default(name)})")
     return add
 
 
@@ -61,7 +59,8 @@ def parser():
     setting("kl_tolerance", non_negative_float, "free bits: each image's KL is floored at this × latent-dim")
     setting("beta", non_negative_float, "weight of the KL term")
     setting("seed", non_negative_int, "seed for weights, noise, batch order and the held-out split")
-    p.add_argument("--dtype", choices=("float32", "float64"), default=D("dtype"), help=f"default {D('dtype')}")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=RunSettings.default("dtype"),
+                   help=f"default {RunSettings.default('dtype')}")
     setting("heldout", fraction, "fraction of episodes held out, rounded to whole episodes and at least one when "
             "there are two or more (with 2 to 14 episodes that is more than a tenth: the start says the share)")
     p.add_argument("--out", default=os.path.join("runs", "default"), help="run folder (default runs/default)")

@@ -16,7 +16,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..ops.devices import get_xp
-from .episodes import DataError, episode_paths, frame_table, warn_skipped
+from .episodes import RGB_CHANNELS, DataError, episode_paths, frame_table, warn_skipped
 
 
 class FrameDataset:
@@ -74,6 +74,11 @@ class FrameDataset:
         lines = "".join(f"{os.path.basename(p)} {t} {h}x{w} {crc:08x}\n"
                         for p, t, crc in zip(self.paths, self.lengths, self.crcs))
         return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
+
+    @property
+    def frame_shape(self):
+        """(channels, H, W) of a frame as the model reads it: RGB_CHANNELS colours."""
+        return (RGB_CHANNELS, *self.size)
 
     def describe(self):
         """'E episodes, F frames'."""

@@ -32,6 +32,7 @@ import numpy as np
 from ..files.atomic import atomic_write
 
 FIELDS = ("obs", "actions", "rewards", "dones")
+RGB_CHANNELS = 3                            # a frame's colours: obs is uint8 (T, H, W, RGB_CHANNELS)
 
 # where an episode's frames lie in its file, and obs's CRC-32 from the zip's directory (a checksum of
 # every frame, read without reading the frames)

@@ -19,7 +19,6 @@ from .episodes import episode_name, write_episode
 from .manifest import asked, check_request, complete, read_manifest, write_manifest
 from .preprocess import preprocess
 
-POLICIES = ("brownian", "random")
 ENV_ID = "CarRacing-v3"
 MANIFEST_EVERY = 2.0                    # seconds between the manifest's rewrites while collecting
 
@@ -70,16 +69,24 @@ class Uniform:
         return self.rng.uniform(self.low, self.high).astype(np.float32)
 
 
+POLICY = {"brownian": Brownian, "random": Uniform}     # --policy → the class that draws the actions
+POLICIES = tuple(POLICY)
+
+
+def check_policy(policy):
+    if policy not in POLICY:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+
+
 def run_episode(seed, steps, policy="brownian", size=(64, 64), env=None):
     """One episode of at most `steps` steps: dict of obs (T, H, W, 3) uint8, actions, rewards, terminated and
     truncated (an episode that `steps` cut is truncated at its last step: it did not end there by itself)."""
-    if policy not in POLICIES:
-        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    check_policy(policy)
     own = env is None
     env = env or make_env()
     try:
         rng = np.random.default_rng(seed)
-        act = (Brownian if policy == "brownian" else Uniform)(env.action_space, rng)
+        act = POLICY[policy](env.action_space, rng)
         frame, _ = env.reset(seed=int(seed))
         obs, actions, rewards, ended, cut = [], [], [], [], []
         for _ in range(steps):
@@ -121,8 +128,7 @@ def check_options(out, episodes, steps, workers, policy, seed):
         raise ValueError(f"episodes, steps and workers must be at least 1, got {episodes}, {steps}, {workers}")
     if seed < 0:
         raise ValueError(f"seed must be at least 0, got {seed}")
-    if policy not in POLICIES:
-        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    check_policy(policy)
     if os.path.exists(out) and not os.path.isdir(out):
         raise NotADirectoryError(f"--out {out} is a file; expected a folder for episode files")
 

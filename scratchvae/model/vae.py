@@ -157,8 +157,8 @@ class VAE:
         self.layers = {**enc_named, **dec_named}                    # the layers with parameters, by name
         self.flat_params, self.flat_grads = self.flatten()
         self.params = {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.params.items()}
-        # the gradients named like params: views of flat_grads, which every backward writes into
-        self.grad_buffers = {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.grads.items()}
+        # the gradients named like params: views of flat_grads, which every backward writes into (grads)
+        self._grads = {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.grads.items()}
         self.cache = None
         self._backward_done = False                                 # grads hold nothing until a backward
 
@@ -180,11 +180,16 @@ class VAE:
 
     @property
     def grads(self):
-        """Gradients named like params, as the last backward left them in the layers."""
+        """Gradients named like params (views of flat_grads), as the last backward (or zero_grads) left them."""
         if not self._backward_done:
             raise RuntimeError("VAE.grads: no backward() has run yet, so there are no gradients; "
                                "call loss(x) and backward() first")
-        return self.grad_buffers
+        return self._grads
+
+    def zero_grads(self):
+        """Every gradient 0: a step that saw no images (a rank's empty shard) adds nothing to a sum."""
+        self.flat_grads[...] = 0
+        self._backward_done = True
 
     @property
     def above_floor(self):

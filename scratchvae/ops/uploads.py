@@ -26,15 +26,14 @@ import numpy as np
 
 
 class Uploader:
-    def __init__(self, depth=4, cupy=None):
+    def __init__(self, depth=4):
         if depth < 1:
             raise ValueError(f"an Uploader needs at least 1 buffer, got depth={depth}")
         self.depth = depth
-        self.cp = cupy                      # the CuPy module (tests stand one in); imported on first use
+        self.cp = None                      # the CuPy module, imported on first use
         self.buffers = []                   # depth page-locked uint8 arrays, all of one size
         self.events = [None] * depth        # event i: recorded behind the last copy out of buffer i
         self.next = 0                       # the buffer the next upload takes
-        self.waits = 0                      # uploads that found their buffer's copy not yet made
 
     def __call__(self, a, out=None):
         """a (a NumPy array) on the GPU: into `out` (a C-contiguous CuPy array of a's dtype and size)
@@ -49,8 +48,7 @@ class Uploader:
         i, self.next = self.next, (self.next + 1) % self.depth
         event = self.events[i]
         if event is not None and not event.done:                    # the GPU is depth uploads behind:
-            self.waits += 1                                         # wait for buffer i's copy
-            event.synchronize()
+            event.synchronize()                                     # wait for buffer i's copy
         buf = self.buffers[i][:a.nbytes]                            # (nbytes,) uint8, page-locked
         buf[...] = a.reshape(-1).view(np.uint8)
         out = cp.empty(a.shape, a.dtype) if out is None else out

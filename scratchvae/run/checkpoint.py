@@ -120,17 +120,13 @@ def check_config(path, config, expect):
         raise CheckpointError(f"{path}: checkpoint is from another configuration ({'; '.join(diff)})")
 
 
-def load(path, device="cpu", expect_config=None):
-    """Rebuild the model (and the optimizer, if one was saved) from a checkpoint file.
-
-    expect_config: a dict of VAE arguments the checkpoint must agree with (e.g. from the
-    command line); a difference is a CheckpointError naming each differing key.
-    """
+def load(path, device="cpu"):
+    """Rebuild the model (and the optimizer, if one was saved) from a checkpoint file. (A resume checks the
+    configuration against the run's own first: check_config.)"""
     arrays = read_arrays(path)
     config, state = _config_and_state(path, arrays)
     if state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {state.get('format')}, expected {FORMAT}")
-    check_config(path, config, expect_config or {})
     try:
         model = VAE(**{**config, "device": device})
     except (TypeError, ValueError) as e:

@@ -230,21 +230,19 @@ class World:
             self.comm.Abort(code)
 
     # ---- GPUs ------------------------------------------------------------------------------------
-    def use_gpu(self, cupy=None, nccl=None):
+    def use_gpu(self):
         """One GPU per rank: device local_rank mod the cards this machine has. The sums go through NCCL when
         every rank has a card of its own and NCCL is there, else through the host. Returns (device, why)."""
-        if cupy is None:
-            import cupy
+        import cupy
         cards = cupy.cuda.runtime.getDeviceCount()
         device = self.local_rank % cards
         cupy.cuda.Device(device).use()
         if self.size == 1:
             return device, "one process"
-        if nccl is None:
-            try:
-                from cupy.cuda import nccl
-            except ImportError:
-                nccl = None
+        try:
+            from cupy.cuda import nccl
+        except ImportError:
+            nccl = None
         own = self.local_size <= cards
         have = nccl is not None and getattr(nccl, "available", True)
         if have:

@@ -43,15 +43,20 @@ CAN_CHANGE = ("steps", "epochs", "lr", "device", "tf32", "no_graph", "log_every"
               "keep", "eval_frames")
 
 
+CONVOLUTIONS = len(DEFAULT_ENCODER)     # the World Models encoder's convolutions (as many transposed in the decoder)
+WORDS = {4: "four"}                     # how the messages say their number
+
+
 def parse_channels(text):
-    """'32,64,128,256' → (32, 64, 128, 256): the four convolutions' output channels, each at least 1."""
+    """'32,64,128,256' → (32, 64, 128, 256): the encoder convolutions' output channels, each at least 1."""
     try:
         c = tuple(int(v) for v in str(text).split(","))
     except ValueError:
         c = ()
-    if len(c) != 4 or min(c) < 1:
-        raise ValueError(f"channels must be four whole numbers of at least 1, separated by commas (the encoder's "
-                         f"convolutions, e.g. 32,64,128,256), got {text!r}")
+    if len(c) != CONVOLUTIONS or min(c) < 1:
+        example = ",".join(str(ch) for ch, _, _ in DEFAULT_ENCODER)
+        raise ValueError(f"channels must be {WORDS.get(CONVOLUTIONS, CONVOLUTIONS)} whole numbers of at least 1, "
+                         f"separated by commas (the encoder's convolutions, e.g. {example}), got {text!r}")
     return c
 
 
@@ -131,13 +136,14 @@ class RunSettings:
                             if getattr(self, k) != given[k]})
         return replace(self, **given), changes
 
-    def model_config(self, h, w):
-        """The VAE arguments these settings fix for h×w frames (what a checkpoint must agree with): the World
-        Models architecture (vae.py's default kernels and strides) with these widths."""
-        c = parse_channels(self.channels)
-        encoder = [[ch, k, s] for ch, (_, k, s) in zip(c, DEFAULT_ENCODER)]
-        decoder = [[ch, k, s] for ch, (_, k, s) in zip((c[2], c[1], c[0], 3), DEFAULT_DECODER)]   # 3: RGB out
-        return dict(input_shape=[3, h, w], latent_dim=int(self.latent_dim), kl_tolerance=float(self.kl_tolerance),
+    def model_config(self, c, h, w):
+        """The VAE arguments these settings fix for frames of c channels, h×w (what a checkpoint must agree with):
+        the World Models architecture (vae.py's default kernels and strides) with these widths, the decoder's
+        taking the encoder's in reverse and ending in the frames' c."""
+        widths = parse_channels(self.channels)
+        encoder = [[ch, k, s] for ch, (_, k, s) in zip(widths, DEFAULT_ENCODER)]
+        decoder = [[ch, k, s] for ch, (_, k, s) in zip((*widths[-2::-1], c), DEFAULT_DECODER)]
+        return dict(input_shape=[c, h, w], latent_dim=int(self.latent_dim), kl_tolerance=float(self.kl_tolerance),
                     beta=float(self.beta), dtype=self.dtype, encoder=encoder, decoder=decoder,
                     dense_size=int(self.dense_size))
 

@@ -67,7 +67,7 @@ class Start:
     def _new(self):
         """(model, optimizer, step 0, no damaged checkpoints): a new model, drawn from the seed."""
         s = self.settings
-        model = VAE(**s.model_config(*self.data.size), seed=s.seed, device=s.device)
+        model = VAE(**s.model_config(*self.data.frame_shape), seed=s.seed, device=s.device)
         return model, Adam(model.params, lr=s.lr), 0, []
 
     def _resumed(self):
@@ -79,7 +79,7 @@ class Start:
             warnings.warn(f"{why}; resuming from {ck.path} (step {ck.step}) instead, and keeping the damaged "
                           f"file as {os.path.basename(bad)}.corrupt", stacklevel=4)
         self.data.check_same(ck.meta.get("settings", {}))
-        checkpoint.check_config(ck.path, ck.model.config, s.model_config(*self.data.size))
+        checkpoint.check_config(ck.path, ck.model.config, s.model_config(*self.data.frame_shape))
         if ck.optimizer is None:
             raise checkpoint.CheckpointError(f"{ck.path}: holds no optimizer state to resume with")
         ck.optimizer.lr = float(s.lr)                               # the run's, or an override of it

@@ -95,7 +95,7 @@ class ShardedStep:
             eps = model.sample_eps(n)                               # (B, D): the whole batch's
         lo, hi = shard(n, self.world.rank, self.world.size)
         if x is None:                                               # an empty shard adds nothing to the sum
-            model.flat_grads[...] = 0
+            model.zero_grads()
             terms = {k: model.xp.zeros((), np.float64) for k in LOSS_KEYS}
         else:
             out = model.loss(x, eps[lo:hi])
@@ -104,7 +104,7 @@ class ShardedStep:
             model.flat_grads *= share                               # (1/B) Σ_{i in shard} ∂ℓ_i/∂θ
             terms = {k: out[k] * share for k in LOSS_KEYS}
         self.world.allreduce(model.flat_grads)                      # Σ_r: ∂L/∂θ of the whole batch
-        self.opt.step(model.grad_buffers)
+        self.opt.step(model.grads)
         return terms
 
 

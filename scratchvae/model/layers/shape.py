@@ -23,15 +23,15 @@ class Reshape(Layer):
         return dy.reshape(self._need_cache())
 
 
-class Flatten(Reshape):
-    """(N, C, H, W) → (N, C·H·W)."""
-
-    def __init__(self, dtype=np.float32, device="cpu"):
-        super().__init__((), dtype, device)
+class Flatten(Layer):
+    """(N, C, H, W) → (N, C·H·W). Backward reshapes the gradient back."""
 
     def forward(self, x):
         self.cache = x.shape
         return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self._need_cache())
 
 
 class Crop2D(Layer):
