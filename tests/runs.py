@@ -1,10 +1,17 @@
 """What the tests of the tools share: tiny episodes to train on, and the tools run as a user runs them."""
+import base64
+import io
+import json
 import os
+import re
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import numpy as np
+from PIL import Image
 
 from scratchvae.data.episodes import episode_name, write_episode
 
@@ -86,3 +93,31 @@ def params_equal(a, b):
     return all(np.array_equal(a.model.params[k], b.model.params[k]) for k in a.model.params)
 
 
+# ---- bin/explore, as its tests and the browser's test drive it ----------------------------------------
+def pixels(url):
+    """uint8 (H, W, 3) of a PNG data: URL."""
+    head, b64 = url.split(",", 1)
+    assert head == "data:image/png;base64"
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB"))
+
+
+def start_explore(*args):
+    """bin/explore as a user starts it, in the background; (process, its URL) once it says where it is."""
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bin", "explore"), "--port", "0", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        found = re.search(r"open (http://127\.0\.0\.1:\d+/)", line)
+        if found:
+            return proc, found.group(1)
+    raise AssertionError(f"explore did not start: {proc.communicate()}")
+
+
+def request(url, body=None, method=None, headers=None):
+    """(status, headers, body text) of one request; a refusal is an answer here, not an exception."""
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()

@@ -1,8 +1,6 @@
 """bin/explore: the Explorer's answers against the model's own, the server's refusals of bad requests (it
 answers on after each), the start-up refusals, and the page in a real browser (headless Chromium driven by
 Selenium): a slider moved changes the decoded picture, read back from the page, to the decoder's own."""
-import base64
-import io
 import json
 import os
 import re
@@ -12,14 +10,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
 from conftest import GPU_SKIP_REASON
-from PIL import Image
-from runs import FAST, ROOT, tiny_data, trained_run
+from runs import FAST, ROOT, pixels, request, start_explore, tiny_data, trained_run
 
 from scratchvae.cli.train import main as train_main
 from scratchvae.data.dataset import to_model_input
@@ -34,13 +29,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, data):
     return trained_run(tmp_path_factory, data, steps=30)
-
-
-def pixels(url):
-    """uint8 (H, W, 3) of a PNG data: URL."""
-    head, b64 = url.split(",", 1)
-    assert head == "data:image/png;base64"
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB"))
 
 
 # ---- the Explorer, without the web ------------------------------------------------------------------
@@ -110,17 +98,6 @@ def test_bad_codes_are_refused_in_one_line(run_dir, z, says):
 # ---- the server --------------------------------------------------------------------------------------
 
 
-def start_explore(*args):
-    """bin/explore as a user starts it, in the background; (process, its URL) once it says where it is."""
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bin", "explore"), "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        found = re.search(r"open (http://127\.0\.0\.1:\d+/)", line)
-        if found:
-            return proc, found.group(1)
-    raise AssertionError(f"explore did not start: {proc.communicate()}")
-
-
 @pytest.fixture(scope="module")
 def server(run_dir, data):
     proc, url = start_explore("--checkpoint", run_dir, "--data", data, "--frames", "20")
@@ -128,17 +105,6 @@ def server(run_dir, data):
     proc.send_signal(signal.SIGINT)                                  # Ctrl-C: a clean stop, with every tool's status
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "explore: stopped (Ctrl-C)" in out and err == "", (out, err)
-
-
-def request(url, body=None, method=None, headers=None):
-    """(status, headers, body text) of one request; a refusal is an answer here, not an exception."""
-    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.headers, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read().decode()
 
 
 def raw(url, data, half_close=False):

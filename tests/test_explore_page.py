@@ -15,9 +15,7 @@ import signal
 
 import numpy as np
 import pytest
-from test_explore import pixels, request, start_explore
-
-from runs import trained_run
+from runs import pixels, request, start_explore, trained_run
 
 pytestmark = pytest.mark.slow
 WALK_STEPS = 24                                         # scratchvae/page/explore.js

@@ -12,7 +12,7 @@ from ..run import pictures
 from ..files.atomic import folder_for
 from ..ops.devices import resolve_device
 from ..run.checkpoint import ZIP_MAGIC
-from ..data.dataset import FrameDataset, to_model_input
+from ..data.dataset import SPLIT_NAMES, FrameDataset, to_model_input
 from ..data.episodes import DataError
 from ..use.latents import first_rows
 from ..run.runfolder import RunFolder, load
@@ -110,8 +110,7 @@ def run_frames(ck, n=64):
         return None, str(e)
     if s.get("data_fingerprint") not in (None, data.fingerprint):
         return None, f"{s['data']} no longer holds the episodes the run was trained on"
-    split = "heldout" if data.num_frames("heldout") else "train"
-    return data.spread(n, split), ("held-out frames" if split == "heldout" else "training frames (nothing held out)")
+    return data.spread(n, data.eval_split), SPLIT_NAMES[data.eval_split]
 
 
 def run_log(ck):

@@ -19,6 +19,10 @@ from ..ops.devices import get_xp
 from .episodes import RGB_CHANNELS, DataError, episode_paths, frame_table, warn_skipped
 
 
+# the frames of each split, as the pictures' titles and the tools name them
+SPLIT_NAMES = {"heldout": "held-out frames", "train": "training frames (nothing held out)"}
+
+
 class FrameDataset:
     """Episodes in `folder`, split by episode into training and held-out sets.
 
@@ -74,6 +78,11 @@ class FrameDataset:
         lines = "".join(f"{os.path.basename(p)} {t} {h}x{w} {crc:08x}\n"
                         for p, t, crc in zip(self.paths, self.lengths, self.crcs))
         return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
+
+    @property
+    def eval_split(self):
+        """The split a run is evaluated and drawn on: "heldout", or "train" when nothing is held out."""
+        return "heldout" if self.num_frames("heldout") else "train"
 
     @property
     def frame_shape(self):

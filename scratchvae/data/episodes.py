@@ -43,6 +43,11 @@ class DataError(ValueError):
     """A data folder or episode file that cannot be used; the message names it."""
 
 
+def unreadable(path, e):
+    """The DataError for an episode file that an exception `e` stopped reading."""
+    return DataError(f"{path}: unreadable episode file (truncated or corrupt?): {type(e).__name__}: {e}")
+
+
 def episode_paths(folder):
     """The episode files (*.npz) of a data folder, sorted; a missing or empty folder is a DataError."""
     if os.path.exists(folder) and not os.path.isdir(folder):
@@ -128,7 +133,7 @@ def read_episode(path):
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as e:
-        raise DataError(f"{path}: unreadable episode file (truncated or corrupt?): {type(e).__name__}: {e}") from None
+        raise unreadable(path, e) from None
     _check(path, arrays)
     arrays["terminated"], arrays["truncated"], arrays["dones"] = ends(
         arrays["dones"], arrays.get("terminated"), arrays.get("truncated"), len(arrays["obs"]))
@@ -177,7 +182,7 @@ def frame_table(path):
     except DataError:
         raise
     except Exception as e:
-        raise DataError(f"{path}: unreadable episode file (truncated or corrupt?): {type(e).__name__}: {e}") from None
+        raise unreadable(path, e) from None
     if dtype != np.uint8 or len(shape) != 4 or shape[3] != 3 or fortran:
         raise DataError(f"{path}: obs must be uint8 (T, H, W, 3), got {dtype} {shape}")
     t, h, w, _ = shape
@@ -197,6 +202,6 @@ def episode_facts(path):
                 if key in z.files:
                     facts[key] = z[key].item()
     except Exception as e:
-        raise DataError(f"{path}: unreadable episode file (truncated or corrupt?): {type(e).__name__}: {e}") from None
+        raise unreadable(path, e) from None
     facts = {k: (None if v in (-1, "") else v) for k, v in facts.items()}   # write_episode's "not given"
     return {**facts, "frames": table.frames, "size": [table.height, table.width]}

@@ -3,10 +3,8 @@
 The batch of a step is a function of (seed, step) alone: the step's slice of its epoch's order (epoch e is
 shuffled by a generator seeded with (seed, e): FrameDataset.order), so a resumed run takes the batches one
 that never stopped would. With several ranks each loads only its shard of the batch."""
-from ..data.dataset import to_model_input
+from ..data.dataset import SPLIT_NAMES, to_model_input
 from .distributed import shard
-
-SOURCES = {"heldout": "held-out frames", "train": "training frames (nothing held out)"}   # by the split shown
 
 
 class Batches:
@@ -16,9 +14,9 @@ class Batches:
         self.data, self.settings, self.world, self.dtype, self.upload = data, settings, world, dtype, upload
         self.n_train = data.num_frames("train")
         self.steps_per_epoch = -(-self.n_train // settings.batch_size)
-        self.eval_split = "heldout" if data.num_frames("heldout") else "train"
-        self.eval_key = "heldout_mse" if self.eval_split == "heldout" else "train_mse"
-        self.eval_source = SOURCES[self.eval_split]                 # what the run's pictures show
+        self.eval_split = data.eval_split                           # "heldout", or "train" when none is held out
+        self.eval_key = f"{self.eval_split}_mse"                    # the log's heldout_mse or train_mse
+        self.eval_source = SPLIT_NAMES[self.eval_split]             # what the run's pictures show
         self._epoch, self._order = None, None
 
     def for_step(self, step):

@@ -80,11 +80,16 @@ def samples_figure(model, step, n=32, cols=8, seed=0):
     return decoded_figure(model, z, f"decoded from z ~ N(0, I) (the decoder's mean for each z), step {step}", cols)
 
 
+def decoded(model, z, batch=64):
+    """The decoder's mean image for each code of z (N, latent_dim) on the host, decoded `batch` at a time:
+    uint8 (N, H, W, 3) on the host."""
+    z = np.asarray(z, model.dtype)                                  # (N, D) on the host
+    return np.concatenate([to_uint8(model.decode(model.xp.asarray(z[i:i + batch]))) for i in range(0, len(z), batch)])
+
+
 def decoded_figure(model, z, title, cols=8, batch=64):
     """The decoder's mean image for each code of z (N, latent_dim), `cols` a row (decoded `batch` at a time)."""
-    z = np.asarray(z, model.dtype)                                  # (N, D) on the host
-    images = [to_uint8(model.decode(model.xp.asarray(z[i:i + batch]))) for i in range(0, len(z), batch)]
-    fig, _ = _grid_figure(np.concatenate(images), cols, title)
+    fig, _ = _grid_figure(decoded(model, z, batch), cols, title)
     return fig
 
 
@@ -102,7 +107,7 @@ def traversal_figure(model, x, step, dims=None, n_dims=6, steps=9, span=3.0):
     zs = np.repeat(base[None], len(dims) * steps, axis=0)
     for r, d in enumerate(dims):
         zs[r * steps:(r + 1) * steps, d] = values
-    images = to_uint8(model.decode(model.xp.asarray(zs.astype(model.dtype))))
+    images = decoded(model, zs, batch=len(zs))                      # one batch: every row decoded together
     h, w = images.shape[1:3]
     fig, ax = _grid_figure(images, steps, f"one frame's μ, each row one latent swept {-span:g} … {span:g} "
                                           f"(red: the frame's own μ), step {step}", left=1.0)

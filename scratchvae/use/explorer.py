@@ -18,7 +18,7 @@ import numpy as np
 from ..ops.devices import to_numpy
 from ..data.dataset import to_model_input
 from ..model.losses import kl_per_dim
-from ..run.pictures import to_uint8
+from ..run.pictures import decoded
 
 LIMIT = 100.0           # |z_d| a code may have: far past anything the prior (σ = 1) or an encoder gives
 
@@ -54,7 +54,7 @@ class Explorer:
             images, self.kl_source = frames, f"mean over the {len(frames)} frames"
         else:
             z = np.random.default_rng(0).standard_normal((prior_images, model.latent_dim))     # (P, D)
-            images = np.concatenate([to_uint8(self._decode(z[i:i + batch])) for i in range(0, len(z), batch)])
+            images = decoded(model, z, batch)                               # (P, H, W, 3) uint8
             self.kl_source = f"mean over {prior_images} images decoded from the prior (no frames given)"
         mus, logvars = zip(*(self._encode(images[i:i + batch]) for i in range(0, len(images), batch)))
         mu = np.concatenate(mus)                                        # (F, D) float64 on the host
@@ -67,11 +67,6 @@ class Explorer:
         m = self.model
         mu, logvar = m.encode(to_model_input(frames, m.device, m.dtype))
         return to_numpy(mu).astype(np.float64), to_numpy(logvar).astype(np.float64)
-
-    def _decode(self, z):
-        """float (N, D) codes on the host → the decoder's mean images (N, 3, H, W) on the model's device."""
-        m = self.model
-        return m.decode(m.xp.asarray(np.asarray(z, m.dtype)))
 
     def info(self):
         """What the page is built from: the code's size, the dimensions by KL, and where things came from."""
@@ -99,7 +94,7 @@ class Explorer:
         on the host (on the GPU: the copy back waits for it), PNG encoding not counted."""
         with self.lock:
             start = time.perf_counter()
-            image = to_uint8(self._decode(z[None]))[0]                   # (H, W, 3) uint8 on the host
+            image = decoded(self.model, z[None])[0]                     # (H, W, 3) uint8 on the host
             ms = (time.perf_counter() - start) * 1e3
         return dict(image=png_url(image), decode_ms=ms)
 
