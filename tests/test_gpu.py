@@ -179,7 +179,7 @@ def test_a_training_step_never_waits_for_the_gpu(tmp_path):
     def probed(name, call):
         def wrapped():
             if name == "step" and t.step == 1:          # step 1 compiled the kernels, made cuBLAS's handle and
-                #                                           recorded the step as a CUDA graph (graph.py)
+                #                                           recorded the step as a CUDA graph (run/step.py)
                 cp().cuda.Device().synchronize()
                 spin.append(busy_gpu(10.0))
             out = call()

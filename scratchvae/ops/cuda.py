@@ -5,9 +5,9 @@ Sum (a ReductionKernel), declared beside its caller and its CPU twin, and compil
     IM2COL(img, n, …, col, size=threads)                                                  # in im2col_gpu
 
 Where they live: im2col and col2im in ops/im2col.py; interleave and phase_weights in ops/parity.py;
-bias_rows and relu_back in ops/elementwise.py; adam in ops/adam.py; the loss's mse_grad, bce_grad,
-mse_sum, bce_sum, reparam, latent_back and loss_terms in model/losses.py. KERNELS names every one
-(filled as their modules load). Nothing here imports CuPy until a kernel first runs on the GPU;
+bias_rows and relu_back in ops/elementwise.py; adam in ops/adam.py; the loss's mse_grad, mse_sum,
+bernoulli_grad, bernoulli_sum, reparam, latent_back and loss_terms in model/losses.py. KERNELS names
+every one (filled as their modules load). Nothing here imports CuPy until a kernel first runs on the GPU;
 everything else on the GPU is array-generic code that runs under NumPy too.
 
 Every kernel walks its output in the order it lies in memory: images stored (C, H, W, N),

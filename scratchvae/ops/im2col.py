@@ -114,7 +114,7 @@ IM2COL = Kernel("im2col", IM2COL_PARAMS, "raw T col", IM2COL_BODY)   # raw outpu
 
 
 def im2col_gpu(x, kh, kw, sy, sx, ph, pw, out):
-    """im2col into out (C, kh, kw, oh, ow, N): one thread per column element (the kernel: cuda.py),
+    """im2col into out (C, kh, kw, oh, ow, N): one thread per column element (the kernel: IM2COL),
     reading 0 where the window hangs over the padding, so no padded copy is made. The output grid
     is out's (oh, ow), so the parity split gathers its windows with this too (stride 1, padding < 0)."""
     n, c, h, w = x.shape
@@ -219,7 +219,7 @@ COL2IM = Kernel("col2im", COL2IM_PARAMS, "raw T img", COL2IM_BODY)
 
 def col2im_gpu(stored, h, w, sy, sx, ph, pw, bias=None):
     """(C, kh, kw, oh, ow, N) → (C, h, w, N): one thread per image pixel, summing the column entries that
-    landed on it in col2im_cpu's order (the kernel: cuda.py), so the two agree bit for bit; the bias added
+    landed on it in col2im_cpu's order (the kernel: COL2IM), so the two agree bit for bit; the bias added
     in the same pass."""
     c, kh, kw, oh, ow, n = stored.shape
     img = xp_of(stored).empty((c, h, w, n), dtype=stored.dtype)  # (C, h, w, N)

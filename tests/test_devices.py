@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from scratchvae.ops import devices as backend
+from scratchvae.ops import devices
 from scratchvae.ops.devices import BackendError, get_xp, resolve_device
 
 
@@ -28,21 +28,21 @@ def test_gpu_without_cupy_says_how_to_install(monkeypatch):
     with pytest.raises(BackendError, match=r"needs CuPy.*\.\[gpu\]"):
         get_xp("gpu")
     assert resolve_device("auto") == "cpu"
-    assert not backend.gpu_available()
+    assert not devices.gpu_available()
 
 
 def test_make_rng_from_seed_is_repeatable():
-    a, b = backend.make_rng(3), backend.make_rng(3)
+    a, b = devices.make_rng(3), devices.make_rng(3)
     assert a.integers(1 << 30) == b.integers(1 << 30)
 
 
 def test_make_rng_uses_a_given_generator_itself():
     g = np.random.default_rng(7)
-    assert backend.make_rng(g) is g                   # not a copy: drawing moves the caller's generator on
-    first = backend.make_rng(g).random()
+    assert devices.make_rng(g) is g                   # not a copy: drawing moves the caller's generator on
+    first = devices.make_rng(g).random()
     fresh = np.random.default_rng(7)
     assert first == fresh.random() and g.random() == fresh.random()
-    a, b = backend.make_rng(None), backend.make_rng(None)   # None: fresh entropy each time
+    a, b = devices.make_rng(None), devices.make_rng(None)   # None: fresh entropy each time
     assert isinstance(a, np.random.Generator) and a.integers(1 << 62) != b.integers(1 << 62)
 
 
