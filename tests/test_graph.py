@@ -98,3 +98,31 @@ def test_only_a_gpu_model_is_recorded():
     model.device = "cpu"
     with pytest.raises(ValueError, match="CapturedStep records a GPU step; the model is on the CPU"):
         graph.CapturedStep(model, Opt([]))
+
+
+def test_step_for_picks_the_step_of_the_run_and_an_empty_shard_adds_nothing():
+    """One process on the CPU steps plainly; a job of several ranks shards its batches. A rank whose shard of a
+    batch is empty (fewer images than ranks) adds zero gradients to the sum and zero loss terms, and still
+    takes Adam's step with the others."""
+    from scratchvae import VAE
+    from scratchvae.model.optim import Adam
+    from scratchvae.run.distributed import World
+
+    class TwoRanks(World):
+        def __init__(self):
+            super().__init__()
+            self.rank, self.size, self.summed = 1, 2, []
+
+        def allreduce(self, a, what="the gradients' sum"):
+            self.summed.append(a.copy())
+            return a
+    model = VAE(input_shape=(3, 16, 16), latent_dim=2, encoder=((2, 4, 2),) * 2, decoder=((2, 4, 2), (None, 4, 2)),
+                dense_size=4, seed=1)
+    opt = Adam(model.params)
+    assert type(graph.step_for(model, opt, World())).__name__ == "PlainStep"
+    world = TwoRanks()
+    step = graph.step_for(model, opt, world)
+    assert type(step).__name__ == "ShardedStep"
+    model.flat_grads[...] = 1.0                                       # what a last step left
+    terms = step(None, size=1)                                        # batch of 1: rank 1's shard is empty
+    assert all(float(v) == 0.0 for v in terms.values()) and not world.summed[0].any() and opt.t == 1

@@ -10,8 +10,8 @@ from . import (Interrupted, OneLineParser, channel_list, command, fraction, non_
 from ..run import distributed
 from ..ops.devices import resolve_device
 from ..run.runfolder import CAN_CHANGE, RunFolder, RunSettings
-from ..run.advice import TrainingStopped, lower_lr
-from ..run.trainer import Trainer, say_on_stderr
+from ..run.advice import TrainingStopped, lower_lr, say_on_stderr
+from ..run.trainer import Trainer
 
 DEFAULT_DATA = os.path.join("data", "carracing-default")
 DEFAULT_EPISODES, DEFAULT_STEPS_PER_EPISODE, DEFAULT_TRAIN_STEPS = 16, 300, 150

@@ -2,6 +2,7 @@
 at a lower learning rate once it has diverged at this one (so that no message repeats the setting it named
 as the cause), and the messages for a run that stopped (a divergence, running out of memory)."""
 import shlex
+import sys
 
 from .runfolder import RunSettings
 
@@ -13,6 +14,12 @@ class TrainingStopped(Exception):
     def __init__(self, message, exit_code, everywhere=True):
         super().__init__(message)
         self.exit_code, self.everywhere = exit_code, everywhere
+
+
+def say_on_stderr(message, prog="scratchvae"):
+    """One line on stderr, above the progress bar if there is one (how a Trainer says it heard a signal)."""
+    from tqdm import tqdm
+    tqdm.write(f"{prog}: {message}", file=sys.stderr)
 
 
 def library_command(options):

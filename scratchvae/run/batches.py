@@ -36,13 +36,18 @@ class Batches:
         eval_split says which), as model input."""
         return self._input(self.data.spread(n, self.eval_split))
 
-    def eval_batches(self):
-        """Up to eval_frames frames spread over the eval split, as model input a batch at a time (memory holds
-        one batch, whatever eval_frames is)."""
+    def squared_error(self, model):
+        """(Σ (reconstruction from μ − x)², how many numbers) over up to eval_frames frames spread over the eval
+        split, read a batch at a time (memory holds one batch, whatever eval_frames is)."""
         numbers = self.data.spread_numbers(self.settings.eval_frames, self.eval_split)
+        total, count = 0.0, 0
         for i in range(0, len(numbers), self.settings.batch_size):
-            yield self._input(self.data.gather(*self.data.locate(numbers[i:i + self.settings.batch_size],
-                                                                 self.eval_split)))
+            x = self._input(self.data.gather(*self.data.locate(numbers[i:i + self.settings.batch_size],
+                                                               self.eval_split)))
+            d = model.reconstruct(x) - x
+            total += float((d * d).sum())
+            count += d.size
+        return total, count
 
     def _input(self, frames, upload=None):
         return to_model_input(frames, self.settings.device, self.dtype, upload=upload)

@@ -11,7 +11,6 @@ mpiexec several processes (ranks) train one model, each on its shard of every ba
 run/distributed.py); rank 0 alone writes the run folder and evaluates.
 """
 import signal
-import sys
 
 import numpy as np
 
@@ -19,18 +18,12 @@ from ..files.progress import bar as progress_bar
 from ..ops import blas
 from ..ops.devices import to_numpy
 from . import checkpoint
-from .advice import TrainingStopped, library_command
+from .advice import TrainingStopped, library_command, say_on_stderr
 from .distributed import PeerLost, World
 from .losslog import LossLog
 from .start import Start
 from .step import step_for
 from .writer import RunWriter
-
-
-def say_on_stderr(message, prog="scratchvae"):
-    """One line on stderr, above the progress bar if there is one."""
-    from tqdm import tqdm
-    tqdm.write(f"{prog}: {message}", file=sys.stderr)
 
 
 class Trainer:
@@ -68,11 +61,11 @@ class Trainer:
         """run() for a caller that holds the folder's lock already (bin/train-scratch takes it to read the run)."""
         if self.writer:
             self.writer.prepare(self.start)
-        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self.log = LossLog(self.model.xp, self.settings.log_every, self.world)
         self._last_ckpt = self.step
         bar = progress_bar(self.steps, "training", "step", enabled=self.progress and self.writer is not None,
                            initial=self.step)
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         # A diverging run overflows on its way to NaN; the NaN check names the first bad step, in one line,
         # instead of NumPy warning about each overflow.
         try:
@@ -107,7 +100,7 @@ class Trainer:
                 self.log.restart_clock()
         if self.step != self._last_ckpt:
             self._save()
-        elif self.writer and not self.folder.checkpoints():         # (a run resumed at its end: rank 0 alone)
+        elif self.writer and not self.folder.checkpoints():         # (none written yet: rank 0 writes this step's)
             self._write_checkpoint()
 
     def _step(self):
@@ -139,11 +132,7 @@ class Trainer:
     def eval_mse(self):
         """Per-pixel mean squared error of reconstructions (from mu) over up to eval_frames frames of the eval
         split, a batch at a time; logged as heldout_mse, or as train_mse when nothing is held out."""
-        total, count = 0.0, 0
-        for x in self.batches.eval_batches():
-            d = self.model.reconstruct(x) - x
-            total += float((d * d).sum())
-            count += d.size
+        total, count = self.batches.squared_error(self.model)
         if not np.isfinite(total):              # (even with finite parameters, as diverged as a NaN loss)
             bad = checkpoint.not_finite(self.model, self.opt)
             on = "held-out MSE" if self.batches.eval_split == "heldout" else "MSE on training frames"
