@@ -521,8 +521,8 @@ def test_a_second_signal_while_the_pictures_are_drawn_says_they_are_behind(tmp_p
 
     def drawn_until_interrupted(step):
         if t.step == 6:
-            t._on_signal(signal.SIGINT, None)                   # the first: a checkpoint after this step …
-            t._on_signal(signal.SIGINT, None)                   # … the second, mid-drawing: at once
+            t.signals(signal.SIGINT, None)                   # the first: a checkpoint after this step …
+            t.signals(signal.SIGINT, None)                   # … the second, mid-drawing: at once
         draw(step)
     t.writer.pictures = drawn_until_interrupted
     with pytest.raises(TrainingStopped, match=r"the newest checkpoint is \S*ckpt_0000006\.npz \(the run's pictures "
@@ -536,12 +536,12 @@ def test_a_second_signal_stops_at_once(tmp_path, data):
     heard = []
     t = Trainer(RunSettings(data, str(tmp_path / "run"), steps=2, batch_size=8, **SMALL), progress=False,
                 say=heard.append)
-    t._on_signal(signal.SIGINT, None)
+    t.signals(signal.SIGINT, None)
     assert heard == ["SIGINT received: stopping after this step, with a checkpoint (send it again to stop at once)"]
     with pytest.raises(TrainingStopped, match="stopped at once by a second SIGTERM during step 1, before the first "
                                               "checkpoint, so there is nothing to resume; start again with: "
                                               f"train-scratch --data {data} --out {tmp_path / 'run'} --steps 2 "
                                               "--batch-size 8 --latent-dim 8 --channels 4,8,8,8 --dense-size 16$"
                                               ) as e:
-        t._on_signal(signal.SIGTERM, None)
+        t.signals(signal.SIGTERM, None)
     assert e.value.exit_code == 143

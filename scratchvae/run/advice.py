@@ -88,6 +88,23 @@ class Advice:
         return TrainingStopped(f"{what}; stopping. Last good checkpoint: {good[-1][1]} (step {good[-1][0]}); "
                                f"resume from it with a lower learning rate: {self.resume_again()}", 3, everywhere)
 
+    def stopped_by(self, name, signum, step, path):
+        """TrainingStopped after a signal's checkpoint, at `path`."""
+        return TrainingStopped(f"stopped by {name} after step {step}; checkpoint {path}. Resume with: "
+                               f"{self.resume_again()}", 128 + signum)
+
+    def stopped_at_once(self, name, signum, step, behind, everywhere):
+        """TrainingStopped for a second signal, during `step`: the newest checkpoint (behind(its step): a clause
+        when the pictures do not show it) and the command that resumes, or that there is none."""
+        good = self.folder.checkpoints()
+        if good:
+            return TrainingStopped(f"stopped at once by a second {name} during step {step}; the newest checkpoint is "
+                                   f"{good[-1][1]}{behind(good[-1][0])}. Resume with: {self.resume_again()}",
+                                   128 + signum, everywhere)
+        return TrainingStopped(f"stopped at once by a second {name} during step {step}, before the first checkpoint, "
+                               f"so there is nothing to resume; start again with: {self.start_again()}", 128 + signum,
+                               everywhere)
+
     def out_of_memory(self, e, step, everywhere):
         """TrainingStopped (exit status 2) for a step that ran out of memory: what to ask for instead."""
         s = self.settings

@@ -21,6 +21,7 @@ from . import checkpoint
 from .advice import TrainingStopped, library_command, say_on_stderr
 from .distributed import PeerLost, World
 from .losslog import LossLog
+from .signals import Signals
 from .start import Start
 from .step import step_for
 from .writer import RunWriter
@@ -43,7 +44,8 @@ class Trainer:
         if settings.device == "gpu":
             blas.set_tf32(settings.tf32)
         self.stepper = step_for(self.model, self.opt, world, graph=not settings.no_graph)
-        self._stop, self._agreed_stop, self._last_eval = 0, 0, None
+        self.signals = Signals(world, say, settings.log_every, self._stopped_at_once)
+        self._last_eval = None
 
     @property
     def diverged(self):
@@ -65,11 +67,10 @@ class Trainer:
         self._last_ckpt = self.step
         bar = progress_bar(self.steps, "training", "step", enabled=self.progress and self.writer is not None,
                            initial=self.step)
-        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         # A diverging run overflows on its way to NaN; the NaN check names the first bad step, in one line,
         # instead of NumPy warning about each overflow.
         try:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            with self.signals, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 self._loop(bar)
         except PeerLost as e:                                       # another rank ended or hangs
             raise TrainingStopped(f"{e}; stopping at step {self.step} ({self.advice.newest()}). Resume with: "
@@ -80,8 +81,6 @@ class Trainer:
             if self.log.bad:                                        # the bar ends where the message says
                 bar.n = self.log.bad[0]
             bar.close()
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
         return self.step
 
     def _loop(self, bar):
@@ -90,7 +89,7 @@ class Trainer:
             self._step()
             bar.update(1)
             due = (self.step % s.log_every == 0 or self.step % s.checkpoint_every == 0 or self.step == self.steps
-                   or (self.world.alone and bool(self._stop)))      # (several ranks agree on a signal at a row)
+                   or (self.world.alone and bool(self.signals.heard)))   # (several ranks agree on a signal at a row)
             if due:
                 row = self._log_row()
                 bar.set_postfix(loss=f"{row['loss']:.1f}", recon=f"{row['recon']:.1f}", kl=f"{row['kl']:.2f}",
@@ -109,22 +108,16 @@ class Trainer:
         self.log.add(self.stepper(x, size=size), size)              # loss, backward and Adam (run/step.py)
         self.step += 1
 
-    @property
-    def stopping(self):
-        """The signal the run stops for after this step (0: none); with several ranks, the one they agreed on
-        at the last log row (a signal reaches the ranks at different steps, and all must stop at the same one)."""
-        return self._stop if self.world.alone else self._agreed_stop
-
     def _log_row(self):
         """A log row of the steps since the last (with the eval MSE every eval_every steps, at every checkpoint
         and at the end), appended to log.jsonl by rank 0; a step whose losses are not finite stops the run."""
         s = self.settings
-        row, self._agreed_stop = self.log.row(self.step, self._stop)
+        row, self.signals.agreed = self.log.row(self.step, self.signals.heard)
         if row is None:
             raise self._diverged(f"the loss became {self.log.bad[1]}", self.log.bad[0])
         if self.writer:
             if (self.step % s.eval_every == 0 or self.step % s.checkpoint_every == 0 or self.step == self.steps
-                    or self.stopping):
+                    or self.signals.stopping):
                 row[self.batches.eval_key] = self.eval_mse()
             self.folder.append_log(row)
         return row
@@ -143,14 +136,12 @@ class Trainer:
 
     def _checkpoint_or_stop(self):
         """A checkpoint when one is due; after a signal, a checkpoint and TrainingStopped."""
-        due = self.step % self.settings.checkpoint_every == 0 or self.stopping
-        if due and self.step != self._last_ckpt:
+        stop = self.signals.stopping
+        if (self.step % self.settings.checkpoint_every == 0 or stop) and self.step != self._last_ckpt:
             self._save()
-        if self.stopping:
-            name = signal.Signals(self.stopping).name
-            raise TrainingStopped(f"stopped by {name} after step {self.step}; checkpoint "
-                                  f"{self.folder.checkpoint_path(self._last_ckpt)}. Resume with: "
-                                  f"{self.advice.resume_again()}", 128 + self.stopping)
+        if stop:
+            raise self.advice.stopped_by(signal.Signals(stop).name, stop, self.step,
+                                         self.folder.checkpoint_path(self._last_ckpt))
 
     def _save(self):
         """This step's checkpoint, written by rank 0 once every rank is seen to hold the same parameters (each
@@ -171,24 +162,10 @@ class Trainer:
         except checkpoint.CheckpointError as e:                     # NaN or infinite numbers: not written
             raise self._diverged(str(e), self.step, everywhere=self.world.alone) from None
 
-    def _on_signal(self, signum, frame):
-        name, alone = signal.Signals(signum).name, self.world.alone
-        if self._stop:                          # the second: stop now (files are written atomically)
-            good = self.folder.checkpoints()
-            if good:
-                behind = self.writer.pictures_behind(good[-1][0]) if self.writer else ""
-                raise TrainingStopped(f"stopped at once by a second {name} during step {self.step + 1}; the newest "
-                                      f"checkpoint is {good[-1][1]}{behind}. Resume with: "
-                                      f"{self.advice.resume_again()}", 128 + signum, alone)
-            raise TrainingStopped(f"stopped at once by a second {name} during step {self.step + 1}, before the "
-                                  f"first checkpoint, so there is nothing to resume; start again with: "
-                                  f"{self.advice.start_again()}", 128 + signum, alone)
-        self._stop = signum
-        if alone:
-            self.say(f"{name} received: stopping after this step, with a checkpoint (send it again to stop at once)")
-        elif self.writer:
-            self.say(f"{name} received: stopping at the next log row (the ranks agree there, every "
-                     f"{self.settings.log_every} steps), with a checkpoint (send it again to stop at once)")
+    def _stopped_at_once(self, name, signum):
+        """What a second signal raises, during the next step (the files are written atomically: all are whole)."""
+        behind = self.writer.pictures_behind if self.writer else (lambda step: "")
+        return self.advice.stopped_at_once(name, signum, self.step + 1, behind, self.world.alone)
 
     def _diverged(self, what, step, everywhere=True):
         """TrainingStopped for numbers no longer finite (Advice.diverged_at), recorded in run.json by rank 0."""
