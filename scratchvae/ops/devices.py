@@ -75,11 +75,14 @@ class Device:
 
     def __init__(self, name, module):
         self.name, self.module, self.ops = name, module, {}
+        self._xp = None
 
     @property
     def xp(self):
-        import importlib
-        return importlib.import_module(self.module)
+        if self._xp is None:
+            import importlib
+            self._xp = importlib.import_module(self.module)
+        return self._xp
 
     def __repr__(self):
         return f"Device({self.name!r}: {self.module}, {len(self.ops)} operations)"
@@ -110,7 +113,7 @@ class Op:
 
 def xp_of(a):
     """The array module an array belongs to."""
-    return device_for(a).xp if is_gpu_array(a) else np
+    return device_for(a).xp
 
 
 def device_of(a):
