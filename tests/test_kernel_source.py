@@ -30,7 +30,9 @@ from hypothesis import strategies as st
 from scratchvae.ops import cuda
 
 from scratchvae.model import losses
-from scratchvae.ops.elementwise import add_bias_rows, add_bias_rows_gpu, relu_backward_gpu, row_sums, row_sums_gpu
+from scratchvae.ops.elementwise import (add_bias_rows, add_bias_rows_gpu, relu_backward_gpu, relu_backward_inplace_cpu,
+                                         relu_backward_inplace_gpu, relu_inplace_cpu, relu_inplace_gpu, row_sums,
+                                         row_sums_gpu)
 from scratchvae.ops.im2col import col2im_cpu, col2im_gpu, im2col_cpu, im2col_gpu
 from scratchvae.ops.adam import adam_cpu, adam_gpu
 from scratchvae.ops.devices import DEVICE_TABLE
@@ -284,6 +286,23 @@ def test_relu_backward_source_reads_the_outputs_sign(kernels_on_the_cpu):
     assert relu_backward_gpu(dy, y)
     np.testing.assert_array_equal(dy, want)
     assert not relu_backward_gpu(np.zeros((2, 3, 4, 5)), y)     # laid out otherwise: refused, for the caller
+
+
+def test_the_in_place_relu_of_the_gpu_keeps_its_output_as_the_mask(kernels_on_the_cpu):
+    """The GPU's in-place ReLU (y over x, y kept in place of a mask) and its backward, on NumPy arrays as they
+    lie in the layers (batch last), against the CPU's (a mask kept)."""
+    rng = np.random.default_rng(8)
+    x = np.ascontiguousarray(rng.normal(size=(3, 4, 2, 5))).transpose(3, 0, 1, 2)   # (N, C, H, W) view, stored batch-last
+    x.flat[::5] = 0
+    dy = np.ascontiguousarray(rng.normal(size=(3, 4, 2, 5))).transpose(3, 0, 1, 2)
+    want_y, mask = relu_inplace_cpu(x.copy(order="K"))
+    want_dx = relu_backward_inplace_cpu(dy.copy(order="K"), mask)
+    y, kept = relu_inplace_gpu(x)
+    assert y is x and kept is x                                  # written over x, and x (now y) kept
+    np.testing.assert_array_equal(y, want_y)
+    dx = relu_backward_inplace_gpu(dy, kept)
+    assert dx is dy
+    np.testing.assert_array_equal(dx, want_dx)
 
 
 @pytest.mark.parametrize("kind", ["mse", "bernoulli"])

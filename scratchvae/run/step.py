@@ -40,8 +40,6 @@ The step's losses come back as a copy, so a later replay does not overwrite what
 """
 import warnings
 
-
-
 import numpy as np
 
 from ..model.losses import LOSS_KEYS
