@@ -113,9 +113,11 @@ def layer_products(model, n):
             h, w = layer.output_shape(h, w)
         elif isinstance(layer, Dense):
             dense(layer)
-        elif isinstance(layer, Heads):
+        elif isinstance(layer, Heads):              # the two heads, one entry (timed as one layer)
             dense(layer.mu)
             dense(layer.logvar)
+            mu, logvar = names[id(layer.mu)], names[id(layer.logvar)]
+            out[HEADS], flops[HEADS] = out.pop(mu) + out.pop(logvar), flops.pop(mu) + flops.pop(logvar)
         elif isinstance(layer, Reshape) and len(layer.shape) == 3:   # the decoder's (dense_size, h0, w0)
             h, w = layer.shape[1:]
         elif isinstance(layer, DenseThenDeconv):    # decoder.dense and deconv1 as one map
@@ -127,6 +129,9 @@ def layer_products(model, n):
             methods[name] = "joined"
             h, w = dc.output_shape(1, 1)
     return out, methods, flops
+
+
+HEADS = "encoder.mu+logvar"                         # the encoder's two dense heads, one layer (Heads)
 
 
 def gemm_floor(products, xp, device, dtype=np.float32):
@@ -312,8 +317,8 @@ def profile_layers(model, x, device, repeats=3):
             named[f"{last}.relu"] = layer
             continue
         last = names.get(id(getattr(layer, "deconv", layer)))
-        if isinstance(layer, Heads):
-            named.update({names[id(layer.first)]: layer.first, names[id(layer.second)]: layer.second})
+        if isinstance(layer, Heads):                # its backward sums the two heads' input products itself
+            named[HEADS] = layer
         elif last:
             named[last] = layer
     named["decoder.sigmoid"] = model.sigmoid

@@ -41,6 +41,9 @@ def record(calls):
                 module.im2col = im2col_seen
             if getattr(module, "conv_transpose_parity", None) is parity:
                 module.conv_transpose_parity = parity_seen
+            methods = getattr(module, "BY_METHOD", None)          # the fast layers' table of methods
+            if isinstance(methods, dict) and methods.get("parity") is parity:
+                methods["parity"] = parity_seen
 
 
 def main(argv=None):

@@ -18,7 +18,7 @@ import tempfile
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from scratchvae.model import losses  # noqa: E402
-from scratchvae.run import trainer as train  # noqa: E402
+from scratchvae.run import start  # noqa: E402  (where a run makes its optimizer)
 from scratchvae.ops import threads  # noqa: E402
 from scratchvae.run.runfolder import RunSettings  # noqa: E402
 from scratchvae.run.trainer import Trainer  # noqa: E402
@@ -33,18 +33,18 @@ VARIANTS = {                           # name: (per-pixel mean, kl_tolerance, Ad
 
 @contextlib.contextmanager
 def patched(mean, eps):
-    summed, adam = losses.mse_recon, train.Adam
+    summed, adam = losses.mse_recon, start.Adam
 
     def mean_recon(y, x):
         value, dy = summed(y, x)
         pixels = x[0].size
         return value / pixels, dy / pixels
     losses.mse_recon = mean_recon if mean else summed
-    train.Adam = functools.partial(adam, eps=eps)
+    start.Adam = functools.partial(adam, eps=eps)
     try:
         yield
     finally:
-        losses.mse_recon, train.Adam = summed, adam
+        losses.mse_recon, start.Adam = summed, adam
 
 
 def main():

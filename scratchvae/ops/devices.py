@@ -8,8 +8,8 @@ a CPU body and a GPU body (a CUDA kernel's caller) is declared once, as an Op, b
     col2im_stored = Op("col2im", cpu=col2im_cpu, gpu=col2im_gpu)      # ops/im2col.py
     col2im_stored(stored, h, w, …)      # runs col2im_gpu for a CuPy array, col2im_cpu for a NumPy one
 
-Each Op enters its two functions in DEVICES[name].ops, and a call looks up the one for where its first
-argument lives: the only branch on the device in the operations. CuPy is imported here (get_xp, xp_of)
+Each Op enters its two functions in DEVICE_TABLE[name].ops, and a call looks up the one for where its
+first argument lives: the only branch on the device in the operations. CuPy is imported here (get_xp, xp_of)
 and where a GPU function runs, never on the CPU's path.
 """
 import numpy as np
@@ -117,7 +117,8 @@ def xp_of(a):
 
 
 def device_of(a):
-    return "gpu" if is_gpu_array(a) else "cpu"
+    """The name of the device an array lives on, "cpu" or "gpu"."""
+    return device_for(a).name
 
 
 def to_numpy(a):
