@@ -104,8 +104,8 @@ def collect_on_ranks(world, args):
         mine = [i for i in todo if i % world.size == world.rank]
         summary = new_summary(args.episodes, todo)
         if mine:
-            run_jobs(jobs_for(mine, args.steps, args.policy, args.seed, args.size, args.out), args.workers, args.out, records, summary,
-                     progress=not args.quiet and world.rank == 0, manifest=world.rank == 0)
+            run_jobs(jobs_for(mine, args.steps, args.policy, args.seed, args.size, args.out), args.workers, args.out,
+                     records, summary, progress=not args.quiet and world.rank == 0, manifest=world.rank == 0)
         # the ranks finish at their own pace: only a rank's end is watched, not how long the others take
         parts = world.gather(summary, "the other ranks' episodes", timeout=None)
         if world.rank == 0:                             # its own records, and the other ranks' from their files

@@ -21,8 +21,9 @@ def _setting_adder(p):
     """add(name, type, what, *old_flags): an option --name-with-dashes for RunSettings.name, its default
     and the default shown in --help both read from RunSettings."""
     def add(name, type, what, *old_flags):
-        p.add_argument("--" + name.replace("_", "-"), *old_flags, dest=name, type=type, default=RunSettings.default(name),
-                       help=f"{what} (default {RunSettings.default(name)})")
+        default = RunSettings.default(name)
+        p.add_argument("--" + name.replace("_", "-"), *old_flags, dest=name, type=type, default=default,
+                       help=f"{what} (default {default})")
     return add
 
 

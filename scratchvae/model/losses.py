@@ -28,7 +28,6 @@ from ..ops.cuda import Kernel, Sum
 from ..ops.devices import Op, in_memory_order, to_numpy, xp_of
 from ..ops.elementwise import sigmoid, softplus
 
-RECON_KINDS = ("mse", "bernoulli")
 LOSS_KEYS = ("loss", "recon", "kl", "kl_raw")          # the numbers a step reports (loss_terms), in this order
 
 
@@ -139,6 +138,7 @@ def bernoulli_recon_gpu(logits, x):
 mse_from_logits = Op("mse_from_logits", cpu=mse_from_logits_cpu, gpu=mse_from_logits_gpu)
 bernoulli_recon = Op("bernoulli_recon", cpu=bernoulli_recon_cpu, gpu=bernoulli_recon_gpu)
 RECON = {"mse": mse_from_logits, "bernoulli": bernoulli_recon}     # kind → (value, ∂recon/∂logits) of the logits
+RECON_KINDS = tuple(RECON)
 
 
 def reparameterize_cpu(mu, logvar, eps):

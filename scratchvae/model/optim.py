@@ -39,8 +39,8 @@ class Adam:
             self.m = {k: xp_of(p).zeros_like(p) for k, p in params.items()}
             self.v = {k: xp_of(p).zeros_like(p) for k, p in params.items()}
         first = next(iter(params.values()), None)
-        self.step_scalars = None                                    # this step's (lr, 1 − β₁ᵗ, 1 − β₂ᵗ): floats on
-        self._upload = None                                         # the CPU, a device array the kernel reads on the GPU
+        # this step's (lr, 1 − β₁ᵗ, 1 − β₂ᵗ): floats on the CPU, a device array the kernel reads on the GPU
+        self.step_scalars, self._upload = None, None
         if first is not None and is_gpu_array(first):
             self.step_scalars = xp_of(first).zeros(3, dtype=first.dtype)
             self._upload = Uploader()
@@ -63,11 +63,11 @@ class Adam:
         step_scalars, the copy queued, not awaited: ops/uploads.py)."""
         self.t += 1
         b1, b2 = self.betas
-        self.c1, self.c2 = 1 - b1 ** self.t, 1 - b2 ** self.t        # bias corrections 1 − βᵗ
+        scalars = (self.lr, 1 - b1 ** self.t, 1 - b2 ** self.t)     # lr and the bias corrections 1 − βᵗ
         if self._upload is None:
-            self.step_scalars = (self.lr, self.c1, self.c2)
+            self.step_scalars = scalars
         else:
-            self._upload(np.array([self.lr, self.c1, self.c2], dtype=self.step_scalars.dtype), out=self.step_scalars)
+            self._upload(np.array(scalars, dtype=self.step_scalars.dtype), out=self.step_scalars)
 
     def update(self, grads):
         """θ ← θ − lr·m̂/(√v̂ + ε) for every parameter, with the corrections prepare() made."""

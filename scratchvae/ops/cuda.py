@@ -70,10 +70,8 @@ class Kernel:
 
 class Sum(Kernel):
     """A CUDA ReductionKernel adding up `term` over the elements (over axis 1, a block per row, as the callers
-    run them: a sum over everything at once would be one block); the CPU harness adds the terms in order."""
-
-    def __init__(self, name, params, output, term):
-        super().__init__(name, params, output, term)
+    run them: a sum over everything at once would be one block); the CPU harness adds the terms in order.
+    Declared as Sum(name, params, output, term): its body is the term each element adds."""
 
 
 @functools.lru_cache(maxsize=None)

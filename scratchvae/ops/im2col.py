@@ -122,7 +122,7 @@ def im2col_gpu(x, kh, kw, sy, sx, ph, pw, out):
     img = xp_of(x).ascontiguousarray(x.transpose(1, 2, 3, 0))  # (C, H, W, N): free for the layers' outputs
     vec = vec_for(n, img, out)                              # neighbouring images per thread
     IM2COL(img.reshape(-1), n, c, h, w, oh, ow, kh, kw, sy, sx, ph, pw, vec, out.reshape(-1),
-                     size=out.size // vec)
+           size=out.size // vec)
 
 
 def as_matrix(col):
@@ -226,7 +226,7 @@ def col2im_gpu(stored, h, w, sy, sx, ph, pw, bias=None):
     vec = vec_for(n, stored, img)
     flat = img.reshape(-1)
     COL2IM(stored.reshape(-1), flat if bias is None else bias, int(bias is not None), n, c, h, w, oh, ow,
-                     kh, kw, sy, sx, ph, pw, vec, flat, size=img.size // vec)
+           kh, kw, sy, sx, ph, pw, vec, flat, size=img.size // vec)
     return img
 
 

@@ -158,6 +158,11 @@ def gather_windows_gpu(x, gy, gx, col):
     im2col_gpu(x, gy.taps, gx.taps, 1, 1, -gy.first_input, -gx.first_input, col)
 
 
+def phase_weights_cpu(W, sy, sx, ty, tx, buffer):
+    """phase_weights itself: on the CPU Wp is a reshaped view of W copied once, no buffer needed."""
+    return phase_weights(W, sy, sx, ty, tx)
+
+
 def interleave_cpu(phases, y, gy, gx, sy, sx, ph, pw, bias):
     """y (Co, oh, ow, N) ← each output pixel from its phase's product (strided copies over the cores), then
     the bias; output_padding's rows and columns 0 (plus the bias)."""
@@ -241,6 +246,5 @@ def interleave_gpu(phases, y, gy, gx, sy, sx, ph, pw, bias):
 
 
 gather_windows = Op("gather_windows", cpu=gather_windows_cpu, gpu=gather_windows_gpu)
-phase_weights_for = Op("phase_weights", cpu=lambda W, sy, sx, ty, tx, buffer: phase_weights(W, sy, sx, ty, tx),
-                       gpu=phase_weights_gpu)
+phase_weights_for = Op("phase_weights", cpu=phase_weights_cpu, gpu=phase_weights_gpu)
 interleave = Op("interleave", cpu=interleave_cpu, gpu=interleave_gpu)

@@ -62,7 +62,7 @@ class Trainer:
     def train(self):
         """run() for a caller that holds the folder's lock already (bin/train-scratch takes it to read the run)."""
         if self.writer:
-            self.writer.prepare(self.start)
+            self.writer.prepare()
         self.log = LossLog(self.model.xp, self.settings.log_every, self.world)
         self._last_ckpt = self.step
         bar = progress_bar(self.steps, "training", "step", enabled=self.progress and self.writer is not None,

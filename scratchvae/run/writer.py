@@ -9,16 +9,18 @@ from . import checkpoint, pictures
 class RunWriter:
     def __init__(self, start):
         """start: the run's Start (its folder, settings, model, optimizer, batches and run.json)."""
+        self.start = start
         self.folder, self.settings, self.run_json = start.folder, start.settings, start.run_json
         self.model, self.opt, self.batches = start.model, start.opt, start.batches
         self.best = None                                    # (step, eval MSE) of best.npz
         self.saved, self.drawn = None, None                 # the steps of the newest checkpoint written here and
                                                             # of the pictures drawn last
 
-    def prepare(self, start):
+    def prepare(self):
         """The folder as the run starts: checked unchanged since start read it, a killed writer's temporaries and
         a stopped start's leftovers gone, damaged checkpoints renamed, the settings written, the log cut back to
         the checkpoint."""
+        start = self.start
         if self.folder.checkpoints() != start.found:
             raise FileExistsError(f"{self.settings.out} changed since it was read: another process wrote a "
                                   "checkpoint into it")

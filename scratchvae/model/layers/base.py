@@ -38,7 +38,8 @@ class Layer:
     def _with_sublayers(self, own, what):
         if not self.sublayers:
             return own
-        return {**own, **{f"{s}.{k}": v for s, layer in self.sublayers.items() for k, v in getattr(layer, what).items()}}
+        inner = {f"{s}.{k}": v for s, layer in self.sublayers.items() for k, v in getattr(layer, what).items()}
+        return {**own, **inner}
 
     def walk(self):
         """This layer, then every layer inside it, depth first (micrograd's parameters(), for layers)."""

@@ -41,12 +41,12 @@ class Dense(Layer):
 
 
 class Heads(Layer):
-    """Two layers reading the same input, x → (first(x), second(x)): the encoder's mu and logvar heads.
+    """Two Dense layers reading the same input, x → (mu(x), logvar(x)): the encoder's two heads.
 
     x feeds both, so its gradient is the sum of what the two send back (a variable used twice
     gets the sum of its gradients):
 
-        ∂L/∂x = first.backward(dy₁) + second.backward(dy₂)      (dense heads: dy₁·W₁ᵀ + dy₂·W₂ᵀ)
+        ∂L/∂x = dy₁·W₁ᵀ + dy₂·W₂ᵀ      (each head's dx, summed into one array as it is made)
 
     No parameters of its own: the two layers keep theirs (params names them mu.W, …, logvar.b).
     """
@@ -62,6 +62,6 @@ class Heads(Layer):
         dy1, dy2 = dys                                              # (N, D), (N, D)
         self.mu.param_grads(dy1)
         self.logvar.param_grads(dy2)
-        dx = self.xp.empty((self.mu.in_features, dy1.shape[0]), dtype=dy1.dtype).T  # (N, F), stored (F, N) as images are
+        dx = self.xp.empty((self.mu.in_features, dy1.shape[0]), dtype=dy1.dtype).T  # (N, F), stored (F, N)
         matmul(dy1, self.mu.params["W"].T, out=dx)                  # dx = dy₁·W₁ᵀ
-        return matmul(dy2, self.logvar.params["W"].T, out=dx, accumulate=True)   # (N, F)  x feeds both: + dy₂·W₂ᵀ
+        return matmul(dy2, self.logvar.params["W"].T, out=dx, accumulate=True)   # (N, F)  + dy₂·W₂ᵀ

@@ -114,7 +114,8 @@ class _Method:
         if self.method != "auto":
             return self.method
         t = self.transposed(h, w)
-        return transpose_method(t.ci, t.co, t.h, t.w, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw, t.opy, t.opx)
+        return transpose_method(t.ci, t.co, t.h, t.w, self.kh, self.kw, self.sy, self.sx, self.ph, self.pw,
+                                t.opy, t.opx)
 
 
 class FastConv2D(_Method, Conv2D):
@@ -204,7 +205,7 @@ class DenseThenDeconv(Layer):
         return y.transpose(3, 0, 1, 2)                              # (N, Co, oh, ow) view
 
     def backward(self, dy):
-        z, h, W1, weff = self._need_cache()                                # (N, D), (N, F), (F, K), (D, K)
+        z, h, W1, weff = self._need_cache()                         # (N, D), (N, F), (F, K), (D, K)
         dc, dense = self.deconv, self.dense
         dyt = images_to_matrix(dy[:, :, :dc.kh, :dc.kw]).reshape(-1, z.shape[0])  # (K, N)  dYᵀ, painted pixels
         row_sums(images_to_matrix(dy), out=dc.grads["b"])           # (Co,)  db₁ = Σ_{n,p,q} dy
