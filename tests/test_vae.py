@@ -56,6 +56,7 @@ def test_the_model_is_two_lists_of_layers():
     assert kinds(VAE(latent_dim=4).decoder) == ["DenseThenDeconv", "ReLU", "FastConvTranspose2D", "ReLU",
                                                 "FastConvTranspose2D", "ReLU", "FastConvTranspose2D"]
     assert kinds(VAE(latent_dim=4, fast=False).decoder)[:3] == ["Dense", "Reshape", "ConvTranspose2D"]
+    assert kinds(VAE(latent_dim=4, dense_relu=True).decoder)[:4] == ["Dense", "ReLU", "Reshape", "FastConvTranspose2D"]
     x = images(3, 3, 60, 80, dtype=np.float32)
     mu, logvar = m.encode(x)
     h = batch_last(x)
@@ -137,10 +138,11 @@ def test_bad_eps():
 @pytest.mark.slow
 @settings(max_examples=6)
 @given(st.integers(1, 3), st.integers(9, 14), st.integers(9, 14), st.sampled_from(["mse", "bernoulli"]),
-       st.sampled_from([0.0, 0.5, 50.0]), st.integers(0, 2**32 - 1))
-def test_whole_model_finite_differences(device, n, h, w, recon, tol, seed):
-    """Every parameter of a small VAE, eps fixed; KL tolerance 0 (all above the floor), 0.5, and 50 (all under)."""
-    m = small_model(h, w, device=device, recon=recon, kl_tolerance=tol, seed=seed)
+       st.sampled_from([0.0, 0.5, 50.0]), st.booleans(), st.integers(0, 2**32 - 1))
+def test_whole_model_finite_differences(device, n, h, w, recon, tol, dense_relu, seed):
+    """Every parameter of a small VAE, eps fixed; KL tolerance 0 (all above the floor), 0.5, and 50 (all under);
+    with and without a ReLU after the decoder's dense layer."""
+    m = small_model(h, w, device=device, recon=recon, kl_tolerance=tol, dense_relu=dense_relu, seed=seed)
     x = images(n, 2, h, w, device, seed=seed)
     eps = get_xp(device).asarray(np.random.default_rng(seed).normal(size=(n, 3)))
     errors = check_model(m, x, eps)
@@ -187,7 +189,7 @@ def test_free_bits_floor_gates_the_kl_gradient():
                                    (0.5 * (np.exp(logvar[active]) - 1)).sum(0) / n, rtol=1e-10, atol=1e-13)
 
 
-def _loss_by_the_loops(P, x, eps, recon, floor, beta):
+def _loss_by_the_loops(P, x, eps, recon, floor, beta, dense_relu=False):
     """The small model's loss from its parameters P alone: the reference loops for the convolutions,
     NumPy for the rest, the textbook formulas; no line of the model's own code."""
     n = len(x)
@@ -200,6 +202,7 @@ def _loss_by_the_loops(P, x, eps, recon, floor, beta):
     z = mu + np.sqrt(np.exp(logvar)) * eps                      # σ = √variance
     # 12×10 images: a 2×2 seed decodes to (2·2 + 1)·2 + 2 = 12 in both directions; crop 12×12 → 12×10
     d = (z @ P["decoder.dense.W"] + P["decoder.dense.b"]).reshape(n, 5, 2, 2)
+    d = np.maximum(d, 0) if dense_relu else d
     d = np.maximum(reference.conv_transpose2d(d, P["decoder.deconv1.W"], P["decoder.deconv1.b"], stride=2), 0)
     logits = reference.conv_transpose2d(d, P["decoder.deconv2.W"], P["decoder.deconv2.b"], stride=2)[:, :, :, 1:11]
     y = 1 / (1 + np.exp(-logits))
@@ -212,13 +215,15 @@ def _loss_by_the_loops(P, x, eps, recon, floor, beta):
     return dict(loss=rec + beta * kl, recon=rec, kl=kl, kl_raw=kl_n.mean())
 
 
-@pytest.mark.parametrize("recon, beta", [("mse", 1.0), ("bernoulli", 2.5)])
-def test_loss_values_match_the_loops_and_the_formulas(recon, beta):
-    m = small_model(kl_tolerance=0.1, recon=recon, beta=beta)
+@pytest.mark.parametrize("recon, beta, dense_relu", [("mse", 1.0, False), ("bernoulli", 2.5, False),
+                                                     ("mse", 1.0, True)])
+def test_loss_values_match_the_loops_and_the_formulas(recon, beta, dense_relu):
+    m = small_model(kl_tolerance=0.1, recon=recon, beta=beta, dense_relu=dense_relu)
     x = images(3, 2, 12, 10, seed=6)
     eps = np.random.default_rng(6).normal(size=(3, 3))
     out = m.loss(x, eps)
-    want = _loss_by_the_loops({k: to_numpy(v) for k, v in m.params.items()}, x, eps, recon, 0.1 * 3, beta)
+    want = _loss_by_the_loops({k: to_numpy(v) for k, v in m.params.items()}, x, eps, recon, 0.1 * 3, beta,
+                              dense_relu)
     for k in want:
         np.testing.assert_allclose(float(out[k]), want[k], rtol=1e-12, err_msg=k)
 

@@ -17,7 +17,8 @@ The model is two lists of layers, run in order forwards and in reverse backwards
 
 (the dense layer and a deconv1 that reads a 1×1 image are two linear maps in a row, computed as
 one; otherwise dense, Reshape and deconv1 stand in its place, and a Crop2D ends the decoder where
-the decoded image is larger than the input). Between the two lists the loss draws z by
+the decoded image is larger than the input; with dense_relu, a ReLU follows dense, as in ctallec/world-models'
+PyTorch decoder, so that its trained weights load: run/torchweights.py). Between the two lists the loss draws z by
 reparameterization and adds the KL; after the decoder, a sigmoid and the reconstruction term.
 ``model.layers`` names the layers with parameters (encoder.conv1 … decoder.deconv4), as
 checkpoints and gradients name them.
@@ -96,20 +97,24 @@ def build_encoder(c, h, w, encoder, latent_dim, conv, init, kw):
     return layers + [Flatten(**kw), Heads(mu, logvar)], named
 
 
-def build_decoder(c, h, w, decoder, latent_dim, dense_size, deconv, join, init, kw):
-    """The decoder as a list of layers, z (N, D) → logits (N, C, H, W): dense → (dense_size, h0, w0), then a
-    transposed convolution for each (channels, kernel, stride), ReLU between them, and a centred crop to H×W
-    where the decoded image is larger. join: a dense layer and a deconv1 that reads a 1×1 image are two linear
-    maps in a row, computed as one (DenseThenDeconv). Also its parametered layers by name."""
+def build_decoder(c, h, w, decoder, latent_dim, dense_size, dense_relu, deconv, join, init, kw):
+    """The decoder as a list of layers, z (N, D) → logits (N, C, H, W): dense (then a ReLU, with dense_relu) →
+    (dense_size, h0, w0), then a transposed convolution for each (channels, kernel, stride), ReLU between them,
+    and a centred crop to H×W where the decoded image is larger. join: a dense layer and a deconv1 that reads a
+    1×1 image are two linear maps in a row, computed as one (DenseThenDeconv). Also its parametered layers by
+    name."""
     (h0, dh), (w0, dw) = decoder_start(h, decoder), decoder_start(w, decoder)
     dense = Dense(latent_dim, dense_size * h0 * w0, rng=init, **kw)
-    named, layers, ch = {"decoder.dense": dense}, [dense, Reshape((dense_size, h0, w0), **kw)], dense_size
+    named, layers, ch = {"decoder.dense": dense}, [dense], dense_size
+    if dense_relu:                                                  # (then dense and deconv1 are not one linear map)
+        layers.append(ReLU(inplace=True, **kw))
+    layers.append(Reshape((dense_size, h0, w0), **kw))
     for i, (co, k, s) in enumerate(decoder, 1):
         layer = named[f"decoder.deconv{i}"] = deconv(ch, co, k, s, rng=init, **kw)
         layers += [layer, ReLU(inplace=True, **kw)]
         ch = co
     layers.pop()                                                    # the last gives logits: the sigmoid is the loss's
-    if join and (h0, w0) == (1, 1):
+    if join and (h0, w0) == (1, 1) and not dense_relu:
         layers[:3] = [DenseThenDeconv(dense, named["decoder.deconv1"])]
     if (dh, dw) != (h, w):
         layers.append(Crop2D(h, w, **kw))
@@ -119,8 +124,9 @@ def build_decoder(c, h, w, decoder, latent_dim, dense_size, deconv, join, init, 
 class VAE:
     def __init__(self, input_shape=(3, 64, 64), latent_dim=32, kl_tolerance=0.5, beta=1.0, recon="mse",
                  encoder=DEFAULT_ENCODER, decoder=DEFAULT_DECODER, dense_size=1024,
-                 dtype=np.float32, seed=0, device="cpu", fast=True):
-        """fast: build the convolutions from FastConv2D/FastConvTranspose2D (the default, same results up
+                 dense_relu=False, dtype=np.float32, seed=0, device="cpu", fast=True):
+        """dense_relu: a ReLU after the decoder's dense layer, as ctallec/world-models' PyTorch decoder has (World
+        Models' own has none; bin/export's notes say what changes). fast: build the convolutions from FastConv2D/FastConvTranspose2D (the default, same results up
         to the order of the sums) or, with False, from the plain im2col layers the docs teach first."""
         c, h, w = (int(v) for v in input_shape)
         if recon not in losses.RECON_KINDS:
@@ -138,7 +144,7 @@ class VAE:
         self.config = dict(input_shape=[c, h, w], latent_dim=int(latent_dim), kl_tolerance=float(kl_tolerance),
                            beta=float(beta), recon=recon, encoder=[list(e) for e in encoder],
                            decoder=[list(d) for d in decoder], dense_size=int(dense_size),
-                           dtype=np.dtype(dtype).name, seed=seed)
+                           **({"dense_relu": True} if dense_relu else {}), dtype=np.dtype(dtype).name, seed=seed)
         self.input_shape = (c, h, w)
         self.latent_dim, self.kl_tolerance, self.beta = int(latent_dim), float(kl_tolerance), float(beta)
         self.recon_kind = recon                                     # "mse" or "bernoulli"
@@ -152,7 +158,8 @@ class VAE:
         kw = dict(dtype=self.dtype, device=device)
         conv, deconv = (FastConv2D, FastConvTranspose2D) if fast else (Conv2D, ConvTranspose2D)
         self.encoder, enc_named = build_encoder(c, h, w, encoder, latent_dim, conv, init, kw)
-        self.decoder, dec_named = build_decoder(c, h, w, decoder, latent_dim, dense_size, deconv, fast, init, kw)
+        self.decoder, dec_named = build_decoder(c, h, w, decoder, latent_dim, dense_size, dense_relu, deconv, fast,
+                                                init, kw)
         self.sigmoid = Sigmoid(**kw)
         self.layers = {**enc_named, **dec_named}                    # the layers with parameters, by name
         self.flat_params, self.flat_grads = self.flatten()
