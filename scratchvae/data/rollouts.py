@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from ..files.extras import MissingPackage
 from ..files.atomic import remove_temporaries
 from ..files.lock import locked
 from ..files.progress import bar as progress_bar
@@ -21,10 +22,6 @@ from .preprocess import preprocess
 
 ENV_ID = "CarRacing-v3"
 MANIFEST_EVERY = 2.0                    # seconds between the manifest's rewrites while collecting
-
-
-class MissingPackage(RuntimeError):
-    """Collection needs a package that is not installed; the message says how to install it."""
 
 
 def require_gymnasium():
