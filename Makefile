@@ -14,7 +14,7 @@ ARGS ?=
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[collect,test,distributed]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[collect,test,distributed,export,tensorboard]"
 	touch $@
 
 setup: $(VENV)/.installed

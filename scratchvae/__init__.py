@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 # name → the module that defines it
 _NAMES = {"optim": "model.optim", "BackendError": "ops.devices", "get_xp": "ops.devices", "to_numpy": "ops.devices",
           "CheckpointError": "run.checkpoint", "to_model_input": "data.dataset", "load": "run.runfolder",
-          "VAE": "model.vae", **dict.fromkeys(("Conv2D", "ConvTranspose2D", "Crop2D", "Dense", "Flatten", "ReLU",
+          "VAE": "model.vae", "export": "use.export", **dict.fromkeys(("Conv2D", "ConvTranspose2D", "Crop2D", "Dense", "Flatten", "ReLU",
                                                "Reshape", "Sigmoid"), "model.layers")}
 __all__ = sorted(_NAMES)
 
@@ -19,7 +19,7 @@ def __getattr__(name):
     if name not in _NAMES:                  # (a submodule, `from scratchvae import losses`: Python imports it)
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module = importlib.import_module(f".{_NAMES[name]}", __name__)
-    value = module if _NAMES[name].rpartition(".")[2] == name else getattr(module, name)
+    value = getattr(module, name, module)       # what the module defines by that name (export), else itself (optim)
     globals()[name] = value
     return value
 

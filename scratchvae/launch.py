@@ -23,11 +23,13 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.join(ROOT, ".venv")
-# the modules a Python must have to run a tool (setup.cfg's install_requires; collect-rollouts: its extra too),
-# each with the name of the package that installs it
+# the modules a Python must have to run a tool (setup.cfg's install_requires; collect-rollouts and export: their
+# extra's too), each with the name of the package that installs it
 NEEDS = {"numpy": "numpy", "PIL": "Pillow", "tqdm": "tqdm", "matplotlib": "matplotlib"}
 TOOLS = {"train-scratch": ("train", {}), "collect-rollouts": ("collect", {"gymnasium": "gymnasium", "Box2D": "box2d"}),
-         "encode-latents": ("encode", {}), "sample": ("sample", {}), "explore": ("explore", {})}
+         "encode-latents": ("encode", {}), "sample": ("sample", {}), "explore": ("explore", {}),
+         "export": ("export", {"safetensors": "safetensors", "onnx": "onnx"})}
+EXTRA = {"collect-rollouts": "collect", "export": "export"}     # the extra of setup.cfg that brings a tool's own
 RELAUNCHED = "SCRATCHVAE_RELAUNCHED"        # set to the Python a tool started again under
 
 
@@ -94,7 +96,7 @@ def launch(tool):
         if python:
             return say(tool, f"{shown(python)} lacks {names}: the clone's set-up did not finish; run it again: "
                              f"{setup_command()}")
-        package = shown(ROOT) + ("[collect]" if extra else "")
+        package = shown(ROOT) + (f"[{EXTRA[tool]}]" if tool in EXTRA else "")
         return say(tool, f"this Python ({sys.executable}) lacks {names}, and the clone has no .venv yet: set it up "
                          f"with: {setup_command()} (or install the package into this Python: "
                          f"pip install -e {shlex.quote(package)})")

@@ -305,8 +305,11 @@ def test_the_package_needs_gymnasium_only_to_collect():
     assert "gymnasium[box2d]" in extras["collect"]
     assert "cupy-cuda12x" in extras["gpu"] and "cupy-cuda13x" in extras["gpu-cuda13"]
     assert "mpi4py" in extras["distributed"] and "mpi4py" not in requires
-    # what make train and make test install: the tests run the tools under mpiexec too
-    assert '".[collect,test,distributed]"' in open(os.path.join(ROOT, "Makefile")).read()
+    for extra, packages in {"export": ("safetensors", "onnx", "onnxruntime"),
+                            "tensorboard": ("tensorboardX", "tensorboard")}.items():
+        assert all(p in extras[extra] and p not in requires for p in packages), extra
+    # what make train and make test install: the tests run the tools under mpiexec, export and read event files too
+    assert '".[collect,test,distributed,export,tensorboard]"' in open(os.path.join(ROOT, "Makefile")).read()
 
 
 # ---- 12. a trained model to load and draw from ------------------------------------------------------------
@@ -402,7 +405,7 @@ def test_importing_the_package_leaves_the_environment_alone(first):
     assert r.stdout.split() == ["None", "1"], r.stderr
 
 
-@pytest.mark.parametrize("tool", ["train-scratch", "collect-rollouts", "encode-latents", "sample", "explore"])
+@pytest.mark.parametrize("tool", ["train-scratch", "collect-rollouts", "encode-latents", "sample", "explore", "export"])
 def test_each_launcher_lets_openblas_sleep_before_numpy_loads_and_uses_every_core(tool):
     """The launcher (scratchvae/launch.py) sets OPENBLAS_THREAD_TIMEOUT before NumPy loads (seen by a finder
     that looks at the variable as NumPy is imported), and the tool then shares its copies among every core."""
@@ -426,13 +429,13 @@ def test_each_launcher_lets_openblas_sleep_before_numpy_loads_and_uses_every_cor
 
 def test_the_options_a_run_prints_start_the_same_run():
     """as_options (what the tools print for a new start) parsed by train-scratch's own parser gives back every
-    setting, the on/off ones (--tf32, --no-graph) too."""
+    setting, the on/off ones (--tf32, --no-graph, --tensorboard) too."""
     from dataclasses import fields
     from scratchvae.cli import train as cli
     s = RunSettings(data="d", out="o", steps=7, batch_size=3, lr=0.01, latent_dim=5, channels="4,8,8,8",
                     dense_size=16, kl_tolerance=0.25, beta=2.0, seed=4, device="cpu", tf32=True, no_graph=True,
                     dtype="float64", heldout=0.2, log_every=2, eval_every=3, checkpoint_every=4, keep=2,
-                    eval_frames=9)
+                    eval_frames=9, tensorboard=True)
     assert all(getattr(s, f.name) != f.default for f in fields(s) if f.name not in ("epochs", "device"))
     args = vars(cli.parser().parse_args([str(o) for o in s.as_options()]))
     assert RunSettings(**{f.name: args[f.name] for f in fields(RunSettings)}) == s

@@ -10,7 +10,7 @@ from ..ops import threads
 from ..ops.devices import BackendError
 from ..run.checkpoint import CheckpointError
 from ..data.episodes import DataError
-from ..data.rollouts import MissingPackage
+from ..files.extras import MissingPackage
 from ..launch import RELAUNCHED
 from ..files.lock import FolderInUse
 from ..run.runfolder import parse_channels
@@ -111,7 +111,8 @@ class OneLineParser(argparse.ArgumentParser):
 def add_checkpoint_options(p):
     """--checkpoint and --best, as the tools that read a trained model take them (runfolder.load)."""
     p.add_argument("--checkpoint", required=True,
-                   help="a checkpoint file (RUN_DIR/checkpoints/ckpt_*.npz), or a run folder: its newest readable one")
+                   help="a checkpoint file (RUN_DIR/checkpoints/ckpt_*.npz), a run folder (its newest readable one), "
+                        "or a safetensors file of weights in PyTorch's names and layouts (bin/export's, or PyTorch's)")
     p.add_argument("--best", action="store_true",
                    help="with a run folder: its best checkpoint (lowest held-out MSE) instead of the newest")
 

@@ -76,6 +76,10 @@ def parser():
     setting("checkpoint_every", positive_int, "steps between checkpoints and pictures")
     setting("keep", positive_int, "checkpoints to keep (besides the best one)")
     setting("eval_frames", positive_int, "held-out frames the MSE is measured on")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write the log's curves and each checkpoint's pictures as TensorBoard event files in "
+                        "the run folder (needs the tensorboard extra; then tensorboard --logdir with the run's parent "
+                        "folder compares its runs). Once on, a resume keeps it on (default off)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -90,7 +94,8 @@ def explicit_options(argv):
 
 def default_data(quiet):
     """The default dataset, collected (or finished: collection is resumable) first when incomplete."""
-    from ..data.rollouts import MissingPackage, collect, missing_episodes, require_gymnasium
+    from ..data.rollouts import collect, missing_episodes, require_gymnasium
+    from ..files.extras import MissingPackage
     missing = missing_episodes(DEFAULT_DATA, DEFAULT_EPISODES)
     if missing:
         try:
@@ -206,7 +211,9 @@ def main(argv=None):
           f"recon {last.get('recon', float('nan')):.2f}, KL {last.get('kl', float('nan')):.2f}"
           + (f", {on} {mse:.5f}" if mse is not None else ""))
     print(f"train-scratch: wrote {settings.out}/: checkpoints/ (best.npz: the lowest {trainer.batches.eval_key} so far), "
-          "log.jsonl, reconstructions.png, samples.png, traversal.png, loss.png")
+          "log.jsonl, reconstructions.png, samples.png, traversal.png, loss.png"
+          + (f"; TensorBoard's event files (tensorboard --logdir {os.path.dirname(os.path.abspath(settings.out))})"
+             if settings.tensorboard else ""))
     return 0
 
 

@@ -90,7 +90,8 @@ def read_arrays(path, names=None):
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file (scratchvae.load takes a run "
                               "folder too)") from None
     if head not in ZIP_MAGIC:
-        raise CheckpointUnreadable(f"{path}: not a checkpoint: expected a .npz archive as train-scratch writes, "
+        raise CheckpointUnreadable(f"{path}: not a checkpoint: expected a .npz archive as train-scratch writes "
+                                   "(or a safetensors file of weights, as bin/export writes), "
                                    f"got a file that begins with {head!r}")
     try:
         with np.load(path, allow_pickle=False) as z:

@@ -6,6 +6,7 @@
     RUN/checkpoints/best.npz            the checkpoint with the lowest held-out MSE so far
     RUN/reconstructions.png, samples.png, traversal.png, loss.png   the newest checkpoint's pictures
     RUN/.lock                           held by the process that writes the run (scratchvae/files/lock.py)
+    RUN/events.out.tfevents.*           with --tensorboard: the curves and pictures for TensorBoard (board.py)
 
 The rules:
   * A folder holds a run when it holds a checkpoint: only then is there something to resume.
@@ -29,18 +30,19 @@ from typing import Optional
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, torchweights
 from ..files.atomic import atomic_write, remove_temporaries
 from .checkpoint import CheckpointError, CheckpointUnreadable
 from ..files.lock import locked
 from ..model.vae import DEFAULT_DECODER, DEFAULT_ENCODER
 
 CKPT_RE = re.compile(r"ckpt_(\d+)\.npz$")
+EVENTS = "events.out.tfevents.*"
 BEST = "best.npz"
 PICTURES = ("reconstructions.png", "samples.png", "traversal.png", "loss.png")
 # what --resume may change (each change is said); every other setting stays as the run began
 CAN_CHANGE = ("steps", "epochs", "lr", "device", "tf32", "no_graph", "log_every", "eval_every", "checkpoint_every",
-              "keep", "eval_frames")
+              "keep", "eval_frames", "tensorboard")
 
 
 CONVOLUTIONS = len(DEFAULT_ENCODER)     # the World Models encoder's convolutions (as many transposed in the decoder)
@@ -88,6 +90,7 @@ class RunSettings:
     checkpoint_every: int = 250
     keep: int = 3                       # checkpoints kept
     eval_frames: int = 500              # held-out frames the MSE is measured on
+    tensorboard: bool = False           # TensorBoard's event files in the run folder too (run/board.py)
 
     def __post_init__(self):
         if (self.steps is None) == (self.epochs is None):
@@ -186,7 +189,8 @@ class RunFolder:
         if self.holds_run():
             return []
         names = ("run.json", "log.jsonl", *PICTURES, os.path.join("checkpoints", BEST))
-        return [name for name in names if os.path.exists(self.file(name))]
+        events = sorted(os.path.basename(p) for p in glob.glob(self.file(EVENTS)))   # TensorBoard's (board.py)
+        return [name for name in names if os.path.exists(self.file(name))] + events
 
     def checkpoint_path(self, step):
         return os.path.join(self.checkpoint_folder, f"ckpt_{int(step):07d}.npz")
@@ -320,7 +324,8 @@ class RunFolder:
 def load(path, device="cpu", best=False):
     """A trained model from a checkpoint file or a run folder: a Checkpoint (model, optimizer, step,
     meta, path). For a run folder, its newest readable checkpoint (a damaged newer one is passed over
-    with a warning), or with best=True the one with the lowest held-out MSE."""
+    with a warning), or with best=True the one with the lowest held-out MSE. A safetensors file of weights in
+    PyTorch's names and layouts (bin/export's, or PyTorch's own) gives the model alone (run/torchweights.py)."""
     if os.path.isdir(path):
         folder = RunFolder(path)
         if best:
@@ -334,5 +339,7 @@ def load(path, device="cpu", best=False):
         return ck
     if best:
         raise CheckpointError(f"best: expected a run folder, got the file {path}")
+    if torchweights.is_safetensors(path):
+        return torchweights.read(path, device)
     return checkpoint.load(path, device)
 

@@ -13,6 +13,7 @@ from ..ops.uploads import Uploader
 from . import checkpoint
 from .advice import Advice
 from .batches import Batches
+from .board import require_writer
 from .runfolder import RunFolder
 
 
@@ -26,6 +27,8 @@ class Start:
         self.resume = resume
         self.folder = RunFolder(s.out)
         self.folder.check_place()
+        if s.tensorboard:
+            require_writer()                                        # the extra, before any work
         self.advice = Advice(s, self.folder, command, self.folder.diverged_at(s.lr) if resume else None)
         if resume and not self.folder.holds_run():
             raise self.advice.nothing_to_resume()

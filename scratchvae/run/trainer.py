@@ -81,6 +81,8 @@ class Trainer:
             if self.log.bad:                                        # the bar ends where the message says
                 bar.n = self.log.bad[0]
             bar.close()
+            if self.writer:
+                self.writer.close()
         return self.step
 
     def _loop(self, bar):
@@ -119,7 +121,7 @@ class Trainer:
             if (self.step % s.eval_every == 0 or self.step % s.checkpoint_every == 0 or self.step == self.steps
                     or self.signals.stopping):
                 row[self.batches.eval_key] = self.eval_mse()
-            self.folder.append_log(row)
+            self.writer.log_row(row)
         return row
 
     def eval_mse(self):

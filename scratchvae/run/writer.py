@@ -4,6 +4,7 @@ itself (one writer, what counts as a run) are run/runfolder.py's."""
 import os
 
 from . import checkpoint, pictures
+from .board import Board
 
 
 class RunWriter:
@@ -15,6 +16,7 @@ class RunWriter:
         self.best = None                                    # (step, eval MSE) of best.npz
         self.saved, self.drawn = None, None                 # the steps of the newest checkpoint written here and
                                                             # of the pictures drawn last
+        self.board = None                                   # TensorBoard's event files (--tensorboard: board.py)
 
     def prepare(self):
         """The folder as the run starts: checked unchanged since start read it, a killed writer's temporaries and
@@ -31,9 +33,24 @@ class RunWriter:
             os.replace(bad, bad + ".corrupt")
         start.unreadable = []
         self.folder.write_settings(self.run_json)
-        self.folder.write_log([r for r in self.folder.read_log() if r["step"] <= start.step])  # none past it
+        rows = [r for r in self.folder.read_log() if r["step"] <= start.step]     # none past the checkpoint
+        self.folder.write_log(rows)
         self.folder.drop_best_after(start.step)
         self.best = self.folder.best()
+        if self.settings.tensorboard:
+            self.board = Board(self.settings.out, start.step, rows)
+
+    def log_row(self, row):
+        """A log row, appended to log.jsonl (and written to TensorBoard's curves)."""
+        self.folder.append_log(row)
+        if self.board:
+            self.board.row(row)
+
+    def close(self):
+        """The event files flushed and closed (the run's other files are whole as soon as they are written)."""
+        if self.board:
+            self.board.close()
+            self.board = None
 
     def checkpoint(self, step, mse):
         """Write step's checkpoint (best.npz too, when its eval MSE is the lowest yet) and the pictures. A
@@ -54,6 +71,8 @@ class RunWriter:
         """reconstructions.png, samples.png, traversal.png and loss.png, of the model at `step`."""
         pictures.write_all(self.settings.out, self.model, self.batches.eval_images(64), step,
                            self.batches.eval_source, seed=self.settings.seed, rows=self.folder.read_log())
+        if self.board:
+            self.board.pictures(self.settings.out, step)
         self.drawn = step
 
     def pictures_behind(self, step):
