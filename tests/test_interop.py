@@ -177,7 +177,8 @@ def wrong_files(tmp_path, tensors):
         (saved("extra.safetensors", extra), "not this architecture: the file has tensor decoder.fc2.weight (3, 3), "
          "which the World Models VAE"),
         (saved("nan.safetensors", nan), "encoder.mu.bias holds NaN or infinite values"),
-        (saved("ints.safetensors", ints), "encoder.mu.bias holds int32 numbers; expected floating point"),
+        (saved("ints.safetensors", ints), "encoder.mu.bias is stored as I32; expected F32 (or F16, F64, which NumPy "
+         "reads too): in PyTorch, save the state_dict's tensors .float()"),
         (saved("metadata.safetensors", tensors, meta), "not this architecture: encoder.conv2.weight is (8, 4, 4, 4) "
          "in the file, (4, 4, 4, 4) in the VAE its metadata describes"),
     ]
@@ -233,6 +234,23 @@ def test_onnx_graphs_agree_with_our_forward_to_float32_rounding(trained, data, s
             ours_error, their_error = np.abs(ours[k] - want).max(), np.abs(theirs[k] - want).max()
             assert their_error <= max(4 * ours_error, 64 * np.finfo(np.float32).eps * scale), \
                 (k, their_error, ours_error, scale)
+
+
+def test_a_float64_model_gives_float32_graphs(tmp_path):
+    """onnxruntime has no float64 convolution: the graphs are float32 whatever the model's dtype, and checked."""
+    model = scratchvae.VAE(latent_dim=4, encoder=((4, 4, 2), (4, 4, 2), (4, 4, 2), (4, 4, 2)),
+                           decoder=((4, 5, 2), (4, 5, 2), (4, 6, 2), (None, 6, 2)), dense_size=8, dtype=np.float64)
+    encoder_file, decoder_file = scratchvae.export(model, str(tmp_path / "f64.onnx"))
+    frames = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    mu, logvar = export_module.session(ort, _read(encoder_file)).run(None, {"frames": frames})
+    assert mu.dtype == logvar.dtype == np.float32
+    np.testing.assert_allclose(mu, model.encode(scratchvae.to_model_input(frames, dtype=np.float64))[0],
+                               rtol=1e-5, atol=1e-6)
+
+
+def _read(path):
+    import onnx
+    return onnx.load(path)
 
 
 def test_export_onnx_writes_two_checked_graphs(trained, tmp_path, capsys):

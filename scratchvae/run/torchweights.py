@@ -38,6 +38,7 @@ NAMINGS = {"scratchvae": {},
            "ctallec": {"encoder.mu": ("encoder.fc_mu", 1.0), "encoder.logvar": ("encoder.fc_logsigma", 0.5),
                        "decoder.dense": ("decoder.fc1", 1.0)}}
 WORLD_MODELS_SIZE = 64                  # the frames a file without our metadata is read for
+FLOATS = ("F16", "F32", "F64")          # the dtypes a file's tensors may be stored as (safetensors' names)
 
 
 def _safetensors():
@@ -118,9 +119,17 @@ def decode(data, path, device="cpu"):
     """read() of a file's bytes; `path` names it in messages and in the Checkpoint."""
     st = _safetensors()
     try:
-        arrays = st.load(data)
         header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
-    except Exception as e:      # SafetensorError, a dtype NumPy lacks (bfloat16), bad JSON: damage of some kind
+        stored = {name: t["dtype"] for name, t in header.items() if name != "__metadata__"}
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise CheckpointUnreadable(f"{path}: not a readable safetensors file (its header: {e})") from None
+    odd = next((name for name, dtype in stored.items() if dtype not in FLOATS), None)
+    if odd is not None:     # bfloat16 (which NumPy lacks), integers, …
+        raise CheckpointError(f"{path}: {odd} is stored as {stored[odd]}; expected F32 (or F16, F64, which NumPy "
+                              "reads too): in PyTorch, save the state_dict's tensors .float()")
+    try:
+        arrays = st.load(data)
+    except Exception as e:      # SafetensorError: a file cut short, offsets that do not fit, …
         raise CheckpointUnreadable(f"{path}: not a readable safetensors file (truncated or corrupt?): "
                                    f"{type(e).__name__}: {e}") from None
     metadata = header.get("__metadata__") or {}
@@ -187,8 +196,6 @@ def _check(path, arrays, want, what):
         if tuple(a.shape) != shape:
             raise CheckpointError(f"{path}: not this architecture: {name} is {tuple(a.shape)} in the file, "
                                   f"{shape} in {what}")
-        if a.dtype.kind != "f":
-            raise CheckpointError(f"{path}: {name} holds {a.dtype} numbers; expected floating point")
         if not np.isfinite(a).all():
             raise CheckpointError(f"{path}: {name} holds NaN or infinite values")
     extra = [name for name in arrays if name not in want]

@@ -8,7 +8,9 @@ them: onnxruntime on a CPU worker, TensorRT, a browser.
     decoder  z float (N, D) → Gemm, [Relu], Reshape (N, dense, h0, w0) → ConvTranspose, Relu, …
                → [Slice: the centred crop] → Sigmoid                        pictures float (N, C, H, W) in (0, 1)
 
-N is dynamic ("N" in the graphs' shapes). Opset OPSET (ONNX 1.12, onnxruntime 1.12 and later read it). Our
+N is dynamic ("N" in the graphs' shapes). Opset OPSET (ONNX 1.12, onnxruntime 1.12 and later read it). The graphs
+are float32 whatever the model's dtype (a float64 model's weights rounded to float32): it is what runtimes run
+(onnxruntime has no float64 Conv). Our
 layouts are ONNX's: Conv's weight (out, in, kh, kw), ConvTranspose's (in, out, kh, kw), and Gemm takes our Dense
 W (in, out) as B with transB = 0. The graph's metadata holds the model's configuration (config, JSON).
 """
@@ -27,11 +29,14 @@ def _onnx():
     return require("onnx", "export", "writing ONNX graphs")
 
 
-class Graph:
-    """Nodes and initializers (the weights) appended in order; each value named by a running count."""
+DTYPE = np.float32                      # the graphs' numbers
 
-    def __init__(self, onnx, dtype):
-        self.onnx, self.dtype = onnx, np.dtype(dtype)
+
+class Graph:
+    """Nodes and initializers (the weights, as DTYPE) appended in order; each value named by a running count."""
+
+    def __init__(self, onnx):
+        self.onnx = onnx
         self.nodes, self.weights, self.count = [], [], 0
 
     def name(self, what):
@@ -40,7 +45,9 @@ class Graph:
 
     def weight(self, array, what):
         name = self.name(what)
-        self.weights.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(to_numpy(array)), name))
+        array = to_numpy(array)
+        array = array.astype(DTYPE) if array.dtype.kind == "f" else array                 # (shapes stay int64)
+        self.weights.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
     def node(self, op, inputs, out=None, **attrs):
@@ -94,17 +101,14 @@ class Graph:
         return model
 
 
-def _elem(onnx, dtype):
-    return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-
-
 def encoder(model):
-    """The encoder as an ONNX ModelProto: frames uint8 (N, H, W, C) → mu, logvar (N, D) in the model's dtype."""
+    """The encoder as an ONNX ModelProto: frames uint8 (N, H, W, C) → mu, logvar float32 (N, D)."""
     onnx = _onnx()
     c, h, w = model.input_shape
-    g = Graph(onnx, model.dtype)
-    x = g.node("Cast", ["frames"], to=_elem(onnx, model.dtype))
-    x = g.node("Div", [x, g.weight(np.array(255, model.dtype), "255")])
+    g = Graph(onnx)
+    f32 = onnx.TensorProto.FLOAT
+    x = g.node("Cast", ["frames"], to=f32)
+    x = g.node("Div", [x, g.weight(np.array(255, DTYPE), "255")])
     x = g.node("Transpose", [x], perm=[0, 3, 1, 2])                    # (N, C, H, W) in [0, 1]
     hw = (h, w)
     for layer in model.encoder:
@@ -112,23 +116,23 @@ def encoder(model):
     mu, logvar = x
     out = onnx.helper.make_tensor_value_info
     return g.model([out("frames", onnx.TensorProto.UINT8, ["N", h, w, c])],
-                   [out("mu", _elem(onnx, model.dtype), ["N", model.latent_dim]),
-                    out("logvar", _elem(onnx, model.dtype), ["N", model.latent_dim])],
+                   [out("mu", f32, ["N", model.latent_dim]), out("logvar", f32, ["N", model.latent_dim])],
                    "scratchvae_encoder", "The World Models VAE's encoder: uint8 frames (N, H, W, C) → the mean and "
                    "log variance of q(z | frame).", config_json(model))
 
 
 def decoder(model):
-    """The decoder as an ONNX ModelProto: z (N, D) → pictures (N, C, H, W) in (0, 1), the decoder's mean image."""
+    """The decoder as an ONNX ModelProto: z float32 (N, D) → pictures float32 (N, C, H, W) in (0, 1), the decoder's
+    mean image."""
     onnx = _onnx()
     c, h, w = model.input_shape
-    g = Graph(onnx, model.dtype)
+    g = Graph(onnx)
+    f32 = onnx.TensorProto.FLOAT
     x, hw = "z", None
     for layer in model.decoder:
         x, hw = g.layer(x, layer, hw)
     g.node("Sigmoid", [x], "pictures")
     out = onnx.helper.make_tensor_value_info
-    return g.model([out("z", _elem(onnx, model.dtype), ["N", model.latent_dim])],
-                   [out("pictures", _elem(onnx, model.dtype), ["N", c, h, w])],
+    return g.model([out("z", f32, ["N", model.latent_dim])], [out("pictures", f32, ["N", c, h, w])],
                    "scratchvae_decoder", "The World Models VAE's decoder: codes z (N, D) → the mean image of "
                    "p(x | z), (N, C, H, W) in (0, 1).", config_json(model))
