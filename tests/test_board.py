@@ -79,6 +79,20 @@ def test_turned_on_at_a_resume_the_curves_begin_at_the_start(tmp_path, data, cap
     assert [s for s, _ in board(out)[0]["loss/loss"]] == [2, 3, 4, 6, 8, 9, 10, 11]
 
 
+def test_writers_within_one_second_keep_each_others_files(tmp_path, monkeypatch):
+    """Event files are named by the second they were made in: two resumes within one second must not share one
+    (the second would empty the first's), and must be read in the order they were made."""
+    import time
+    from scratchvae.run.board import Board
+    monkeypatch.setattr(time, "time", lambda: 1796672305.0)         # one second for every writer
+    for step in (0, 4, 2):                                          # a new run, a resume, a resume from earlier
+        b = Board(str(tmp_path), step)
+        b.row({"step": step + 1, "time": 1796672305.0, "loss": float(step)})
+        b.close()
+    assert len(os.listdir(tmp_path)) == 3
+    assert board(tmp_path)[0]["loss/loss"] == [(1, 0.0), (3, 2.0)]  # the last writer purged step 5 (past its 2)
+
+
 def test_runs_in_one_folder_compare_in_one_tensorboard(tmp_path, data):
     for name, lr in (("small-lr", "1e-4"), ("large-lr", "3e-3")):
         train("--data", data, "--steps", "4", "--out", str(tmp_path / name), "--lr", lr, "--tensorboard")

@@ -49,8 +49,11 @@ class Board:
         """Event files in `folder` for a run at `step` (0: a new run); rows: the log's rows up to `step`,
         written first when the folder has no event files yet."""
         new = not event_files(folder)
+        # TensorBoard reads a folder's event files in the order of their names, events.out.tfevents.SECONDS.HOST:
+        # two writers in one second would share a name (the second one emptying the first's file), so each name
+        # ends in its nanoseconds, which sort as they were made
         self.writer = require_writer().SummaryWriter(folder, purge_step=None if new else step + 1,
-                                                     flush_secs=FLUSH_SECONDS)
+                                                     flush_secs=FLUSH_SECONDS, filename_suffix=f".{time.time_ns()}")
         if new:
             for row in rows:
                 self.row(row)
