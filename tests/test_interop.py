@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import scratchvae
-from runs import ROOT, trained_run
+from runs import ROOT, pixels, request, start_explore, trained_run
 from scratchvae.check import reference
 from scratchvae.cli import run
 from scratchvae.cli.encode import main as encode_main
@@ -150,6 +150,24 @@ def test_the_tools_work_on_a_model_from_a_file_without_our_metadata(trained, dat
     assert back.model.config["dense_relu"] is True
     np.testing.assert_array_equal(back.model.encode(x)[1], ck.model.encode(x)[1])
     assert [type(layer).__name__ for layer in back.model.decoder][:3] == ["Dense", "ReLU", "Reshape"]
+
+
+def test_explore_serves_an_exported_model(trained, data, tmp_path):
+    """bin/explore on a safetensors file: the same codes as the checkpoint's model gives."""
+    import signal
+    out = str(tmp_path / "vae.safetensors")
+    scratchvae.export(trained, out)
+    proc, url = start_explore("--checkpoint", out, "--data", data)
+    try:
+        info = json.loads(request(url + "api/info")[2])
+        assert info["checkpoint"] == out and info["step"] == 6
+        frame = json.loads(request(url + "api/frame?i=5")[2])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    shown = pixels(frame["frame"])[None]                            # the frame the page shows, (1, 64, 64, 3)
+    want = scratchvae.load(trained).model.encode(scratchvae.to_model_input(shown))[0][0]
+    np.testing.assert_allclose(frame["mu"], want, rtol=1e-5, atol=1e-6)
 
 
 def wrong_files(tmp_path, tensors):
