@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -110,10 +111,13 @@ def test_what_names_and_shapes_the_file_has():
 @pytest.mark.parametrize("naming", ["scratchvae", "ctallec"])
 def test_export_and_load_again_give_the_same_model(trained, data, tmp_path, naming, capsys):
     out = str(tmp_path / "vae.safetensors")
-    assert export_main(["--checkpoint", trained, "--out", out, "--naming", naming]) == 0
-    said = capsys.readouterr().out
-    assert f"→ {out} (safetensors, naming {naming})" in said
-    assert ("decoder has a ReLU after fc1" in said) == (naming == "ctallec")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert export_main(["--checkpoint", trained, "--out", out, "--naming", naming]) == 0
+    assert f"→ {out} (safetensors, naming {naming})" in capsys.readouterr().out
+    warned = [str(w.message) for w in caught if str(w.message).startswith("ctallec/world-models' VAE: ")]
+    assert len(warned) == (2 if naming == "ctallec" else 0), warned        # widths other than its, and its ReLU
+    assert naming == "scratchvae" or "decoder has a ReLU after fc1" in warned[1]
     before, after = scratchvae.load(trained), scratchvae.load(out)
     assert after.step == before.step == 6 and after.optimizer is None and after.path == out
     assert after.model.config == before.model.config and after.meta["naming"] == naming

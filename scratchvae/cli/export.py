@@ -1,5 +1,6 @@
 """bin/export: a trained model as safetensors weights in PyTorch's names and layouts, or as ONNX graphs."""
 import os
+import warnings
 
 from . import OneLineParser, add_checkpoint_options, run
 from ..files.atomic import folder_for
@@ -45,7 +46,7 @@ def main(argv=None):
         ck = load(args.checkpoint, best=args.best)
         if args.naming == "ctallec":
             for sentence in ctallec_differences(ck.model):
-                print(f"export: warning: ctallec/world-models' VAE: {sentence}")
+                warnings.warn(f"ctallec/world-models' VAE: {sentence}")
         written = export(ck, args.out, format, args.naming)
     what = f"naming {args.naming}" if format == "safetensors" else \
         "checked with onnxruntime; input frames uint8 (N, H, W, C), outputs mu, logvar / pictures"

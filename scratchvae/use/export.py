@@ -83,7 +83,7 @@ def ctallec_differences(model):
                     f"{mine[odd][0] if odd in mine else 'none'}: load_state_dict will refuse the file")
     if not model.config.get("dense_relu"):
         said.append("its decoder has a ReLU after fc1, which this model lacks: its encoder gives this model's μ and "
-                    "log σ (= ½ log σ²) exactly, its decoder other pictures (docs/training.md has the numbers); "
+                    "log σ (= ½ log σ²), to float32 rounding, but its decoder other pictures (docs/training.md has the numbers); "
                     "drop that ReLU, or read the file with scratchvae.load")
     return said
 
