@@ -48,6 +48,7 @@ def assert_same_curves(shown, want):
         assert [v for _, v in shown[tag]] == pytest.approx([v for _, v in points], rel=1e-6), tag   # (float32)
 
 
+@pytest.mark.slow
 def test_the_curves_and_pictures_continue_after_a_resume_without_a_step_twice(tmp_path, data):
     out = tmp_path / "runs" / "a"
     train("--data", data, "--steps", "8", "--out", str(out), "--tensorboard")
@@ -65,6 +66,7 @@ def test_the_curves_and_pictures_continue_after_a_resume_without_a_step_twice(tm
     assert len([f for f in os.listdir(out) if f.startswith("events.out.tfevents.")]) == 2
 
 
+@pytest.mark.slow
 def test_turned_on_at_a_resume_the_curves_begin_at_the_start(tmp_path, data, capsys):
     out = tmp_path / "b"
     train("--data", data, "--steps", "6", "--out", str(out))
@@ -93,6 +95,7 @@ def test_writers_within_one_second_keep_each_others_files(tmp_path, monkeypatch)
     assert board(tmp_path)[0]["loss/loss"] == [(1, 0.0), (3, 2.0)]  # the last writer purged step 5 (past its 2)
 
 
+@pytest.mark.slow
 def test_runs_in_one_folder_compare_in_one_tensorboard(tmp_path, data):
     for name, lr in (("small-lr", "1e-4"), ("large-lr", "3e-3")):
         train("--data", data, "--steps", "4", "--out", str(tmp_path / name), "--lr", lr, "--tensorboard")
@@ -117,6 +120,7 @@ def test_without_the_extra_one_line_and_nothing_written(tmp_path, data, monkeypa
     assert not os.path.exists(out)
 
 
+@pytest.mark.slow
 def test_a_new_start_replaces_the_event_files_of_a_start_that_left_no_checkpoint(tmp_path, data):
     out = tmp_path / "d"
     train("--data", data, "--steps", "3", "--out", str(out), "--tensorboard")

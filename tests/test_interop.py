@@ -156,6 +156,7 @@ def test_the_tools_work_on_a_model_from_a_file_without_our_metadata(trained, dat
     assert [type(layer).__name__ for layer in back.model.decoder][:3] == ["Dense", "ReLU", "Reshape"]
 
 
+@pytest.mark.slow
 def test_explore_serves_an_exported_model(trained, data, tmp_path):
     """bin/explore on a safetensors file: the same codes as the checkpoint's model gives."""
     import signal
@@ -323,6 +324,7 @@ def test_export_refuses_in_one_line(trained, tmp_path, monkeypatch, capsys):
     assert sorted(os.listdir(tmp_path)) == ["x.safetensors"]
 
 
+@pytest.mark.slow
 def test_bin_export_as_a_user_runs_it(trained, tmp_path):
     r = subprocess.run([sys.executable, os.path.join("bin", "export"), "--checkpoint", trained, "--best",
                         "--out", str(tmp_path / "vae.safetensors")], cwd=ROOT, capture_output=True, text=True)
