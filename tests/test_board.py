@@ -64,6 +64,11 @@ def test_the_curves_and_pictures_continue_after_a_resume_without_a_step_twice(tm
     assert [s for s, _ in scalars["eval/heldout_mse"]] == [2, 3, 4, 6, 8, 9, 10, 12]
     assert images == {f"pictures/{n}": [3, 6, 9, 12] for n in ("reconstructions", "samples", "traversal")}
     assert len([f for f in os.listdir(out) if f.startswith("events.out.tfevents.")]) == 2
+    ea = accumulator.EventAccumulator(str(out))
+    ea.Reload()
+    texts = ea.Tensors("run/settings/text_summary")                 # run.json as each process started: 0 and 6
+    assert [t.step for t in texts] == [0, 6]
+    assert '| steps | 12 |' in texts[1].tensor_proto.string_val[0].decode()
 
 
 @pytest.mark.slow

@@ -325,6 +325,17 @@ def test_export_refuses_in_one_line(trained, tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.slow
+def test_reading_weights_without_the_extra_says_which_to_install(trained, tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "vae.safetensors")
+    scratchvae.export(trained, out)
+    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+    assert run("sample", sample_main, ["--checkpoint", out, "--out", str(tmp_path / "p")]) == 2
+    assert one_line(capsys).startswith("sample: error: reading or writing safetensors files needs safetensors, which "
+                                       "is not installed (import of safetensors.numpy halted; None in sys.modules): "
+                                       "pip install -e '.[export]' in the project")
+    assert not os.path.exists(tmp_path / "p")
+
+
 def test_bin_export_as_a_user_runs_it(trained, tmp_path):
     r = subprocess.run([sys.executable, os.path.join("bin", "export"), "--checkpoint", trained, "--best",
                         "--out", str(tmp_path / "vae.safetensors")], cwd=ROOT, capture_output=True, text=True)

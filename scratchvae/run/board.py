@@ -7,6 +7,7 @@ every run under runs/ by its folder's name, side by side.
              speed/allreduce_share, several ranks)
     images   at each checkpoint, the pictures the run folder holds, as drawn: pictures/reconstructions,
              pictures/samples, pictures/traversal
+    text     run/settings: run.json as a table, at the step each process starts from (a resume may change some)
 
 A resume goes on with the same curves. Its writer opens with purge_step = the checkpoint's step + 1: TensorBoard
 drops whatever the stopped process wrote past the checkpoint (steps the resumed run trains again), so no step
@@ -15,6 +16,7 @@ far first. The event files are appended to as the run goes (TensorBoard reads a 
 short up to that record), flushed every FLUSH_SECONDS and at the end.
 """
 import glob
+import json
 import os
 import time
 
@@ -45,9 +47,9 @@ def tag(key):
 
 
 class Board:
-    def __init__(self, folder, step, rows=()):
+    def __init__(self, folder, step, rows=(), settings=None):
         """Event files in `folder` for a run at `step` (0: a new run); rows: the log's rows up to `step`,
-        written first when the folder has no event files yet."""
+        written first when the folder has no event files yet; settings: run.json's record, shown as text."""
         new = not event_files(folder)
         # TensorBoard reads a folder's event files in the order of their names, events.out.tfevents.SECONDS.HOST:
         # two writers in one second would share a name (the second one emptying the first's file), so each name
@@ -57,6 +59,9 @@ class Board:
         if new:
             for row in rows:
                 self.row(row)
+        if settings:
+            table = "\n".join(f"| {k} | {json.dumps(v)} |" for k, v in settings.items())
+            self.writer.add_text("run/settings", f"| setting | value |\n|---|---|\n{table}", step)
 
     def row(self, row):
         """Every number of a log row but its step and time, at its step."""

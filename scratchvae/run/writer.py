@@ -38,7 +38,7 @@ class RunWriter:
         self.folder.drop_best_after(start.step)
         self.best = self.folder.best()
         if self.settings.tensorboard:
-            self.board = Board(self.settings.out, start.step, rows)
+            self.board = Board(self.settings.out, start.step, rows, self.run_json)
 
     def log_row(self, row):
         """A log row, appended to log.jsonl (and written to TensorBoard's curves)."""
