@@ -1,6 +1,6 @@
 """The exported ONNX encoder in onnxruntime against our own encoder, on the CPU: one frame, and a batch of 100.
 
-    python bench/bench_onnx.py                          # the default model, untrained (the time does not depend on weights)
+    python bench/bench_onnx.py                          # the default model, untrained (weights do not change the time)
     python bench/bench_onnx.py --checkpoint RUN         # a trained one; --batches 1,100,1000
 
 Both sides start from the same uint8 frames (N, 64, 64, 3), as a World Models worker holds them: ours

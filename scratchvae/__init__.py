@@ -10,8 +10,9 @@ __version__ = "0.1.0"
 # name → the module that defines it
 _NAMES = {"optim": "model.optim", "BackendError": "ops.devices", "get_xp": "ops.devices", "to_numpy": "ops.devices",
           "CheckpointError": "run.checkpoint", "to_model_input": "data.dataset", "load": "run.runfolder",
-          "VAE": "model.vae", "export": "use.export", **dict.fromkeys(("Conv2D", "ConvTranspose2D", "Crop2D", "Dense", "Flatten", "ReLU",
-                                               "Reshape", "Sigmoid"), "model.layers")}
+          "VAE": "model.vae", "export": "use.export",
+          **dict.fromkeys(("Conv2D", "ConvTranspose2D", "Crop2D", "Dense", "Flatten", "ReLU", "Reshape", "Sigmoid"),
+                          "model.layers")}
 __all__ = sorted(_NAMES)
 
 

@@ -1,5 +1,5 @@
 """The trained model where other code reads it: safetensors weights in PyTorch's names and layouts, both ways,
-and the ONNX graphs run by onnxruntime (scratchvae/run/torchweights.py, scratchvae/use/)."""
+and the ONNX graphs run by onnxruntime (scratchvae/run/statedict.py, scratchvae/use/)."""
 import json
 import os
 import subprocess
@@ -21,7 +21,7 @@ from scratchvae.cli.sample import main as sample_main
 from scratchvae.data.episodes import episode_name
 from scratchvae.model import vae
 from scratchvae.model.vae import DEFAULT_DECODER
-from scratchvae.run import torchweights
+from scratchvae.run import statedict
 from scratchvae.run.checkpoint import CheckpointError
 from scratchvae.use import export as export_module
 from scratchvae.use import onnxgraph
@@ -79,7 +79,7 @@ def test_the_file_holds_pytorch_names_and_layouts(naming, dense_relu, size, n, s
     m = scratchvae.VAE(input_shape=(3, h, w), latent_dim=5, encoder=((4, 4, 2), (6, 4, 2), (5, 4, 2), (7, 4, 2)),
                        decoder=((6, 5, 2), (5, 5, 2), (4, 6, 2), (None, 6, 2)), dense_size=9, dense_relu=dense_relu,
                        dtype=np.float64, seed=seed % 1000)
-    t = safetensors_numpy.load(torchweights.encode(m, naming))
+    t = safetensors_numpy.load(statedict.encode(m, naming))
     rng = np.random.default_rng(seed)
     x = rng.random((n, 3, h, w))
     z = rng.standard_normal((n, 5))
@@ -94,13 +94,13 @@ def test_the_file_holds_pytorch_names_and_layouts(naming, dense_relu, size, n, s
 
 def test_what_names_and_shapes_the_file_has():
     m = scratchvae.VAE(seed=1)
-    t = safetensors_numpy.load(torchweights.encode(m))
+    t = safetensors_numpy.load(statedict.encode(m))
     assert t["encoder.conv1.weight"].shape == (32, 3, 4, 4) and t["encoder.conv4.bias"].shape == (256,)
     assert t["encoder.mu.weight"].shape == t["encoder.logvar.weight"].shape == (32, 1024)       # (out, in)
     assert t["decoder.dense.weight"].shape == (1024, 32)
     assert t["decoder.deconv1.weight"].shape == (1024, 128, 5, 5)                              # (in, out, kh, kw)
     assert len(t) == 22 and sum(a.size for a in t.values()) == m.num_params()
-    ct = safetensors_numpy.load(torchweights.encode(m, "ctallec"))
+    ct = safetensors_numpy.load(statedict.encode(m, "ctallec"))
     assert sorted(ct) == sorted(k.replace("encoder.mu.", "encoder.fc_mu.").replace("encoder.logvar.",
                                 "encoder.fc_logsigma.").replace("decoder.dense.", "decoder.fc1.") for k in t)
     np.testing.assert_array_equal(ct["encoder.fc_logsigma.bias"], t["encoder.logvar.bias"] / 2)
@@ -134,7 +134,7 @@ def test_the_tools_work_on_a_model_from_a_file_without_our_metadata(trained, dat
     its tensors' widths; sample and encode-latents take it as they take a checkpoint."""
     ck = scratchvae.load(trained)
     plain = str(tmp_path / "from_pytorch.safetensors")
-    safetensors_numpy.save_file(torchweights.tensors(ck.model), plain)           # no metadata at all
+    safetensors_numpy.save_file(statedict.tensors(ck.model), plain)           # no metadata at all
     back = scratchvae.load(plain)
     assert back.step == 0 and back.model.latent_dim == 8 and back.model.config["encoder"][0] == [4, 4, 2]
     assert not back.model.config.get("dense_relu")
@@ -149,7 +149,7 @@ def test_the_tools_work_on_a_model_from_a_file_without_our_metadata(trained, dat
         assert str(z["checkpoint"]) == plain
     # ctallec's names: its decoder's ReLU after fc1 comes with them, and its log σ head is doubled into log σ²
     theirs = str(tmp_path / "ctallec.safetensors")
-    safetensors_numpy.save_file(torchweights.tensors(ck.model, "ctallec"), theirs)
+    safetensors_numpy.save_file(statedict.tensors(ck.model, "ctallec"), theirs)
     back = scratchvae.load(theirs)
     assert back.model.config["dense_relu"] is True
     np.testing.assert_array_equal(back.model.encode(x)[1], ck.model.encode(x)[1])
@@ -208,7 +208,7 @@ def wrong_files(tmp_path, tensors):
 
 
 def test_another_architecture_is_refused_in_one_line(trained, tmp_path, capsys):
-    tensors = torchweights.tensors(scratchvae.load(trained).model)
+    tensors = statedict.tensors(scratchvae.load(trained).model)
     for path, said in wrong_files(tmp_path, tensors):
         with pytest.raises(CheckpointError) as e:
             scratchvae.load(path)

@@ -4,7 +4,7 @@ import warnings
 
 from . import OneLineParser, add_checkpoint_options, run
 from ..files.atomic import folder_for
-from ..run import torchweights
+from ..run import statedict
 from ..run.runfolder import load
 from ..use.export import FORMATS, ctallec_differences, export, format_of, paths, require_for
 
@@ -24,7 +24,7 @@ def parser():
                         "(its folder is made if need be)")
     p.add_argument("--format", choices=sorted(set(FORMATS.values())),
                    help="safetensors or onnx (default: from --out's extension)")
-    p.add_argument("--naming", choices=sorted(torchweights.NAMINGS), default="scratchvae",
+    p.add_argument("--naming", choices=sorted(statedict.NAMINGS), default="scratchvae",
                    help="safetensors: the tensors' names: scratchvae (encoder.conv1.weight … encoder.mu, "
                         "encoder.logvar, decoder.dense …; the module of docs/training.md) or ctallec "
                         "(ctallec/world-models' VAE: encoder.fc_mu, encoder.fc_logsigma holding log σ, decoder.fc1) "

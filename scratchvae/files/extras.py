@@ -1,7 +1,8 @@
 """The optional packages, each behind an extra of setup.cfg, and the one line said when one is missing.
 
     require("onnx", "export", "writing ONNX graphs")   →  the module, or MissingPackage:
-    "writing ONNX graphs needs onnx, which is not installed: pip install -e '.[export]' in the project, or pip install onnx"
+    "writing ONNX graphs needs onnx, which is not installed (…): pip install -e '.[export]' in the project, or
+    pip install onnx"
 """
 import importlib
 

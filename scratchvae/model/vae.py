@@ -18,7 +18,7 @@ The model is two lists of layers, run in order forwards and in reverse backwards
 (the dense layer and a deconv1 that reads a 1×1 image are two linear maps in a row, computed as
 one; otherwise dense, Reshape and deconv1 stand in its place, and a Crop2D ends the decoder where
 the decoded image is larger than the input; with dense_relu, a ReLU follows dense, as in ctallec/world-models'
-PyTorch decoder, so that its trained weights load: run/torchweights.py). Between the two lists the loss draws z by
+PyTorch decoder, so that its trained weights load: run/statedict.py). Between the two lists the loss draws z by
 reparameterization and adds the KL; after the decoder, a sigmoid and the reconstruction term.
 ``model.layers`` names the layers with parameters (encoder.conv1 … decoder.deconv4), as
 checkpoints and gradients name them.
@@ -126,8 +126,9 @@ class VAE:
                  encoder=DEFAULT_ENCODER, decoder=DEFAULT_DECODER, dense_size=1024,
                  dense_relu=False, dtype=np.float32, seed=0, device="cpu", fast=True):
         """dense_relu: a ReLU after the decoder's dense layer, as ctallec/world-models' PyTorch decoder has (World
-        Models' own has none; bin/export's notes say what changes). fast: build the convolutions from FastConv2D/FastConvTranspose2D (the default, same results up
-        to the order of the sums) or, with False, from the plain im2col layers the docs teach first."""
+        Models' own has none; bin/export's notes say what changes). fast: build the convolutions from
+        FastConv2D/FastConvTranspose2D (the default, same results up to the order of the sums) or, with False, from
+        the plain im2col layers the docs teach first."""
         c, h, w = (int(v) for v in input_shape)
         if recon not in losses.RECON_KINDS:
             raise ValueError(f"recon must be one of {losses.RECON_KINDS}, got {recon!r}")

@@ -15,7 +15,6 @@ shows twice. A run that had no event files yet (--tensorboard given first at a r
 far first. The event files are appended to as the run goes (TensorBoard reads a file whose last record is cut
 short up to that record), flushed every FLUSH_SECONDS and at the end.
 """
-import glob
 import json
 import os
 import time
@@ -24,7 +23,7 @@ import numpy as np
 
 from ..files.extras import require
 from ..model.losses import LOSS_KEYS
-from .runfolder import EVENTS
+from .runfolder import RunFolder
 
 FLUSH_SECONDS = 10
 PICTURES = ("reconstructions", "samples", "traversal")
@@ -33,10 +32,6 @@ PICTURES = ("reconstructions", "samples", "traversal")
 def require_writer():
     """tensorboardX, or MissingPackage naming the tensorboard extra."""
     return require("tensorboardX", "tensorboard", "--tensorboard (TensorBoard's event files)")
-
-
-def event_files(folder):
-    return sorted(glob.glob(os.path.join(folder, EVENTS)))
 
 
 def tag(key):
@@ -50,7 +45,7 @@ class Board:
     def __init__(self, folder, step, rows=(), settings=None):
         """Event files in `folder` for a run at `step` (0: a new run); rows: the log's rows up to `step`,
         written first when the folder has no event files yet; settings: run.json's record, shown as text."""
-        new = not event_files(folder)
+        new = not RunFolder(folder).event_files()
         # TensorBoard reads a folder's event files in the order of their names, events.out.tfevents.SECONDS.HOST:
         # two writers in one second would share a name (the second one emptying the first's file), so each name
         # ends in its nanoseconds, which sort as they were made

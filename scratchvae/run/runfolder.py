@@ -30,7 +30,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import checkpoint, torchweights
+from . import checkpoint, statedict
 from ..files.atomic import atomic_write, remove_temporaries
 from .checkpoint import CheckpointError, CheckpointUnreadable
 from ..files.lock import locked
@@ -189,8 +189,11 @@ class RunFolder:
         if self.holds_run():
             return []
         names = ("run.json", "log.jsonl", *PICTURES, os.path.join("checkpoints", BEST))
-        events = sorted(os.path.basename(p) for p in glob.glob(self.file(EVENTS)))   # TensorBoard's (board.py)
-        return [name for name in names if os.path.exists(self.file(name))] + events
+        return [name for name in names if os.path.exists(self.file(name))] + self.event_files()
+
+    def event_files(self):
+        """The names of TensorBoard's event files in the folder (board.py), in the order TensorBoard reads them."""
+        return sorted(os.path.basename(p) for p in glob.glob(self.file(EVENTS)))
 
     def checkpoint_path(self, step):
         return os.path.join(self.checkpoint_folder, f"ckpt_{int(step):07d}.npz")
@@ -325,7 +328,7 @@ def load(path, device="cpu", best=False):
     """A trained model from a checkpoint file or a run folder: a Checkpoint (model, optimizer, step,
     meta, path). For a run folder, its newest readable checkpoint (a damaged newer one is passed over
     with a warning), or with best=True the one with the lowest held-out MSE. A safetensors file of weights in
-    PyTorch's names and layouts (bin/export's, or PyTorch's own) gives the model alone (run/torchweights.py)."""
+    PyTorch's names and layouts (bin/export's, or PyTorch's own) gives the model alone (run/statedict.py)."""
     if os.path.isdir(path):
         folder = RunFolder(path)
         if best:
@@ -339,7 +342,7 @@ def load(path, device="cpu", best=False):
         return ck
     if best:
         raise CheckpointError(f"best: expected a run folder, got the file {path}")
-    if torchweights.is_safetensors(path):
-        return torchweights.read(path, device)
+    if statedict.is_safetensors(path):
+        return statedict.read(path, device)
     return checkpoint.load(path, device)
 

@@ -1,5 +1,5 @@
 """A trained model in the formats other code reads: safetensors weights in PyTorch's names and layouts
-(run/torchweights.py) and two ONNX graphs (use/onnxgraph.py). Each file is checked after it is made, before
+(run/statedict.py) and two ONNX graphs (use/onnxgraph.py). Each file is checked after it is made, before
 it is put in place: the weights read back equal to the bit, the graphs run by onnxruntime against our own
 forward pass.
 
@@ -16,7 +16,7 @@ from ..files.atomic import atomic_write
 from ..files.extras import require
 from ..model.vae import VAE
 from ..ops.devices import to_numpy
-from ..run import torchweights
+from ..run import statedict
 from ..run.checkpoint import Checkpoint, CheckpointError
 from ..run.runfolder import load
 from . import onnxgraph
@@ -76,15 +76,15 @@ def ctallec_differences(model):
     c, h, w = model.input_shape
     theirs = VAE(input_shape=(c, 64, 64), latent_dim=model.latent_dim, dense_relu=True, fast=False)
     said = []
-    mine, want = torchweights.expected(model, "ctallec"), torchweights.expected(theirs, "ctallec")
-    odd = next((name for name in want if mine.get(name, (None,))[0] != want[name][0]), None)
+    mine, want = statedict.expected(model, "ctallec"), statedict.expected(theirs, "ctallec")
+    odd = next((name for name in want if mine.get(name) != want[name]), None)
     if odd is not None:
-        said.append(f"its VAE({c}, {model.latent_dim}) has {odd} {want[odd][0]}, this model "
-                    f"{mine[odd][0] if odd in mine else 'none'}: load_state_dict will refuse the file")
+        said.append(f"its VAE({c}, {model.latent_dim}) has {odd} {want[odd]}, this model "
+                    f"{mine.get(odd, 'none')}: load_state_dict will refuse the file")
     if not model.config.get("dense_relu"):
         said.append("its decoder has a ReLU after fc1, which this model lacks: its encoder gives this model's μ and "
-                    "log σ (= ½ log σ²), to float32 rounding, but its decoder other pictures (docs/training.md has the numbers); "
-                    "drop that ReLU, or read the file with scratchvae.load")
+                    "log σ (= ½ log σ²), to float32 rounding, but its decoder other pictures (docs/training.md has "
+                    "the numbers); drop that ReLU, or read the file with scratchvae.load")
     return said
 
 
@@ -95,16 +95,16 @@ def export(source, out, format=None, naming="scratchvae", best=False, check=True
     onnxruntime (ONNX) against the model before putting it in place. Returns the paths written."""
     format = format_of(out, format)
     require_for(format, check)
-    if naming not in torchweights.NAMINGS:
-        raise ValueError(f"naming must be one of {', '.join(torchweights.NAMINGS)}, got {naming!r}")
+    if naming not in statedict.NAMINGS:
+        raise ValueError(f"naming must be one of {', '.join(statedict.NAMINGS)}, got {naming!r}")
     ck = checkpoint_of(source, best)
     model = ck.model
     if model.device != "cpu":
         raise ValueError("export: give a model on the CPU (scratchvae.load(…, device='cpu'))")
     if format == "safetensors":
-        data = torchweights.encode(model, naming, ck.step, ck.meta)
+        data = statedict.encode(model, naming, ck.step, ck.meta)
         if check:
-            back = torchweights.decode(data, out)
+            back = statedict.decode(data, out)
             if any(not np.array_equal(to_numpy(back.model.params[k]), to_numpy(p)) for k, p in model.params.items()):
                 raise CheckpointError(f"{out}: not written: the weights read back differ from the model's")
         files = {out: data}

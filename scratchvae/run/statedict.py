@@ -25,7 +25,6 @@ import os
 
 import numpy as np
 
-from ..files.atomic import atomic_write
 from ..files.extras import require
 from ..model.vae import DEFAULT_DECODER, DEFAULT_ENCODER, VAE
 from ..ops.devices import to_numpy
@@ -51,31 +50,29 @@ def torch_name(layer, param, naming):
     return f"{name}.{PARAM[param]}", factor
 
 
-def is_dense(model, layer):
-    return model.params[f"{layer}.W"].ndim == 2
+def placements(model, naming):
+    """For each parameter, in the model's order: (our key, its name in the file, whether the file holds it
+    transposed (nn.Linear's (out, in)), the factor the file's holds it multiplied by)."""
+    for key, a in model.params.items():
+        layer, _, param = key.rpartition(".")
+        name, factor = torch_name(layer, param, naming)
+        yield key, name, param == "W" and a.ndim == 2, factor
 
 
 def tensors(model, naming="scratchvae"):
     """{name in the file: host array in PyTorch's layout}, in the model's order."""
     out = {}
-    for key, a in model.params.items():
-        layer, _, param = key.rpartition(".")
-        name, factor = torch_name(layer, param, naming)
-        a = to_numpy(a)
-        if param == "W" and is_dense(model, layer):
-            a = a.T                                         # nn.Linear: (out, in)
+    for key, name, transposed, factor in placements(model, naming):
+        a = to_numpy(model.params[key])
+        a = a.T if transposed else a                        # nn.Linear: (out, in)
         out[name] = np.ascontiguousarray(a * a.dtype.type(factor) if factor != 1 else a)
     return out
 
 
 def expected(model, naming):
-    """{name in the file: (shape in PyTorch's layout, our key)} in the model's order."""
-    out = {}
-    for key, a in model.params.items():
-        layer, _, param = key.rpartition(".")
-        shape = tuple(a.shape)[::-1] if param == "W" and is_dense(model, layer) else tuple(a.shape)
-        out[torch_name(layer, param, naming)[0]] = (shape, key)
-    return out
+    """{name in the file: its shape in PyTorch's layout}, in the model's order."""
+    return {name: tuple(model.params[key].shape)[::-1 if transposed else 1]
+            for key, name, transposed, _ in placements(model, naming)}
 
 
 def encode(model, naming="scratchvae", step=0, meta=None):
@@ -85,13 +82,6 @@ def encode(model, naming="scratchvae", step=0, meta=None):
     metadata = {"format": FORMAT, "naming": naming, "config": config_json(model), "step": str(int(step)),
                 "meta": json.dumps(meta or {})}
     return _safetensors().save(tensors(model, naming), metadata=metadata)
-
-
-def write(path, model, naming="scratchvae", step=0, meta=None):
-    """The model's weights as a safetensors file under `naming`, written under a temporary name, then renamed."""
-    data = encode(model, naming, step, meta)
-    with atomic_write(path) as f:
-        f.write(data)
 
 
 def is_safetensors(path):
@@ -110,7 +100,6 @@ def read(path, device="cpu"):
     """A Checkpoint (model, no optimizer, step, meta, path) from a safetensors file of PyTorch-layout weights.
     A file of another architecture is a CheckpointError naming the first tensor that does not fit, with both
     shapes."""
-    _safetensors()
     with open(path, "rb") as f:
         return decode(f.read(), path, device)
 
@@ -139,10 +128,8 @@ def decode(data, path, device="cpu"):
                               f"{', '.join(NAMINGS)}")
     model, what = _model_for(path, arrays, metadata, naming, device)
     _check(path, arrays, expected(model, naming), what)
-    for name, (_, key) in expected(model, naming).items():
-        layer, _, param = key.rpartition(".")
-        a = arrays[name].T if param == "W" and is_dense(model, layer) else arrays[name]
-        factor = NAMINGS[naming].get(layer, (layer, 1.0))[1]
+    for key, name, transposed, factor in placements(model, naming):       # tensors() undone
+        a = arrays[name].T if transposed else arrays[name]
         model.params[key][...] = model.xp.asarray((a / factor) if factor != 1 else a)
     try:
         meta = json.loads(metadata.get("meta", "{}"))
@@ -189,7 +176,7 @@ def _model_for(path, arrays, metadata, naming, device):
 def _check(path, arrays, want, what):
     """Every tensor `want` names is in the file with its shape, a floating dtype and finite numbers, and the file
     holds no other; else a CheckpointError on the first that is not."""
-    for name, (shape, _) in want.items():
+    for name, shape in want.items():
         if name not in arrays:
             raise CheckpointError(f"{path}: not this architecture: no tensor {name} (expected {shape} for {what})")
         a = arrays[name]
