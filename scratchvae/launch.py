@@ -27,7 +27,7 @@ VENV = os.path.join(ROOT, ".venv")
 # extra's too), each with the name of the package that installs it
 NEEDS = {"numpy": "numpy", "PIL": "Pillow", "tqdm": "tqdm", "matplotlib": "matplotlib"}
 TOOLS = {"train-scratch": ("train", {}), "collect-rollouts": ("collect", {"gymnasium": "gymnasium", "Box2D": "box2d"}),
-         "encode-latents": ("encode", {}), "sample": ("sample", {}), "explore": ("explore", {}),
+         "encode-latents": ("encode", {}), "sample": ("sample", {}), "explore": ("explore", {}), "evaluate": ("evaluate", {}),
          "export": ("export", {"safetensors": "safetensors", "onnx": "onnx"})}
 EXTRA = {"collect-rollouts": "collect", "export": "export"}     # the extra of setup.cfg that brings a tool's own
 RELAUNCHED = "SCRATCHVAE_RELAUNCHED"        # set to the Python a tool started again under

@@ -9,6 +9,7 @@ import importlib.util
 import os
 import re
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -156,7 +157,7 @@ def test_the_readme_examples_run(tmp_path, monkeypatch):
     from runs import tiny_data
     from scratchvae.cli.train import main as train_main
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    first, second = re.findall(r"```python\n(.*?)```", readme, re.S)
+    first, second, third = re.findall(r"```python\n(.*?)```", readme, re.S)
     scope = {}
     exec(compile(first, "README.md", "exec"), scope)
     assert scope["mu"].shape == (8, 32) and float(scope["out"]["loss"]) > 0
@@ -167,6 +168,24 @@ def test_the_readme_examples_run(tmp_path, monkeypatch):
     scope = {}
     exec(compile(second, "README.md", "exec"), scope)
     assert scope["ck"].step == 2 and scope["mu"].shape == (8, 32) and scope["pictures"].shape == (8, 3, 64, 64)
+
+
+def test_the_readmes_own_layer_is_proved_and_a_wrong_one_is_not(capsys):
+    """The third example: a layer of one's own through check_layer. It passes; with ∂L/∂a a mean, it does not."""
+    from scratchvae.check.gradcheck import check_layer
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    third = re.findall(r"```python\n(.*?)```", readme, re.S)[2]
+    scope = {}
+    exec(compile(third, "README.md", "exec"), scope)
+    assert max(scope["errors"].values()) < 1e-7 and "'x'" in capsys.readouterr().out
+
+    class Wrong(scope["Scale"]):
+        def backward(self, dy):
+            dx = super().backward(dy)
+            self.own_grads["a"][...] /= dy.size
+            return dx
+    errors = check_layer(Wrong(), np.random.default_rng(0).normal(size=(4, 3)))
+    assert errors["x"] < 1e-7 and errors["a"] > 0.1
 
 
 def test_training_page_shows_every_tools_options_from_its_parser():

@@ -405,7 +405,8 @@ def test_importing_the_package_leaves_the_environment_alone(first):
     assert r.stdout.split() == ["None", "1"], r.stderr
 
 
-@pytest.mark.parametrize("tool", ["train-scratch", "collect-rollouts", "encode-latents", "sample", "explore", "export"])
+@pytest.mark.parametrize("tool", ["train-scratch", "collect-rollouts", "encode-latents", "sample", "explore", "export",
+                                  "evaluate"])
 def test_each_launcher_lets_openblas_sleep_before_numpy_loads_and_uses_every_core(tool):
     """The launcher (scratchvae/launch.py) sets OPENBLAS_THREAD_TIMEOUT before NumPy loads (seen by a finder
     that looks at the variable as NumPy is imported), and the tool then shares its copies among every core."""
