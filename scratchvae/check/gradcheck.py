@@ -8,13 +8,13 @@ and compares the analytic gradient with central differences in float64:
 
 Per element, the difference is refined by Richardson extrapolation,
 (4·D(h/2) − D(h))/3, which cancels the h² term of D's error: with h = 1e-3 the
-truncation error is O(h⁴) and rounding (ε·|f|/h) stays small even where the derivative
-is tiny next to f (a sigmoid far out, say).
+truncation error is O(h⁴) and rounding (u·|f|/h, u = 2.2·10⁻¹⁶ float64's machine epsilon) stays
+small even where the derivative is tiny next to f (a sigmoid far out, say).
 
 For a layer, f = Σ (y − y₀)·g with a fixed random g and y₀ the output at the
 unchanged input, so ∂f/∂y = g is what backward receives. Subtracting the constant y₀
 changes no derivative, but makes f a sum of terms of size h instead of size |y·g|: its
-rounding, ε·|f|/h above, shrinks by as much (Σ y·g on 360 numbers rounded a derivative
+rounding, u·|f|/h above, shrinks by as much (Σ y·g on 360 numbers rounded a derivative
 by 10⁻¹¹, 1.4·10⁻⁷ of a small entry, against 10⁻¹³ now).
 
 The error reported is ``rel_error_each``: every element's difference over its own
@@ -22,7 +22,7 @@ magnitude, max_i |aᵢ − bᵢ| / max(|aᵢ| + |bᵢ|, floor·S), S = max(|a| +
 ``rel_error``, the largest difference over the largest magnitude (max|a − b| / S), lets a
 wrong small entry hide behind a large one: an entry 10⁻⁴ of S that is off by 100% moves it
 by 10⁻⁴ only. Measured against its own size it counts in full, down to 10⁻⁴ of the largest;
-below that, an entry is measured against 10⁻⁴·S, where the differences' rounding (ε·|f|/h)
+below that, an entry is measured against 10⁻⁴·S, where the differences' rounding (u·|f|/h)
 would otherwise dominate. The per-element error is never smaller than rel_error.
 """
 import contextlib
@@ -156,7 +156,7 @@ def relu_patterns_held(model, x, eps):
     The loss is then smooth in the parameters (ReLUs were its kinks) and has the same gradient
     here, so central differences may take a large step: on a loss of ~10³ the derivative along a unit
     direction in one parameter can be ~10⁻⁵ (10⁻⁸ of the loss: the default model's conv3 weights at
-    initialisation), and rounding (ε·|f|/h) needs h ≈ 10⁻² to stay far below it, far more than a ReLU allows.
+    initialisation), and rounding (u·|f|/h) needs h ≈ 10⁻² to stay far below it, far more than a ReLU allows.
     Each ReLU in the model's encoder and decoder lists is swapped for a HeldReLU with its mask, and back.
     """
     model.loss(x, eps)
@@ -190,7 +190,7 @@ def check_model(model, x, eps, h=1e-2, floor=1e-2):
     Returns {parameter name: rel_error_each(…, floor)}.
 
     The floor is 1e-2 here, not the layers' 1e-4: the whole loss is a sum over every pixel, ~10²,
-    and its differences resolve a derivative to about 10⁻¹¹ (measured: up to 10³·ε·|f|/h), while a
+    and its differences resolve a derivative to about 10⁻¹¹ (measured: up to 10³·u·|f|/h), while a
     parameter's gradient entries run from ~10⁻² down to 0. Entries at 1% of the largest and above
     count in full; an entry below is still caught when it is off by more than tol·(1% of the
     largest), 100 times finer than rel_error."""

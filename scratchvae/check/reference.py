@@ -145,7 +145,7 @@ def adam(p, g, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
 
         m ← β₁·m + (1 − β₁)·g        v ← β₂·v + (1 − β₂)·g²
         m̂ = m / (1 − β₁ᵗ)            v̂ = v / (1 − β₂ᵗ)
-        p ← p − lr·m̂ / (√v̂ + ε)
+        p ← p − lr·m̂ / (√v̂ + eps)
 
     Returns (p, m, v).
     """

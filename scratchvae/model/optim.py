@@ -3,7 +3,7 @@
 With g the gradient at step t (t = 1, 2, …):
     m ← β₁·m + (1 − β₁)·g            v ← β₂·v + (1 − β₂)·g²
     m̂ = m / (1 − β₁ᵗ)                v̂ = v / (1 − β₂ᵗ)          (bias correction)
-    θ ← θ − lr · m̂ / (√v̂ + ε)
+    θ ← θ − lr · m̂ / (√v̂ + eps)
 """
 import numpy as np
 
@@ -70,7 +70,7 @@ class Adam:
             self._upload(np.array(scalars, dtype=self.step_scalars.dtype), out=self.step_scalars)
 
     def update(self, grads):
-        """θ ← θ − lr·m̂/(√v̂ + ε) for every parameter, with the corrections prepare() made."""
+        """θ ← θ − lr·m̂/(√v̂ + eps) for every parameter, with the corrections prepare() made."""
         if grads.keys() != self.params.keys():
             raise ValueError(f"Adam.step needs a gradient for each parameter: missing "
                              f"{sorted(self.params.keys() - grads.keys())}, unexpected {sorted(grads.keys() - self.params.keys())}")

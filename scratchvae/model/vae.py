@@ -68,19 +68,19 @@ def decoder_start(size, decoder):
         h0 += 1
 
 
-def forward(layers, h):
-    """Run h through the layers in order."""
+def forward(layers, a):
+    """Run a through the layers in order: each layer's output is the next one's input."""
     for layer in layers:
-        h = layer.forward(h)
-    return h
+        a = layer.forward(a)
+    return a
 
 
-def backward(layers, dh):
-    """The gradient dh at the layers' output, taken back through them in reverse order (each filling its
+def backward(layers, da):
+    """The gradient da at the layers' output, taken back through them in reverse order (each filling its
     grads): the gradient at their input."""
     for layer in reversed(layers):
-        dh = layer.backward(dh)
-    return dh
+        da = layer.backward(da)
+    return da
 
 
 def build_encoder(c, h, w, encoder, latent_dim, conv, init, kw):

@@ -1,7 +1,7 @@
 """Adam's update of every parameter, in place (the optimizer that calls it: model/optim.py):
 
     m ← β₁·m + (1 − β₁)·g            v ← β₂·v + (1 − β₂)·g²
-    θ ← θ − lr · m̂ / (√v̂ + ε),        m̂ = m / (1 − β₁ᵗ),  v̂ = v / (1 − β₂ᵗ)
+    θ ← θ − lr · m̂ / (√v̂ + eps),        m̂ = m / (1 − β₁ᵗ),  v̂ = v / (1 − β₂ᵗ)
 
 On the CPU a cache-sized piece at a time, pieces spread over the cores; on the GPU one kernel over the
 whole model's flat buffers."""
@@ -43,9 +43,9 @@ def adam_cpu(p, g, m, v, scalars, b1, b2, eps):
             uc *= lr                                                # lr·m̂
             np.divide(vc, c2, out=tc)
             np.sqrt(tc, out=tc)
-            tc += eps                                               # √v̂ + ε
+            tc += eps                                               # √v̂ + eps
             uc /= tc
-            pc -= uc                                                # θ ← θ − lr·m̂/(√v̂ + ε)
+            pc -= uc                                                # θ ← θ − lr·m̂/(√v̂ + eps)
     parallel(run, -(-p.size // PIECE), 4 * p.size)
 
 
@@ -55,7 +55,7 @@ ADAM_BODY = """
 T lr = scalars[0], c1 = scalars[1], c2 = scalars[2];   // this step's lr, 1 − β₁ᵗ, 1 − β₂ᵗ
 m = b1 * m + omb1 * g;                      // m ← β₁m + (1 − β₁)g
 v = b2 * v + g * g * omb2;                  // v ← β₂v + (1 − β₂)g²
-p -= lr * (m / c1) / (sqrt(v / c2) + eps);  // θ ← θ − lr·m̂/(√v̂ + ε)
+p -= lr * (m / c1) / (sqrt(v / c2) + eps);  // θ ← θ − lr·m̂/(√v̂ + eps)
 """
 # end docs: adam-kernel
 ADAM = Kernel("adam", ADAM_PARAMS, "T p, T m, T v", ADAM_BODY)
