@@ -48,6 +48,14 @@ def trained_run(tmp_path_factory, data, steps):
     return out
 
 
+def one_line(capsys):
+    """The one line a tool said on stderr (its error, or its warning), with no traceback."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
 def start(*args):
     """bin/train-scratch as a user starts it from the project's folder, in the background."""
     return subprocess.Popen([sys.executable, os.path.join("bin", "train-scratch"), *args], cwd=ROOT,

@@ -14,7 +14,7 @@ from scratchvae.cli.evaluate import main as evaluate_main
 from scratchvae.model.vae import forward
 from scratchvae.use import likelihood
 
-from runs import trained_run
+from runs import one_line, trained_run
 
 SMALL = dict(encoder=((3, 3, 2), (4, 3, 2)), decoder=((3, 3, 2), (None, 4, 2)), dense_size=5)
 
@@ -107,12 +107,6 @@ def test_bits_per_dimension():
 def run_dir(tmp_path_factory, data):
     return trained_run(tmp_path_factory, data, steps=3)
 
-
-def one_line(capsys):
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from scratchvae.cli.encode import main as encode_main
 from scratchvae.cli.train import main as train_main
 from scratchvae.data.rollouts import collect
 
-from runs import FAST, tiny_data, trained_run
+from runs import FAST, one_line, tiny_data, trained_run
 
 pytestmark = pytest.mark.slow                  # every test here runs a tool end to end
 
@@ -24,12 +24,6 @@ pytestmark = pytest.mark.slow                  # every test here runs a tool end
 def run_dir(tmp_path_factory, data):
     return trained_run(tmp_path_factory, data, steps=3)
 
-
-def one_line(capsys):
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def leftovers(folder):
