@@ -12,7 +12,7 @@ rel_error_each (each entry against its own size) against central differences, in
 scratchvae's (scratchvae/check/reference.py) for the warm-ups, transfer.py's for Part 1, whole_loss.py's for
 Part 2; Adam is compared with the package's own. On this machine the answers give from 1e-16 (Adam, where
 no differences are taken) to 3e-8 (the KL, whose terms reach e^6); the pass mark is PASS, 1e-7. The wrong
-answers the tests try give from 4e-5 (Adam without its ε) to 1.
+answers the tests try give from 4e-5 (Adam without its eps) to 1.
 
 A function that raises fails that case, with the exception and the line it came from, and the other cases
 and exercises still run. Needs NumPy alone. Exit status 0 when every checked function passes, 1 otherwise.

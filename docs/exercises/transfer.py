@@ -10,10 +10,10 @@ import numpy as np
 
 
 def conv2d_dilated(x, W, b, stride, padding, dilation):
-    """y[n, o, r, s] = b[o] + Σ_{c, j, i} W[o, c, j, i]·x_pad[n, c, r·sy + j·dy, s·sx + i·dx].
+    """y[n, o, r, s] = b[o] + Σ_{c, j, i} W[o, c, j, i]·x_pad[n, c, r·sy + j·ey, s·sx + i·ex].
 
-    x (N, C, H, W); W (C_out, C, kh, kw); b (C_out,); stride (sy, sx), padding (ph, pw), dilation (dy, dx):
-    the kernel's taps are dy rows and dx columns apart, so a window spans (kh − 1)·dy + 1 rows.
+    x (N, C, H, W); W (C_out, C, kh, kw); b (C_out,); stride (sy, sx), padding (ph, pw), dilation (ey, ex):
+    the kernel's taps are ey rows and ex columns apart, so a window spans (kh − 1)·ey + 1 rows.
     """
     (sy, sx), (ph, pw), (ey, ex) = stride, padding, dilation
     n, _, h, w = x.shape
