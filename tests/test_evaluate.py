@@ -41,6 +41,7 @@ def exact_log_px(model, x, kind, variance, lo=-12.0, hi=12.0, points=48001):
     return np.array(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["gaussian", "bernoulli"])
 def test_the_bound_reaches_the_exact_log_px(kind):
     """On a 1-number latent, log p(x) integrated on a grid; q moved off the prior (its mean 0.5, its variance

@@ -159,6 +159,18 @@ def test_the_walk_is_the_whole_loss_with_its_hard_parts():
     assert (active == ~under).all()
 
 
+def test_the_walks_convolutions_are_the_reference_loops():
+    """whole_loss.py computes its convolutions at once, for speed; they are the package's loop versions' sums."""
+    from scratchvae.check import reference
+    rng = np.random.default_rng(0)
+    for stride in (1, 2, 3):
+        x, W, b = rng.normal(size=(2, 3, 9, 7)), rng.normal(size=(4, 3, 3, 2)), rng.normal(size=4)
+        assert np.allclose(whole_loss.conv2d(x, W, b, stride), reference.conv2d(x, W, b, stride), atol=1e-12)
+        x, W = rng.normal(size=(2, 4, 3, 2)), rng.normal(size=(4, 3, 4, 3))
+        assert np.allclose(whole_loss.conv_transpose2d(x, W, b[:3], stride),
+                           reference.conv_transpose2d(x, W, b[:3], stride), atol=1e-12)
+
+
 def test_a_wrong_shape_fails():
     error, passed = checks.check("kl_grads", lambda mu, logvar: (mu.T, logvar))
     assert error == float("inf") and not passed
@@ -196,6 +208,7 @@ def test_an_exception_fails_its_exercise_and_the_others_still_run(tmp_path, caps
     assert checks.report("elu_backward", module.elu_backward).passed
 
 
+@pytest.mark.slow
 def test_the_command_line(capsys):
     assert checks.main(["--answers", "--brief"]) == 0
     out = capsys.readouterr().out.splitlines()

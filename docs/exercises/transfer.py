@@ -22,13 +22,12 @@ def conv2d_dilated(x, W, b, stride, padding, dilation):
     oh = (h + 2 * ph - (kh - 1) * ey - 1) // sy + 1
     ow = (w + 2 * pw - (kw - 1) * ex - 1) // sx + 1
     y = np.zeros((n, co, oh, ow))
-    for k in range(n):
-        for o in range(co):
-            for r in range(oh):
-                for s in range(ow):
-                    rows = slice(r * sy, r * sy + (kh - 1) * ey + 1, ey)    # kh rows, ey apart
-                    cols = slice(s * sx, s * sx + (kw - 1) * ex + 1, ex)    # kw columns, ex apart
-                    y[k, o, r, s] = b[o] + np.sum(xp[k, :, rows, cols] * W[o])
+    for o in range(co):
+        for r in range(oh):
+            for s in range(ow):                                     # every image at once
+                rows = slice(r * sy, r * sy + (kh - 1) * ey + 1, ey)    # kh rows, ey apart
+                cols = slice(s * sx, s * sx + (kw - 1) * ex + 1, ex)    # kw columns, ex apart
+                y[:, o, r, s] = b[o] + np.sum(xp[:, :, rows, cols] * W[o], axis=(1, 2, 3))
     return y
 
 
@@ -45,13 +44,12 @@ def conv2d_grouped(x, W, b, stride, padding, groups):
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     oh, ow = (h + 2 * ph - kh) // sy + 1, (w + 2 * pw - kw) // sx + 1
     y = np.zeros((n, co, oh, ow))
-    for k in range(n):
-        for o in range(co):
-            first = (o // (co // groups)) * cg                 # the group's first input channel
-            for r in range(oh):
-                for s in range(ow):
-                    window = xp[k, first:first + cg, r * sy:r * sy + kh, s * sx:s * sx + kw]   # (C/G, kh, kw)
-                    y[k, o, r, s] = b[o] + np.sum(window * W[o])
+    for o in range(co):
+        first = (o // (co // groups)) * cg                     # the group's first input channel
+        for r in range(oh):
+            for s in range(ow):                                 # every image at once
+                window = xp[:, first:first + cg, r * sy:r * sy + kh, s * sx:s * sx + kw]   # (N, C/G, kh, kw)
+                y[:, o, r, s] = b[o] + np.sum(window * W[o], axis=(1, 2, 3))
     return y
 
 
