@@ -8,7 +8,7 @@
 Each check runs a function on fixed random cases (odd, non-square, strided and padded ones among them) and
 prints, for every case, the error of every gradient the function returns (dx, dW, db, …), then the largest,
 with the case and the gradient it came from. The error is measured as the test suite measures its own layers:
-rel_error_each (each entry against its own size) against central differences, in float64, of loop code:
+rel_error_each (each entry against its own size) against central differences, in float64, of plain forward code:
 scratchvae's (scratchvae/check/reference.py) for the warm-ups, transfer.py's for Part 1, whole_loss.py's for
 Part 2; Adam is compared with the package's own. On this machine the answers give from 1e-16 (Adam, where
 no differences are taken) to 3e-8 (the KL, whose terms reach e^6); the pass mark is PASS, 1e-7. The wrong

@@ -4,7 +4,7 @@
     python docs/exercises/checks.py conv2d_backward  one of them
 
 Each function says what it computes and where the pages define it. Write it with NumPy alone: the checks
-compare it with finite differences of loop code (scratchvae/check/reference.py for the warm-ups,
+compare it with finite differences of plain forward code (scratchvae/check/reference.py for the warm-ups,
 transfer.py beside this file for Part 1, whole_loss.py for Part 2) and, for Adam, with the package's own.
 The letters are those of docs/backward.md. The answers are in answers.py beside this file; no page shows
 them. Try first.
