@@ -64,10 +64,16 @@ def log_normal(z, mean=0.0, logvar=0.0):
     return -0.5 * ((z - mean) ** 2 * np.exp(-logvar) + logvar + LOG_2PI).sum(axis=1)
 
 
-def log_weights(model, x, samples, rng, kind, variance=None, on_sample=None):
+def encoded(model, x):
+    """μ and ℓ of the images x (model input on the model's device), float64 (N, D) each on the host."""
+    return tuple(np.asarray(to_numpy(a), np.float64) for a in model.encode(x))
+
+
+def log_weights(model, x, samples, rng, kind, variance=None, on_sample=None, codes=None):
     """(log w, log p(x | z)), each (N, K) float64, for the images x (model input (N, C, H, W) on the model's
-    device) and K = samples draws z_k = μ + σ·ε_k: log w_k = log p(x | z_k) + log p(z_k) − log q(z_k | x)."""
-    mu, logvar = (np.asarray(to_numpy(a), np.float64) for a in model.encode(x))          # (N, D) each
+    device) and K = samples draws z_k = μ + σ·ε_k: log w_k = log p(x | z_k) + log p(z_k) − log q(z_k | x).
+    codes: (μ, ℓ) of x, when the caller has them (encoded)."""
+    mu, logvar = encoded(model, x) if codes is None else codes                           # (N, D) each
     images = np.asarray(to_numpy(x), np.float64)                                          # (N, C, H, W)
     std = np.exp(0.5 * logvar)
     logw, loglik = np.empty((len(mu), samples)), np.empty((len(mu), samples))
@@ -130,8 +136,9 @@ def evaluate(model, batches, samples=64, seed=0, variance=None, device="cpu", sh
     try:
         for frames in batches:
             x = to_model_input(frames, device, model.dtype)
-            w, ll = log_weights(model, x, samples, rng, kind, variance, on_sample=lambda: bar.update(len(frames)))
-            mu, logvar = (np.asarray(to_numpy(a), np.float64) for a in model.encode(x))
+            mu, logvar = encoded(model, x)
+            w, ll = log_weights(model, x, samples, rng, kind, variance, on_sample=lambda: bar.update(len(frames)),
+                                codes=(mu, logvar))
             logw.append(w)
             recon.append(ll.mean(axis=1))
             kl.append(0.5 * (mu * mu + np.exp(logvar) - 1 - logvar).sum(axis=1))    # KL(q(z|x) ‖ p(z))
