@@ -236,6 +236,27 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+def test_nan_fails_whatever_the_other_gradients_say():
+    """A NaN compares false with everything, so a largest error taken over it could pass: it fails the case."""
+    def nan_db(x, W, dy, stride, padding):
+        dx, dW, db = answers.conv2d_backward(x, W, dy, stride, padding)
+        return dx, dW, db * np.nan
+    r = checks.report("conv2d_backward", nan_db)
+    assert not r.passed and r.error == float("inf")
+    assert all(c.failure.startswith("db holds") and "NaN" in c.failure for c in r.cases)
+
+
+def test_a_skeleton_file_that_does_not_load_is_one_line(tmp_path, monkeypatch, capsys):
+    for text, said in (("def kl_grads(mu, logvar)\n    return mu\n", "SyntaxError"),
+                       ("import numpy as np\nnp.nothing_here()\n", "AttributeError")):
+        (tmp_path / "skeletons.py").write_text(text)
+        monkeypatch.setattr(checks, "HERE", str(tmp_path))
+        assert checks.main(["kl_grads"]) == 1
+        out = capsys.readouterr().out.strip().splitlines()
+        assert len(out) == 1 and out[0].startswith("skeletons.py does not load: " + said), out
+        assert "skeletons.py, line" in out[0]
+
+
 def test_it_runs_as_the_page_says_with_numpy_alone():
     """python docs/exercises/checks.py, with every package but NumPy (and the clone's scratchvae) unimportable."""
     done = subprocess.run([sys.executable, "-c", BLOCK, os.path.join(HERE, "checks.py"), "--answers", "--brief",

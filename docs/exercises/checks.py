@@ -43,7 +43,7 @@ class NotWritten(Exception):
 
 
 class WrongShape(ValueError):
-    """A returned gradient whose shape is not that of what it is the gradient of."""
+    """A returned gradient that is no gradient at all: not the shape of what it is the gradient of, or not finite."""
 
 
 class Case:
@@ -109,6 +109,8 @@ def _compare(name, got, want):
     got = np.asarray(got, dtype=np.float64)
     if got.shape != np.shape(want):
         raise WrongShape(f"{name} has shape {got.shape}, where {np.shape(want)} belongs")
+    if not np.isfinite(got).all():
+        raise WrongShape(f"{name} holds {int((~np.isfinite(got)).sum())} NaN or infinite entries")
     return rel_error_each(got, want)
 
 
@@ -377,14 +379,16 @@ CASES = {"conv2d_backward": cases_conv2d_backward, "col2im": cases_col2im,
 CHECKS = CASES                                      # the exercises' names, in the page's order
 
 
-def _where(exc, fn):
-    """The exception in one line, with the line of fn's file it came from (else the last line it passed); a wrong
-    shape is what fn returned, and says so alone."""
+def _where(exc, fn, filename=None):
+    """The exception in one line, with the line of fn's file (or of filename) it came from, else the last line it
+    passed; a wrong shape is what fn returned, and says so alone."""
     if isinstance(exc, WrongShape):
         return str(exc)
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} ({os.path.basename(exc.filename or '?')}, line {exc.lineno})"
+    filename = filename or getattr(getattr(fn, "__code__", None), "co_filename", None)
     frames = traceback.extract_tb(exc.__traceback__)
-    mine = [f for f in frames if f.filename == getattr(getattr(fn, "__code__", None), "co_filename", None)]
-    frame = (mine or frames)[-1]
+    frame = ([f for f in frames if f.filename == filename] or frames)[-1]
     return f"{type(exc).__name__}: {exc} ({os.path.basename(frame.filename)}, line {frame.lineno})"
 
 
@@ -466,7 +470,12 @@ def main(argv=None):
     unknown = [n for n in a.names if n not in CHECKS]
     if unknown:
         p.error(f"no exercise named {', '.join(unknown)}; expected one of {', '.join(CHECKS)}")
-    module = load(os.path.join(HERE, "answers.py" if a.answers else "skeletons.py"))
+    path = os.path.join(HERE, "answers.py" if a.answers else "skeletons.py")
+    try:
+        module = load(path)
+    except Exception as exc:                            # a syntax error, or a line that fails as the file loads
+        print(f"{os.path.basename(path)} does not load: {_where(exc, None, path)}")
+        return 1
     ok = True
     for name in a.names or CHECKS:
         fn = getattr(module, name, None)
