@@ -26,15 +26,12 @@ import numpy as np
 from ..files import progress
 from ..model.vae import forward
 from ..ops.devices import to_numpy
+from ..ops.elementwise import sigmoid, softplus
 from ..data.dataset import to_model_input
 
 LOG_2PI = math.log(2 * math.pi)
 LIKELIHOODS = {"mse": "gaussian", "bernoulli": "bernoulli"}     # the model's recon kind → its likelihood
 LEVELS = 255                                                    # a frame's pixel is one of 256 values v/255
-
-
-def softplus(a):
-    return np.maximum(a, 0) + np.log1p(np.exp(-np.abs(a)))      # log(1 + eᵃ), for any a
 
 
 def log_continuous_bernoulli_norm(logits):
@@ -52,7 +49,7 @@ def log_likelihood(kind, logits, x, variance=None):
     logits, x = np.asarray(logits, np.float64), np.asarray(x, np.float64)
     axes = tuple(range(1, x.ndim))
     if kind == "gaussian":
-        y = 0.5 * (1 + np.tanh(logits / 2))                     # σ(logits), without overflow
+        y = sigmoid(logits)                                     # (N, C, H, W)
         return -0.5 * (((x - y) ** 2) / variance + math.log(variance) + LOG_2PI).sum(axis=axes)
     if kind == "bernoulli":                                     # log CB(x; λ) = x·l − softplus(l) + log C(λ)
         return (x * logits - softplus(logits) + log_continuous_bernoulli_norm(logits)).sum(axis=axes)
