@@ -114,7 +114,7 @@ def likelihood_of(model, variance=None):
     variance = model.beta / 2 if variance is None else float(variance)
     if not variance > 0 or not math.isfinite(variance):
         raise ValueError(f"the Gaussian's variance must be a number > 0, got {variance} (the model's β is "
-                         f"{model.beta}: give the variance)")
+                         f"{model.beta}, and β/2 is the default: give one, bin/evaluate's --variance)")
     return kind, variance
 
 
