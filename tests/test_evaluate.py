@@ -98,6 +98,16 @@ def test_the_gaussian_is_the_training_loss_at_variance_beta_over_two():
     assert np.allclose(nll, ((y - x) ** 2).sum(axis=(1, 2, 3)) / beta + constant, rtol=1e-13)
 
 
+def test_the_likelihood_a_model_implies():
+    """β/2 for the squared error, unless given; none for the continuous Bernoulli; a model trained with β = 0 has no
+    default and says to give one."""
+    assert likelihood.likelihood_of(tiny(beta=3.0)) == ("gaussian", 1.5)
+    assert likelihood.likelihood_of(tiny(beta=3.0), 0.01) == ("gaussian", 0.01)
+    assert likelihood.likelihood_of(tiny(recon="bernoulli")) == ("bernoulli", None)
+    with pytest.raises(ValueError, match=r"variance must be a number > 0, got 0.0 .*--variance"):
+        likelihood.likelihood_of(tiny(beta=0.0))
+
+
 def test_bits_per_dimension():
     """A density of 1 on [0, 1]^D (log p = 0) is the uniform 8-bit frame's log₂ 255 bits a pixel."""
     assert likelihood.bits_per_dim(0.0, 12288) == pytest.approx(math.log2(255))
