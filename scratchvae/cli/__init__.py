@@ -9,6 +9,7 @@ from ..run import distributed
 from ..ops import threads
 from ..ops.devices import BackendError
 from ..run.checkpoint import CheckpointError
+from ..data.dataset import FrameDataset
 from ..data.episodes import DataError
 from ..files.extras import MissingPackage
 from ..launch import RELAUNCHED
@@ -115,6 +116,22 @@ def add_checkpoint_options(p):
                         "or a safetensors file of weights in PyTorch's names and layouts (bin/export's, or PyTorch's)")
     p.add_argument("--best", action="store_true",
                    help="with a run folder: its best checkpoint (lowest held-out MSE) instead of the newest")
+
+
+def run_dataset(ck, size=None):
+    """The episodes the checkpoint's run trained on: a FrameDataset of the data folder its settings name, split
+    as training split it (its held-out frames are data.eval_split's). A DataError when there are none to read:
+    no folder named, one that cannot be read, or one that no longer holds the same episodes."""
+    import warnings
+    s = ck.meta.get("settings", {})
+    if not s.get("data"):
+        raise DataError("the checkpoint names no data folder")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                     # a skipped episode file: said when training
+        data = FrameDataset(s["data"], heldout=s.get("heldout", 0.1), seed=s.get("seed", 0), size=size)
+    if s.get("data_fingerprint") not in (None, data.fingerprint):
+        raise DataError(f"{s['data']} no longer holds the episodes the run was trained on")
+    return data
 
 
 def number_type(ok, expected, convert=float):

@@ -2,11 +2,10 @@
 import json
 import math
 import os
-import warnings
 
 import numpy as np
 
-from . import OneLineParser, add_checkpoint_options, at_most, non_negative_int, positive_float, run
+from . import OneLineParser, add_checkpoint_options, at_most, non_negative_int, positive_float, run, run_dataset
 from ..data.dataset import SPLIT_NAMES, FrameDataset
 from ..data.episodes import DataError
 from ..files.atomic import atomic_write, folder_for
@@ -55,16 +54,12 @@ def frames_to_evaluate(ck, folder, n, size):
         data = FrameDataset(folder, heldout=0, size=size)
         split, source = "train", f"frames of {folder}"
     else:
-        s = ck.meta.get("settings", {})
-        if not s.get("data"):
-            raise DataError(f"{ck.path} names no data folder (a checkpoint without a run's settings): give --data")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")                     # a skipped episode file: said when training
-            data = FrameDataset(s["data"], heldout=s.get("heldout", 0.1), seed=s.get("seed", 0), size=size)
-        if s.get("data_fingerprint") not in (None, data.fingerprint):
-            raise DataError(f"{s['data']} no longer holds the episodes the run was trained on: give --data")
+        try:
+            data = run_dataset(ck, size)
+        except DataError as e:
+            raise DataError(f"{ck.path}: {e}: give --data") from None
         split = data.eval_split
-        source = f"{SPLIT_NAMES[split]} of {s['data']}"
+        source = f"{SPLIT_NAMES[split]} of {data.folder}"
     return data, data.spread_numbers(n, split), split, source
 
 

@@ -7,7 +7,7 @@ import zipfile
 
 import numpy as np
 
-from . import OneLineParser, add_checkpoint_options, at_most, non_negative_int, run
+from . import OneLineParser, add_checkpoint_options, at_most, non_negative_int, run, run_dataset
 from ..run import pictures
 from ..files.atomic import folder_for
 from ..ops.devices import resolve_device
@@ -99,17 +99,10 @@ def read_codes(path, latent_dim):
 def run_frames(ck, n=64):
     """(frames, source) of the run's own pictures, drawn as training draws them: n held-out frames of the
     data folder the checkpoint records, when it is still there with the same episodes; else (None, why)."""
-    s = ck.meta.get("settings", {})
-    if not s.get("data"):
-        return None, "the checkpoint names no data folder"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")                     # a skipped episode file: said when training
-            data = FrameDataset(s["data"], heldout=s.get("heldout", 0.1), seed=s.get("seed", 0))
+        data = run_dataset(ck)
     except DataError as e:
         return None, str(e)
-    if s.get("data_fingerprint") not in (None, data.fingerprint):
-        return None, f"{s['data']} no longer holds the episodes the run was trained on"
     return data.spread(n, data.eval_split), SPLIT_NAMES[data.eval_split]
 
 

@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from ..files import progress
+from ..model.losses import kl_per_image
 from ..model.vae import forward
 from ..ops.devices import to_numpy
 from ..ops.elementwise import sigmoid, softplus
@@ -138,7 +139,7 @@ def evaluate(model, batches, samples=64, seed=0, variance=None, device="cpu", sh
                                 codes=(mu, logvar))
             logw.append(w)
             recon.append(ll.mean(axis=1))
-            kl.append(0.5 * (mu * mu + np.exp(logvar) - 1 - logvar).sum(axis=1))    # KL(q(z|x) ‖ p(z))
+            kl.append(kl_per_image(mu, logvar))                                      # KL(q(z|x) ‖ p(z))
     finally:
         bar.close()
     if not logw:
