@@ -14,14 +14,16 @@
 #   end_to_end   bench/end_to_end.py --device gpu                the tools on real frames and the full-size model
 #   cpu_vs_gpu   bench/cpu_vs_gpu.py --steps 200 --seeds 3       the same runs on both devices
 #   bench        bench/bench_step.py --batch 100,1000            speed against PyTorch, fp32 and TF32
+#   loader       bench/bench_loader.py                           the data feed on this machine's cores
 #   train        bin/train-scratch --steps 1000 --device gpu     a training run and its pictures
-# Their limits add up to 9 minutes and a half; on an H200 the first four parts took about 4 minutes.
+# Their limits add up to 10 minutes and 10 seconds, more than one 600-second call: on an H200 the first four
+# parts took about 4 minutes, but when a part may run long, run the parts in two calls (PARTS=...).
 #
 # TRY_HERE=1 runs every part's command on a machine without a GPU, with the same options: the pytest parts
 # for real (their GPU tests skip) and the others only as far as parsing their options (no training), so a
 # mistake in the script costs no GPU minutes; tests/test_project.py does this.
 DATA=${1:-.gpu/data}
-PARTS=${PARTS:-tests_gpu tests_rest end_to_end cpu_vs_gpu bench train}
+PARTS=${PARTS:-tests_gpu tests_rest end_to_end cpu_vs_gpu bench loader train}
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 O=${OUT:-/tmp/gpu-check}; mkdir -p "$O"
 PY=${PYTHON:-python3}
@@ -69,6 +71,8 @@ part cpu_vs_gpu 180 run_python bench/cpu_vs_gpu.py --data "$DATA" --first 12 --s
 grep -E "PASS|FAIL|held-out MSE after" "$O/cpu_vs_gpu.txt" 2>/dev/null
 part bench 80 run_python bench/bench_step.py --devices gpu --batch 100,1000 --precision fp32,tf32 --blocks 3 --steps 10 --top 12
 grep -A6 "^training step" "$O/bench.txt" 2>/dev/null
+part loader 40 run_python bench/bench_loader.py --keep /tmp/gpu-check-loader --seconds 1
+
 part train 50 run_python bin/train-scratch --data "$DATA" --steps 1000 --device gpu --out /tmp/gpu-check-run --eval-every 250 --checkpoint-every 500 --quiet
 [ -z "$TRY_HERE" ] && tail -1 /tmp/gpu-check-run/log.jsonl >> "$O/train.txt" 2>/dev/null
 tail -3 "$O/train.txt" 2>/dev/null

@@ -454,6 +454,7 @@ def test_the_trainers_batches_are_the_datasets_epochs(tmp_path, data):
     assert len(want) == 15 and t.batches.steps_per_epoch == 5                # 36 frames: 8, 8, 8, 8 and 4 an epoch
     for step, x in enumerate(want):
         np.testing.assert_array_equal(t.batches.for_step(step)[0], x)
+    t.batches.close()
     assert not np.array_equal(want[0], want[5])                      # the second epoch is shuffled anew
 
 

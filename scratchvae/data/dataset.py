@@ -8,10 +8,11 @@ numbers into (ep_idx, frame_idx) from the episode lengths alone. So what a train
 keeps per frame is one shuffled order of those numbers per epoch, 8 bytes a frame (a
 64×64 frame's pixels are 12,288 bytes, read and dropped batch by batch).
 """
+import collections
 import functools
 import hashlib
 import os
-from collections import OrderedDict
+import threading
 
 import numpy as np
 
@@ -28,9 +29,11 @@ class FrameDataset:
 
     size: (H, W) every frame must have (None: whatever the first episode has).
     heldout: fraction of episodes held out (at least one when there are two or more).
+    open_files: how many episode files it keeps open at most (None: every one, as far as the process's
+    limit on open files allows: open_file_limit).
     """
 
-    def __init__(self, folder, heldout=0.1, seed=0, size=None, open_files=64):
+    def __init__(self, folder, heldout=0.1, seed=0, size=None, open_files=None):
         self.folder = folder
         paths = episode_paths(folder)
         self.paths, self.offsets, self.lengths, self.crcs, self.skipped = [], [], [], [], []
@@ -66,8 +69,10 @@ class FrameDataset:
         self.train_episodes = np.sort(order[n_held:])
         # frame number past each episode's last, per split: what locate searches (a number per episode)
         self._ends = {split: np.cumsum(self.lengths[self.episodes(split)]) for split in ("train", "heldout")}
-        self._files = OrderedDict()
-        self._open_files = open_files
+        self._fds = [-1] * n                                        # episode → its open descriptor, or -1
+        self._opened = collections.deque()                          # the episodes open, oldest first
+        self._open_files = open_files or open_file_limit(n)
+        self._lock = threading.Lock()
 
     @functools.cached_property
     def fingerprint(self):
@@ -108,26 +113,75 @@ class FrameDataset:
 
     # ---- frames ------------------------------------------------------------------------------------
     def _fd(self, ep):
-        """An open file for episode ep (a small least-recently-used cache of descriptors)."""
-        fd = self._files.pop(ep, None)
-        if fd is None:
-            fd = os.open(self.paths[ep], os.O_RDONLY)
-            if len(self._files) >= self._open_files:
-                os.close(self._files.popitem(last=False)[1])
-        self._files[ep] = fd
+        """An open file for episode ep. Descriptors stay open (a read costs one system call, not three);
+        past open_files of them the one opened longest ago is closed first."""
+        fd = self._fds[ep]
+        if fd < 0:
+            if len(self._opened) >= self._open_files:
+                old = self._opened.popleft()
+                os.close(self._fds[old])
+                self._fds[old] = -1
+            fd = self._fds[ep] = os.open(self.paths[ep], os.O_RDONLY)
+            self._opened.append(ep)
         return fd
 
     def read_frames(self, ep, frames, out=None):
         """uint8 (len(frames), H, W, 3) of episode ep, read from the file."""
+        frames = np.asarray(frames, np.int64)
+        return self.gather(np.full(len(frames), ep, np.int64), frames, out)
+
+    def gather(self, ep_idx, frame_idx, out=None):
+        """uint8 (N, H, W, 3): frame frame_idx[i] of episode ep_idx[i] in row i, into `out` when given (a
+        C-contiguous uint8 array of that shape).
+
+        Each frame lies in one piece in its file (12,288 bytes at 64×64), so a frame is one pread, made
+        straight into its row of the batch: no bytes object, no copy after the read. Python's share is a
+        few microseconds a frame, and the rows are read in the batch's own order: what a shuffled batch
+        costs does not depend on how its frames fall among the episodes.
+
+        Before the reads, every frame is announced to the system (posix_fadvise WILLNEED): frames not in
+        the page cache are then fetched from the disk many at a time, not one read after another (4× the
+        frames a second from a cold cache here, for 13% more time from a warm one)."""
         h, w = self.size
-        out = np.empty((len(frames), h, w, 3), np.uint8) if out is None else out
-        fd = self._fd(ep)
-        for i, t in enumerate(frames):
-            buf = os.pread(fd, self.frame_bytes, int(self.offsets[ep] + t * self.frame_bytes))
-            if len(buf) != self.frame_bytes:
-                raise DataError(f"{self.paths[ep]}: truncated while reading frame {t}")
-            out[i] = np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+        fb = self.frame_bytes
+        ep_idx, frame_idx = np.asarray(ep_idx, np.int64), np.asarray(frame_idx, np.int64)   # (N,) (N,)
+        n = len(ep_idx)
+        if ep_idx.shape != (n,) or frame_idx.shape != (n,):
+            raise ValueError(f"gather expects two index arrays of one length, got shapes {ep_idx.shape} "
+                             f"and {frame_idx.shape}")
+        if n and (ep_idx.min() < 0 or ep_idx.max() >= len(self.paths)):
+            raise IndexError(f"episode numbers must lie in [0, {len(self.paths)}), got "
+                             f"{int(ep_idx.min())} … {int(ep_idx.max())}")
+        beyond = (frame_idx < 0) | (frame_idx >= self.lengths[ep_idx])                      # (N,) bool
+        if beyond.any():
+            i = int(np.argmax(beyond))
+            raise IndexError(f"{self.paths[ep_idx[i]]} has frames 0 … {self.lengths[ep_idx[i]] - 1}, "
+                             f"asked for frame {int(frame_idx[i])}")
+        if out is None:
+            out = np.empty((n, h, w, 3), np.uint8)
+        elif out.dtype != np.uint8 or out.shape != (n, h, w, 3) or not out.flags.c_contiguous:
+            raise ValueError(f"gather writes into a C-contiguous uint8 ({n}, {h}, {w}, 3) array, got "
+                             f"{out.dtype} {out.shape}")
+        where = self.offsets[ep_idx] + frame_idx * fb                                        # (N,) bytes
+        rows = memoryview(out.reshape(-1))                                                   # (N·fb,) uint8
+        fds, preadv = self._fds, os.preadv                          # (looked up once: this loop is the cost)
+        eps, where = ep_idx.tolist(), where.tolist()
+        with self._lock:                                            # (the feed's thread reads beside the run's)
+            if _ADVISE and n > 1:                                   # every frame asked for before the first read
+                for ep, pos in zip(eps, where):
+                    _ADVISE(fds[ep] if fds[ep] >= 0 else self._fd(ep), pos, fb, os.POSIX_FADV_WILLNEED)
+            for i, (ep, pos) in enumerate(zip(eps, where)):
+                fd = fds[ep] if fds[ep] >= 0 else self._fd(ep)
+                row = rows[i * fb:(i + 1) * fb]
+                if preadv(fd, [row], pos) != fb and _read_rest(fd, row, pos) != fb:
+                    raise DataError(f"{self.paths[ep]}: truncated while reading frame {int(frame_idx[i])}")
         return out
+
+    def evict(self):
+        """Ask the system to drop these files from its page cache (posix_fadvise DONTNEED): the next reads
+        come from the disk, as on a machine that has not read them since it started. For benchmarks."""
+        for ep in range(len(self.paths)):
+            os.posix_fadvise(self._fd(ep), 0, 0, os.POSIX_FADV_DONTNEED)
 
     def locate(self, numbers, split="train"):
         """(ep_idx, frame_idx) of the split's frames numbered `numbers` (0 … num_frames(split) − 1: the split's
@@ -152,8 +206,11 @@ class FrameDataset:
         return self.train_episodes if split == "train" else self.heldout_episodes
 
     def close(self):
-        while self._files:
-            os.close(self._files.popitem()[1])
+        with self._lock:
+            while self._opened:
+                ep = self._opened.popleft()
+                os.close(self._fds[ep])
+                self._fds[ep] = -1
 
     def __del__(self):
         try:
@@ -191,14 +248,41 @@ class FrameDataset:
         total = self.num_frames(split)
         return np.linspace(0, total - 1, min(n, total)).astype(int)
 
-    def gather(self, ep_idx, frame_idx):
-        """uint8 (N, H, W, 3) for the given (episode, frame) index pairs, read episode by episode."""
-        h, w = self.size
-        out = np.empty((len(ep_idx), h, w, 3), np.uint8)
-        for ep in np.unique(ep_idx):
-            where = np.flatnonzero(ep_idx == ep)
-            out[where] = self.read_frames(int(ep), frame_idx[where])
-        return out
+
+def open_file_limit(wanted, spare=256):
+    """How many episode files a dataset may keep open: `wanted`, as far as the process's limit on open files
+    allows with `spare` left for everything else. The soft limit is raised towards the hard one first
+    (often 1,024 soft against 1,048,576 hard); a system without that limit gets `wanted`."""
+    try:
+        import resource
+    except ImportError:                                             # (no RLIMIT_NOFILE: Windows)
+        return max(1, wanted)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + spare
+    if soft != resource.RLIM_INFINITY and soft < need and (hard == resource.RLIM_INFINITY or hard > soft):
+        try:
+            soft = need if hard == resource.RLIM_INFINITY else min(need, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        except (ValueError, OSError):
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return max(1, wanted)
+    return max(1, min(wanted, soft - spare))
+
+
+_ADVISE = getattr(os, "posix_fadvise", None)                    # (not on every system: then no advice)
+
+
+def _read_rest(fd, buf, pos):
+    """Read len(buf) bytes at pos of fd straight into buf, a piece at a time (a read may return less than
+    asked for without the file having ended); how many came (fewer: the file ended)."""
+    got = 0
+    while got < len(buf):
+        k = os.preadv(fd, [buf[got:]], pos + got)
+        if k == 0:
+            break
+        got += k
+    return got
 
 
 def to_model_input(frames, device="cpu", dtype=np.float32, upload=None):
@@ -214,7 +298,21 @@ def to_model_input(frames, device="cpu", dtype=np.float32, upload=None):
         raise ValueError(f"to_model_input expects uint8 frames (N, H, W, 3) in a NumPy array, got {what}"
                          + (" (one frame: frames[None])" if getattr(frames, "ndim", 0) == 3 else ""))
     xp = get_xp(device)
-    x = upload(frames) if upload is not None and device == "gpu" else xp.asarray(frames)   # (N, H, W, 3) uint8
-    x = xp.ascontiguousarray(x.transpose(3, 1, 2, 0), dtype=dtype)  # (3, H, W, N)
-    x /= 255
+    if xp is not np:                                            # one kernel turns the whole batch round
+        x = upload(frames) if upload is not None else xp.asarray(frames)   # (N, H, W, 3) uint8
+        x = xp.ascontiguousarray(x.transpose(3, 1, 2, 0), dtype=dtype)     # (3, H, W, N)
+        x /= 255
+        return x.transpose(3, 0, 1, 2)                          # (N, 3, H, W) view
+    # On the CPU, turning a large batch round in one go reads each output row's N numbers from N frames
+    # 12 KB apart, and caches miss on nearly every one: 104 ms for 1,000 frames on 2 cores. A block of
+    # BLOCK frames at a time (786 KB of pixels) stays in cache; the bytes are divided once at the end.
+    n, h, w, c = frames.shape
+    u = np.empty((c, h, w, n), np.uint8)                        # (3, H, W, N)
+    for i in range(0, n, TRANSPOSE_BLOCK):
+        u[..., i:i + TRANSPOSE_BLOCK] = frames[i:i + TRANSPOSE_BLOCK].transpose(3, 1, 2, 0)
+    x = np.empty(u.shape, dtype)                                # (3, H, W, N)
+    np.divide(u, np.dtype(dtype).type(255), out=x, dtype=dtype) # x / 255, computed in dtype: as before, bit for bit
     return x.transpose(3, 0, 1, 2)                              # (N, 3, H, W) view
+
+
+TRANSPOSE_BLOCK = 64                                            # frames turned round at a time on the CPU

@@ -81,6 +81,7 @@ class Trainer:
             if self.log.bad:                                        # the bar ends where the message says
                 bar.n = self.log.bad[0]
             bar.close()
+            self.batches.close()
             if self.writer:
                 self.writer.close()
         return self.step
