@@ -195,7 +195,7 @@ def main():
         print(f"{'batch':>6} {'read ms':>8} {'wait/step (feed) ms':>20} {'step (inline read) ms':>22} "
               f"{'feed f/s':>10}")
         for batch in [int(b) for b in a.batch.split(",")]:
-            steps = max(20, int(2.0 / (a.step_ms / 1e3)))
+            steps = max(20, int(a.seconds / (a.step_ms / 1e3)))
             wait, inline = behind_a_step(ds, batch, steps, a.step_ms / 1e3)
             step = a.step_ms + wait
             print(f"{batch:>6} {inline - a.step_ms:>8.2f} {wait:>20.3f} {inline:>22.2f} {batch / step * 1e3:>10,.0f}",

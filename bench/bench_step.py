@@ -1,7 +1,8 @@
 """Time one training step of the default VAE (float32) against PyTorch and against its own matrix products.
 
     python bench/bench_step.py [--batch 100] [--blocks 8] [--steps 4] [--warmup 3] [--devices cpu,gpu]
-                               [--precision fp32,tf32] [--no-graph] [--no-torch] [--no-floor] [--no-profile]
+                               [--precision fp32,tf32,fp16] [--torch all|eager,graphed,…] [--no-graph]
+                               [--no-torch] [--no-floor] [--no-profile]
 
 A step is loss, backward and an Adam update. Timing alternates blocks: --steps steps of
 scratchvae, then --steps of PyTorch (when installed: pip install -e ".[bench]"), then the
@@ -20,9 +21,24 @@ On the GPU each block also times its steps queued back to back (synchronised onl
 the block), as training runs them: the host prepares a step while the GPU runs the one before, so
 the host's share of a step is hidden where the GPU is the slower; a second table reports those.
 
-PyTorch runs the same architecture and loss (eager mode; oneDNN on the CPU, cuDNN on the
-GPU) with as many CPU threads as this process may use. Then, per device, the per-layer
-split: forward and backward timed one layer at a time (the GPU synchronised around each).
+PyTorch runs the same architecture and loss (oneDNN on the CPU, cuDNN on the GPU) with as
+many CPU threads as this process may use, each way --torch names, in the same blocks:
+
+    eager          plain PyTorch, NCHW
+    channels_last  (CPU) the same in channels_last
+    graphed        (GPU) the whole step, Adam(capturable=True) included, captured as one CUDA graph and
+                   replayed, cudnn.benchmark on; graphed_cl: the same in channels_last
+    compiled       torch.compile of the model (where the installed PyTorch compiles it: a failure is
+                   reported as a row and the rest goes on)
+    amp, amp_cl    (GPU, --precision fp16) float16 autocast with a GradScaler and a fused Adam, forward and
+                   backward captured as a graph (the scaler's step reads its inf check, which a capture
+                   forbids, so it and Adam run after the replay)
+
+The fastest is "PyTorch's best"; every ratio is printed, against it and each variant. The roofline
+(bench/roofline.py): the step's FLOPs and the least bytes it must move, the device's peaks, and each
+side's share of the floor max(FLOPs/peak, bytes/bandwidth). On the GPU, each side's peak memory and the
+largest batch it would fit. Then, per device, the per-layer split: forward and backward timed one layer
+at a time (the GPU synchronised around each).
 
 On the GPU:
 * each precision policy in --precision is timed on both sides: fp32 (scratchvae's default,
@@ -48,6 +64,7 @@ import time
 # As the tools do (bin/*): OpenBLAS's threads sleep after each product, set before NumPy loads; every core copies
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))           # (bench/roofline.py)
 from scratchvae import VAE  # noqa: E402
 from scratchvae.ops import blas, threads  # noqa: E402
 import numpy as np  # noqa: E402
@@ -58,6 +75,7 @@ from scratchvae.model.layers import (Conv2D, ConvTranspose2D, Dense, DenseThenDe
                                Reshape, weight_grad)
 from scratchvae.model.optim import Adam  # noqa: E402
 from scratchvae.ops.parity import phase_grid  # noqa: E402
+import roofline  # noqa: E402 (bench/roofline.py)
 
 
 def sync(device):
@@ -218,17 +236,95 @@ def torch_model(device, threads):
     return Net().to(dev), dev
 
 
-def torch_step(device, batch, threads):
+# PyTorch's ways of running the same step: eager (NCHW or channels_last), the whole step captured as one
+# CUDA graph and replayed (Adam(capturable=True) inside it, cudnn.benchmark on), torch.compile, and
+# automatic mixed precision (float16 autocast with a GradScaler; forward and backward captured as a graph,
+# the scaler's step and update after it: GradScaler.step reads its inf check, which a capture forbids).
+TORCH_VARIANTS = {"cpu": ("eager", "channels_last", "compiled"),
+                  "gpu": ("eager", "graphed", "graphed_cl", "compiled", "amp", "amp_cl")}
+
+
+def torch_variants(device, policy, asked):
+    """The variants that apply to a row: AMP only at fp16 (and only there), the rest at fp32 and tf32."""
+    names = TORCH_VARIANTS[device] if asked == "all" else [v for v in asked.split(",") if v in TORCH_VARIANTS[device]]
+    return [v for v in names if v.startswith("amp") == (policy == "fp16")]
+
+
+def torch_step(device, batch, threads, variant="eager"):
+    """A callable that runs one training step of PyTorch's model the `variant` way."""
     import torch
     net, dev = torch_model(device, threads)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    x = torch.rand(batch, 3, 64, 64, device=dev)
+    cl = variant in ("channels_last", "graphed_cl", "amp_cl")
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    x = torch.rand(batch, 3, 64, 64, device=dev).contiguous(memory_format=fmt)
+    benchmark = variant != "eager" and device == "gpu"
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        net(x).backward()
-        opt.step()
-    return step
+    if variant in ("eager", "channels_last"):
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            net(x).backward()
+            opt.step()
+    elif variant == "compiled":
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+        compiled = torch.compile(net)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            compiled(x).backward()
+            opt.step()
+    elif variant in ("graphed", "graphed_cl"):
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4, capturable=True)
+
+        def whole():
+            net(x).backward()
+            opt.step()
+        step = _graphed(whole, opt)
+    elif variant in ("amp", "amp_cl"):
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4, fused=True)
+        scaler = torch.amp.GradScaler("cuda")
+
+        def forward_backward():
+            with torch.autocast("cuda", dtype=torch.float16, cache_enabled=False):
+                loss = net(x)
+            scaler.scale(loss).backward()
+        replay = _graphed(forward_backward, opt, after=lambda: (scaler.step(opt), scaler.update()))
+
+        def step():
+            replay()
+            scaler.step(opt)
+            scaler.update()
+    else:
+        raise ValueError(f"unknown PyTorch variant {variant!r}")
+
+    def run():
+        torch.backends.cudnn.benchmark = benchmark
+        step()
+    return run
+
+
+def _graphed(body, opt, after=None, warmup=3):
+    """body (forward, backward and whatever else is capture-safe) recorded once as a CUDA graph, after warm-up
+    runs on a side stream (as PyTorch's documentation for whole-network capture does); a callable that replays
+    it. after(): what follows body in each warm-up step but stays outside the graph."""
+    import torch
+    torch.backends.cudnn.benchmark = True
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            opt.zero_grad(set_to_none=True)
+            body()
+            if after:
+                after()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        body()
+    return graph.replay
 
 
 def queued(step, device, steps):
@@ -365,8 +461,12 @@ def main():
     p.add_argument("--steps", type=int, default=4, help="timed steps per block (default 4)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--devices", default="cpu,gpu" if gpu_available() else "cpu")
-    p.add_argument("--precision", default="fp32,tf32", help="GPU precision policies to time, fp32 and/or tf32 "
-                   "(default both; the CPU is always fp32)")
+    p.add_argument("--precision", default="fp32,tf32", help="GPU precision policies to time: fp32, tf32, fp16 "
+                   "(default fp32,tf32; the CPU is always fp32). At fp16 PyTorch runs AMP and scratchvae, which "
+                   "has no half-precision step on the GPU yet, its tf32 step")
+    p.add_argument("--torch", default="all", help="PyTorch's variants to time, separated by commas: "
+                   f"{', '.join(dict.fromkeys(TORCH_VARIANTS['cpu'] + TORCH_VARIANTS['gpu']))} "
+                   "(default all that apply: AMP at fp16, the rest at fp32 and tf32; graphs and AMP on the GPU)")
     p.add_argument("--no-graph", action="store_true", help="GPU: launch scratchvae's step kernel by kernel")
     p.add_argument("--top", type=int, default=12, help="GPU: scratchvae's kernels listed by time (default 12)")
     p.add_argument("--no-torch", action="store_true")
@@ -375,8 +475,9 @@ def main():
     a = p.parse_args()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     try:
-        import torch  # noqa: F401
+        import torch
         have_torch = not a.no_torch
+        print(f"PyTorch {torch.__version__}", end="; ")
     except ImportError:
         have_torch = False
     print(f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(unset)')}, {cores} CPU thread(s), "
@@ -391,65 +492,139 @@ def main():
                 rows.append(measure(a, device, policy, batch, xp, cores, have_torch))
     if "gpu" in a.devices:
         set_precision("fp32", have_torch)
-    print(f"\ntraining step, default VAE, float32, {cores} CPU thread(s), {threads.WORKERS} copying; medians of "
-          f"{a.blocks} alternating blocks × {a.steps} steps; GPU step "
-          f"{'launched kernel by kernel' if a.no_graph else 'replayed as a CUDA graph'}:")
+    print_tables(a, rows, cores, have_torch)
+
+
+def print_tables(a, rows, cores, have_torch):
+    print(f"\ntraining step, default VAE, float32 parameters, {cores} CPU thread(s), {threads.WORKERS} copying; medians "
+          f"of {a.blocks} alternating blocks × {a.steps} steps; GPU step "
+          f"{'launched kernel by kernel' if a.no_graph else 'replayed as a CUDA graph'}. ratio: PyTorch's best "
+          "(the fastest variant timed) ÷ scratchvae, above 1: scratchvae faster; roof: the roofline's floor "
+          "(bench/roofline.py); share: the floor ÷ the step:")
     head = f"{'device':<8}{'prec':>5}{'batch':>6}{'ms/step':>10}{'img/s':>9}{'GFLOP/s':>9}"
     if have_torch:
-        head += f"{'torch ms':>10}{'torch img/s':>12}{'ratio':>7}"
+        head += f"{'best torch':>15}{'ms':>9}{'ratio':>7}{'eager ratio':>12}"
     if not a.no_floor:
         head += f"{'floor ms':>10}{'step/floor':>11}"
+    head += f"{'roof ms':>9}{'share':>7}"
+    if have_torch:
+        head += f"{'torch share':>12}"
     counted = any("scratchvae kernels" in r for r in rows)
     if counted:
         head += f"{'kernels':>9}{'torch kernels':>14}{'busy':>6}{'torch busy':>11}"
     print(head)
     for r in rows:
         m, b = r["med"], r["batch"]
-        line = (f"{r['device']:<8}{r['policy']:>5}{b:>6}{m['scratchvae'] * 1e3:>10.2f}{b / m['scratchvae']:>9.0f}"
-                f"{r['flops'] / m['scratchvae'] / 1e9:>9.1f}")
+        ours = m["scratchvae"]
+        line = f"{r['device']:<8}{r['policy']:>5}{b:>6}{ours * 1e3:>10.2f}{b / ours:>9.0f}{r['flops'] / ours / 1e9:>9.1f}"
+        best = r.get("best")
         if have_torch:
-            line += f"{m['torch'] * 1e3:>10.2f}{b / m['torch']:>12.0f}{m['torch'] / m['scratchvae']:>7.2f}"
+            if best:
+                eager = m.get("torch:eager")
+                line += (f"{best[6:]:>15}{m[best] * 1e3:>9.2f}{m[best] / ours:>7.2f}"
+                         f"{(f'{eager / ours:.2f}' if eager else '-'):>12}")
+            else:
+                line += f"{'-':>15}{'-':>9}{'-':>7}{'-':>12}"
         if "floor" in m:
-            line += f"{m['floor'] * 1e3:>10.2f}{m['scratchvae'] / m['floor']:>11.2f}"
+            line += f"{m['floor'] * 1e3:>10.2f}{ours / m['floor']:>11.2f}"
+        line += f"{r['roof'] * 1e3:>9.2f}{r['roof'] / ours:>7.1%}"
+        if have_torch:
+            torch_share = f"{r['roof'] / m[best]:.1%}" if best else "-"
+            line += f"{torch_share:>12}"
         if "scratchvae kernels" in r:
-            line += (f"{r['scratchvae kernels']:>9.0f}{r['torch kernels']:>14.0f}"
-                     f"{r['scratchvae busy'] / m['scratchvae']:>6.0%}{r['torch busy'] / m['torch']:>11.0%}")
+            torch_busy = f"{r['torch busy'] / m[best]:.0%}" if best and "torch busy" in r else "-"
+            line += (f"{r['scratchvae kernels']:>9.0f}{r.get('torch kernels', float('nan')):>14.0f}"
+                     f"{r['scratchvae busy'] / ours:>6.0%}{torch_busy:>11}")
         print(line)
+    for r in rows:
+        if r["policy"] == "fp16":
+            print("(fp16 rows: scratchvae's step is its tf32 one; PyTorch's is AMP)")
+            break
+    print("\nthe roofline's inputs:")
+    for r in rows:
+        print(f"  {r['device']} {r['policy']} batch {r['batch']}: {r['flops'] / 1e9:.1f} GFLOP, at least "
+              f"{r['bytes'] / 1e9:.3f} GB; peak {r['peak'][0] / 1e12:.1f} TFLOP/s, {r['peak'][1] / 1e9:.0f} GB/s "
+              f"(a copy measured {r['peak'][2] / 1e9:.0f} GB/s); {r['peak'][3]}")
+    if have_torch:
+        print("\nevery PyTorch variant timed, ms/step (ratio: its step ÷ scratchvae's):")
+        print(f"{'device':<8}{'prec':>5}{'batch':>6}{'variant':>15}{'ms/step':>10}{'img/s':>9}{'ratio':>7}"
+              f"{'queued ms':>11}{'queued ratio':>13}")
+        for r in rows:
+            m, q, b = r["med"], r["queued"], r["batch"]
+            for k in (k for k in m if k.startswith("torch:")):
+                print(f"{r['device']:<8}{r['policy']:>5}{b:>6}{k[6:]:>15}{m[k] * 1e3:>10.2f}{b / m[k]:>9.0f}"
+                      f"{m[k] / m['scratchvae']:>7.2f}{q[k] * 1e3:>11.2f}{q[k] / q['scratchvae']:>13.2f}")
+            for k, why in r["failed"].items():
+                print(f"{r['device']:<8}{r['policy']:>5}{b:>6}{k[6:]:>15}  failed: {why}")
     gpu_rows = [r for r in rows if r["device"] == "gpu"]
     if gpu_rows:
         print(f"\nthe same steps queued back to back, as training runs them ({a.steps} a block, the GPU synchronised "
               "before and after each block), ms/step, medians of the blocks:")
-        head = f"{'device':<8}{'prec':>5}{'batch':>6}{'queued ms':>11}{'img/s':>9}"
-        if have_torch:
-            head += f"{'torch ms':>10}{'torch img/s':>12}{'ratio':>7}"
-        if counted:
-            head += f"{'busy':>6}{'torch busy':>11}"
-        print(head)
+        print(f"{'device':<8}{'prec':>5}{'batch':>6}{'queued ms':>11}{'img/s':>9}{'best torch ms':>15}{'ratio':>7}")
         for r in gpu_rows:
-            q, b = r["queued"], r["batch"]
+            q, b, best = r["queued"], r["batch"], r.get("best")
             line = f"{r['device']:<8}{r['policy']:>5}{b:>6}{q['scratchvae'] * 1e3:>11.2f}{b / q['scratchvae']:>9.0f}"
-            if have_torch:
-                line += f"{q['torch'] * 1e3:>10.2f}{b / q['torch']:>12.0f}{q['torch'] / q['scratchvae']:>7.2f}"
-            if "scratchvae kernels" in r:
-                line += f"{min(1, r['scratchvae busy'] / q['scratchvae']):>6.0%}{min(1, r['torch busy'] / q['torch']):>11.0%}"
+            if best:
+                line += f"{q[best] * 1e3:>15.2f}{q[best] / q['scratchvae']:>7.2f}"
             print(line)
+        print_memory(gpu_rows)
     if not have_torch:
         print("(PyTorch is not installed: no reference column; pip install -e '.[bench]' to add it)")
+
+
+def print_memory(rows):
+    """Peak GPU memory of a step on each side, and the largest batch each would fit on the card: a line
+    through the two batch sizes' peaks (memory = fixed + per image × batch), solved for the card's memory."""
+    import cupy
+    card = cupy.cuda.Device().mem_info[1]
+    print(f"\npeak GPU memory of a step (scratchvae: CuPy's pool, all it holds; PyTorch: max_memory_allocated), "
+          f"card {card / 2**30:.1f} GiB:")
+    print(f"{'prec':>5}{'batch':>6}{'scratchvae MiB':>16}{'best torch MiB':>16}")
+    for r in rows:
+        mem = r["memory"]
+        print(f"{r['policy']:>5}{r['batch']:>6}{mem.get('scratchvae', 0) / 2**20:>16.0f}"
+              f"{mem.get(r.get('best'), float('nan')) / 2**20:>16.0f}")
+    for policy in dict.fromkeys(r["policy"] for r in rows):
+        these = sorted((r for r in rows if r["policy"] == policy), key=lambda r: r["batch"])
+        if len(these) < 2:
+            continue
+        lo, hi = these[0], these[-1]
+        for side in ("scratchvae", hi.get("best")):
+            if side and side in lo["memory"] and side in hi["memory"]:
+                per = (hi["memory"][side] - lo["memory"][side]) / (hi["batch"] - lo["batch"])
+                fixed = lo["memory"][side] - per * lo["batch"]
+                most = int((card - fixed) / per) if per > 0 else float("inf")
+                print(f"  {policy} {side}: {per / 2**20:.2f} MiB an image + {fixed / 2**20:.0f} MiB: the largest "
+                      f"batch on this card about {most:,}")
 
 
 def measure(a, device, policy, batch, xp, cores, have_torch):
     """One row of the table: the alternating blocks, then (GPU) the kernel counts and (unless --no-profile)
     the per-layer split."""
+    if device == "gpu" and policy == "fp16":
+        blas.set_tf32(True)                             # (scratchvae's step has no half precision on the GPU yet)
     step, model, x = scratch_step(device, batch, graph=not a.no_graph)
-    runs = {"scratchvae": step}
+    runs, failed, memory = {"scratchvae": step}, {}, {}
     if have_torch:
-        runs["torch"] = torch_step(device, batch, cores)
-    products = [p for ps in layer_products(model, batch)[0].values() for p in ps]
+        for variant in torch_variants(device, policy, a.torch):
+            name = f"torch:{variant}"
+            try:
+                run = torch_step(device, batch, cores, variant)
+                for _ in range(a.warmup):
+                    run()
+                runs[name] = run
+            except Exception as e:                      # (torch.compile and graph capture can fail: say so, go on)
+                failed[name] = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}"
+    by_layer, _, forward_flops = layer_products(model, batch)
+    products = [p for ps in by_layer.values() for p in ps]
     if not a.no_floor:
         runs["floor"] = gemm_floor(products, xp, device)
-    for run in runs.values():
-        for _ in range(a.warmup):
-            run()
+    for k, run in runs.items():
+        if not k.startswith("torch:"):
+            for _ in range(a.warmup):
+                run()
+    if device == "gpu":
+        memory = peak_memory(runs)
     times = {k: [] for k in runs}
     back_to_back = {k: [] for k in runs if k != "floor"}
     for _ in range(a.blocks):
@@ -460,22 +635,51 @@ def measure(a, device, policy, batch, xp, cores, have_torch):
                 times[k] += timed(run, device, a.steps)
                 back_to_back[k].append(queued(run, device, a.steps))
     med = {k: statistics.median(v) for k, v in times.items()}
-    row = dict(device=device, policy=policy, batch=batch, med=med, n=len(times["scratchvae"]),
-               flops=step_flops(products), queued={k: statistics.median(v) for k, v in back_to_back.items()})
+    flops, nbytes = roofline.step_flops(sum(forward_flops.values())), roofline.step_bytes(model, batch)
+    peak = roofline.peaks(device, policy, xp)
+    best = min((k for k in med if k.startswith("torch:")), key=med.get, default=None)
+    row = dict(device=device, policy=policy, batch=batch, med=med, n=len(times["scratchvae"]), flops=flops,
+               bytes=nbytes, peak=peak, roof=roofline.floor_seconds(flops, nbytes, peak[0], peak[1]), best=best,
+               failed=failed, memory=memory, queued={k: statistics.median(v) for k, v in back_to_back.items()})
     if device == "gpu" and have_torch:
         print(f"\nkernels per step on the GPU, {policy}, batch {batch} (CUPTI, through PyTorch's profiler):")
-        for k in ("scratchvae", "torch"):
+        for k in ("scratchvae", best):
+            if k is None:
+                continue
             count, copies, busy, by_name = kernels_per_step(runs[k])
-            row[f"{k} kernels"], row[f"{k} busy"] = count, busy
+            key = "scratchvae" if k == "scratchvae" else "torch"
+            row[f"{key} kernels"], row[f"{key} busy"] = count, busy
             said = ", ".join(f"{n:g} × {name}" for name, n in copies.items()) or "none"
-            print(f"  {k:<11}{count:6.0f} kernels, GPU busy {busy * 1e3:.2f} ms of the median "
+            print(f"  {k:<20}{count:6.0f} kernels, GPU busy {busy * 1e3:.2f} ms of the median "
                   f"{med[k] * 1e3:.2f} ms step; memory copies: {said}")
             if k == "scratchvae":
                 for name, (sec, n) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:a.top]:
                     print(f"      {sec * 1e3:8.3f} ms {n:5.1f}×  {name[:90]}")
     if not a.no_profile:
         print_profile(model, x, device, batch)
+    if device == "gpu" and policy == "fp16":
+        blas.set_tf32(False)
     return row
+
+
+def peak_memory(runs):
+    """{run: peak bytes} on the GPU: scratchvae's CuPy pool (what it holds after warm-up: the model, Adam, the
+    layers' buffers and the graph's arrays; the pool keeps what it allocated) and each PyTorch variant's
+    max_memory_allocated over one step."""
+    import cupy
+    out = {"scratchvae": cupy.get_default_memory_pool().total_bytes()}
+    try:
+        import torch
+    except ImportError:
+        return out
+    for k, run in runs.items():
+        if k.startswith("torch:"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            run()
+            torch.cuda.synchronize()
+            out[k] = torch.cuda.max_memory_allocated()
+    return out
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@
 #   tests_rest   pytest -m gpu on every other test file          the tools end to end on the GPU, and the rest
 #   end_to_end   bench/end_to_end.py --device gpu                the tools on real frames and the full-size model
 #   cpu_vs_gpu   bench/cpu_vs_gpu.py --steps 200 --seeds 3       the same runs on both devices
-#   bench        bench/bench_step.py --batch 100,1000            speed against PyTorch, fp32 and TF32
+#   bench        bench/bench_step.py --batch 100,1000            speed against PyTorch eager, graphed and AMP
 #   loader       bench/bench_loader.py                           the data feed on this machine's cores
 #   train        bin/train-scratch --steps 1000 --device gpu     a training run and its pictures
-# Their limits add up to 10 minutes and 10 seconds, more than one 600-second call: on an H200 the first four
+# Their limits add up to 10 minutes and 50 seconds, more than one 600-second call: on an H200 the first four
 # parts took about 4 minutes, but when a part may run long, run the parts in two calls (PARTS=...).
 #
 # TRY_HERE=1 runs every part's command on a machine without a GPU, with the same options: the pytest parts
@@ -69,7 +69,7 @@ part end_to_end 90 run_python bench/end_to_end.py --data "$DATA" --device gpu --
 grep -E "PASS|FAIL" "$O/end_to_end.txt" 2>/dev/null
 part cpu_vs_gpu 180 run_python bench/cpu_vs_gpu.py --data "$DATA" --first 12 --steps 200 --seeds 3 --quiet
 grep -E "PASS|FAIL|held-out MSE after" "$O/cpu_vs_gpu.txt" 2>/dev/null
-part bench 80 run_python bench/bench_step.py --devices gpu --batch 100,1000 --precision fp32,tf32 --blocks 3 --steps 10 --top 12
+part bench 120 run_python bench/bench_step.py --devices gpu --batch 100,1000 --precision fp32,tf32,fp16 --torch eager,graphed,graphed_cl,amp,amp_cl --blocks 3 --steps 10 --top 12
 grep -A6 "^training step" "$O/bench.txt" 2>/dev/null
 part loader 40 run_python bench/bench_loader.py --keep /tmp/gpu-check-loader --seconds 1
 
