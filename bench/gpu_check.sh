@@ -15,15 +15,16 @@
 #   cpu_vs_gpu   bench/cpu_vs_gpu.py --steps 200 --seeds 3       the same runs on both devices
 #   bench        bench/bench_step.py --batch 100,1000            speed against PyTorch eager, graphed and AMP
 #   loader       bench/bench_loader.py                           the data feed on this machine's cores
+#   fp16         bench/fp16_vs_fp32.py --steps 2000 --seeds 3    mixed precision against float32, over seeds
 #   train        bin/train-scratch --steps 1000 --device gpu     a training run and its pictures
-# Their limits add up to 10 minutes and 50 seconds, more than one 600-second call: on an H200 the first four
+# Their limits add up to 13 minutes and 20 seconds, more than one 600-second call: on an H200 the first four
 # parts took about 4 minutes, but when a part may run long, run the parts in two calls (PARTS=...).
 #
 # TRY_HERE=1 runs every part's command on a machine without a GPU, with the same options: the pytest parts
 # for real (their GPU tests skip) and the others only as far as parsing their options (no training), so a
 # mistake in the script costs no GPU minutes; tests/test_project.py does this.
 DATA=${1:-.gpu/data}
-PARTS=${PARTS:-tests_gpu tests_rest end_to_end cpu_vs_gpu bench loader train}
+PARTS=${PARTS:-tests_gpu tests_rest end_to_end cpu_vs_gpu bench loader fp16 train}
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 O=${OUT:-/tmp/gpu-check}; mkdir -p "$O"
 PY=${PYTHON:-python3}
@@ -72,6 +73,8 @@ grep -E "PASS|FAIL|held-out MSE after" "$O/cpu_vs_gpu.txt" 2>/dev/null
 part bench 120 run_python bench/bench_step.py --devices gpu --batch 100,1000 --precision fp32,tf32,fp16 --torch eager,graphed,graphed_cl,amp,amp_cl --blocks 3 --steps 10 --top 12
 grep -A6 "^training step" "$O/bench.txt" 2>/dev/null
 part loader 40 run_python bench/bench_loader.py --keep /tmp/gpu-check-loader --seconds 1
+
+part fp16 150 run_python bench/fp16_vs_fp32.py --data "$DATA" --device gpu --steps 2000 --seeds 3
 
 part train 50 run_python bin/train-scratch --data "$DATA" --steps 1000 --device gpu --out /tmp/gpu-check-run --eval-every 250 --checkpoint-every 500 --quiet
 [ -z "$TRY_HERE" ] && tail -1 /tmp/gpu-check-run/log.jsonl >> "$O/train.txt" 2>/dev/null

@@ -156,7 +156,7 @@ def test_bad_inputs_raise_clear_errors(make, x, match):
 def test_bad_construction_raises():
     with pytest.raises(ValueError, match="output_padding must be .* smaller than the stride"):
         ConvTranspose2D(1, 1, 3, stride=2, output_padding=2)
-    with pytest.raises(ValueError, match="dtype must be float32 or float64, got int32"):
+    with pytest.raises(ValueError, match="dtype must be float16, float32 or float64, got int32"):
         Conv2D(1, 1, 3, dtype=np.int32)
     with pytest.raises(ValueError, match="at least 1"):
         Conv2D(1, 1, 0)

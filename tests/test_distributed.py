@@ -329,7 +329,7 @@ def test_in_float32_two_processes_drift_as_far_as_one_process_with_its_batches_r
     t = Trainer(RunSettings(data, rev, steps=10, channels="8,16,32,64", dense_size=256, batch_size=24,
                             checkpoint_every=10, log_every=5, eval_every=100), progress=False)
     gather, sample_eps = t.data.gather, t.model.sample_eps
-    t.data.gather = lambda ep_idx, frame_idx: gather(ep_idx[::-1], frame_idx[::-1])
+    t.data.gather = lambda ep_idx, frame_idx, out=None: gather(ep_idx[::-1], frame_idx[::-1], out=out)
     t.model.sample_eps = lambda n: sample_eps(n)[::-1].copy()
     t.run()
     shards, order = drift(one, two, 10), drift(one, rev, 10)

@@ -360,3 +360,61 @@ def test_adam_updates_a_vae_in_one_launch():
     finally:
         gpu["adam"] = real
     assert calls == [m.num_params()]
+
+
+@given(st.integers(1, 70), st.integers(1, 70), st.integers(1, 70), st.sampled_from("CF"), st.sampled_from("CF"),
+       st.sampled_from("CF"), st.booleans())
+def test_half_products_on_the_gpu_are_the_cpus(m, k, n, la, lb, lo, accumulate):
+    """float16 through cublasGemmEx (32-bit compute) against matmul_half_cpu (float32 sums, one rounding): the
+    float32 sums may differ in order, so each entry within one float16 rounding of the CPU's plus the float32
+    sums' bound (k + 2)·u₃₂·Σ|terms|."""
+    from scratchvae.ops import blas
+    rng = np.random.default_rng(m * 10000 + k * 100 + n)
+
+    def make(r, c, layout):
+        a = rng.normal(size=(r, c) if layout == "C" else (c, r)).astype(np.float16)
+        return a if layout == "C" else a.T
+    a, b, out = make(m, k, la), make(k, n, lb), make(m, n, lo)
+    want = blas.matmul_half_cpu(a, b, out=out.copy(), accumulate=accumulate).astype(np.float64)
+    got = cp().asarray(out.T).T if lo == "F" else cp().asarray(out)
+    blas.matmul(cp().asarray(a.T).T if la == "F" else cp().asarray(a),
+                cp().asarray(b.T).T if lb == "F" else cp().asarray(b), out=got, accumulate=accumulate)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    terms = np.abs(a64) @ np.abs(b64) + (np.abs(out.astype(np.float64)) if accumulate else 0)
+    bound = np.finfo(np.float16).eps * np.abs(want) + (k + 2) * np.finfo(np.float32).eps / 2 * terms
+    assert (np.abs(to_numpy(got).astype(np.float64) - want) <= bound).all()
+
+
+def test_a_mixed_vae_on_the_gpu_matches_the_cpu():
+    """The same mixed-precision model on both devices: the loss to float32's rounding of float16 logits, the
+    gradients element by element to 1e-2 of themselves down to 5e-2 of the largest (float16 keeps 11 bits; on
+    the CPU a mixed model's gradients are within 5% of its float32 twin's in norm: tests/test_precision.py)."""
+    cpu = VAE(seed=4, kl_tolerance=0.1, compute_dtype=np.float16)
+    gpu = VAE(seed=4, kl_tolerance=0.1, compute_dtype=np.float16, device="gpu")
+    cpu.scaler.scale = gpu.scaler.scale = 2 ** 10
+    rng = np.random.default_rng(4)
+    x = rng.random((6, 3, 64, 64)).astype(np.float32)
+    eps = rng.normal(size=(6, 32)).astype(np.float32)
+    a, b = cpu.loss(x, eps), gpu.loss(cp().asarray(x), cp().asarray(eps))
+    for k in a:
+        assert rel_error_each(b[k], a[k], 1e-3) <= 1e-3, k
+    cpu.backward()
+    gpu.backward()
+    for k in cpu.grads:
+        assert rel_error_each(gpu.grads[k], cpu.grads[k], 5e-2) <= 1e-2, k
+
+
+def test_a_mixed_training_step_on_the_gpu_skips_an_overflow():
+    from scratchvae.run.step import train_step
+    model = VAE(seed=0, compute_dtype=np.float16, device="gpu")
+    model.scaler.scale = 2 ** 24
+    opt = Adam(model.params)
+    x = cp().asarray(np.random.default_rng(0).random((8, 3, 64, 64)).astype(np.float32))
+    before = to_numpy(model.flat_params)
+    train_step(model, opt, x)
+    assert opt.t == 0 and model.scaler.scale == 2 ** 23
+    np.testing.assert_array_equal(to_numpy(model.flat_params), before)
+    model.scaler.scale = 2 ** 10
+    train_step(model, opt, x)
+    assert opt.t == 1
+    np.testing.assert_array_equal(to_numpy(model.flat_compute), to_numpy(model.flat_params).astype(np.float16))

@@ -10,6 +10,7 @@ from scratchvae.run import step as graph
 class Model:
     """A stand-in for the VAE: says which calls it gets; its noise comes from a seeded generator."""
     device = "gpu"
+    mixed = False                           # (no float16 layers: every step updates)
 
     def __init__(self):
         self.calls, self.rng = [], np.random.default_rng(0)

@@ -430,16 +430,22 @@ def test_each_launcher_lets_openblas_sleep_before_numpy_loads_and_uses_every_cor
 
 def test_the_options_a_run_prints_start_the_same_run():
     """as_options (what the tools print for a new start) parsed by train-scratch's own parser gives back every
-    setting, the on/off ones (--tf32, --no-graph, --tensorboard) too."""
+    setting, the on/off ones (--no-graph, --tensorboard) too; --tf32 is read as --precision tf32, and printed so."""
     from dataclasses import fields
     from scratchvae.cli import train as cli
-    s = RunSettings(data="d", out="o", steps=7, batch_size=3, lr=0.01, latent_dim=5, channels="4,8,8,8",
-                    dense_size=16, kl_tolerance=0.25, beta=2.0, seed=4, device="cpu", tf32=True, no_graph=True,
-                    dtype="float64", heldout=0.2, log_every=2, eval_every=3, checkpoint_every=4, keep=2,
-                    eval_frames=9, tensorboard=True)
-    assert all(getattr(s, f.name) != f.default for f in fields(s) if f.name not in ("epochs", "device"))
-    args = vars(cli.parser().parse_args([str(o) for o in s.as_options()]))
-    assert RunSettings(**{f.name: args[f.name] for f in fields(RunSettings)}) == s
+    for precision, dtype in (("tf32", "float64"), ("fp16", "float32")):
+        s = RunSettings(data="d", out="o", steps=7, batch_size=3, lr=0.01, latent_dim=5, channels="4,8,8,8",
+                        dense_size=16, kl_tolerance=0.25, beta=2.0, seed=4, device="cpu", precision=precision,
+                        no_graph=True, dtype=dtype, heldout=0.2, log_every=2, eval_every=3, checkpoint_every=4, keep=2,
+                        eval_frames=9, tensorboard=True)
+        skip = ("epochs", "device", "tf32") + (("dtype",) if dtype == "float32" else ())
+        assert all(getattr(s, f.name) != f.default for f in fields(s) if f.name not in skip)
+        args = vars(cli.parser().parse_args([str(o) for o in s.as_options()]))
+        assert RunSettings(**{f.name: args[f.name] for f in fields(RunSettings)}) == s
+    alias = RunSettings(data="d", out="o", steps=7, tf32=True)
+    args = vars(cli.parser().parse_args([str(o) for o in alias.as_options()]))
+    assert RunSettings(**{f.name: args[f.name] for f in fields(RunSettings)}) == alias
+    assert vars(cli.parser().parse_args(["--tf32"]))["tf32"] and alias.precision == "tf32"
 
 
 def test_what_a_resume_may_change_is_said_in_full_by_help_and_page():

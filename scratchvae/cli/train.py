@@ -9,7 +9,7 @@ from . import (Interrupted, OneLineParser, channel_list, command, fraction, non_
                positive_float, positive_int, one_voice, run, together, under_mpiexec)
 from ..run import distributed
 from ..ops.devices import resolve_device
-from ..run.runfolder import CAN_CHANGE, RunFolder, RunSettings
+from ..run.runfolder import CAN_CHANGE, PRECISIONS, RunFolder, RunSettings
 from ..run.advice import TrainingStopped, lower_lr, say_on_stderr
 from ..run.trainer import Trainer
 
@@ -38,10 +38,13 @@ def parser():
                     "in float32 as close as summing each batch in another order comes.")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="cpu",
                    help="cpu (NumPy), gpu (CuPy), or auto: the GPU when CuPy and a GPU are there (default cpu)")
-    p.add_argument("--tf32", action="store_true",
-                   help="GPU: let float32 products round their inputs to TF32 on the tensor cores, as PyTorch's "
-                        "default convolutions do (faster, about 1e-3 relative error per product; default off: exact "
-                        "float32)")
+    p.add_argument("--precision", choices=PRECISIONS, default=RunSettings.default("precision"),
+                   help="fp32: exact float32 products (the default); tf32: on the GPU, float32 products round their "
+                        "inputs to TF32 on the tensor cores, as PyTorch's default convolutions do (faster, about 1e-3 "
+                        "relative error per product); fp16: mixed precision, float16 layers on float32 weights, "
+                        "the loss, the latent and Adam in float32, the backward scaled by a dynamic loss scale "
+                        "(docs/precision.md; on the GPU each step reads one number back, so it is not recorded)")
+    p.add_argument("--tf32", action="store_true", help="the same as --precision tf32")
     p.add_argument("--no-graph", dest="no_graph", action="store_true",
                    help="GPU: launch each step kernel by kernel instead of replaying it as one recorded CUDA graph "
                         "(the same numbers, slower at small batches; default: recorded)")

@@ -32,6 +32,7 @@ import numpy as np
 from . import losses
 from ..ops.devices import check_dtype, device_of, get_xp
 from ..ops.im2col import batch_last
+from .scaler import LossScaler
 from .layers import (Conv2D, ConvTranspose2D, Crop2D, Dense, DenseThenDeconv, FastConv2D, FastConvTranspose2D,
                      Flatten, Heads, ReLU, Reshape, Sigmoid)
 from ..ops.sizes import conv_out_size, conv_transpose_out_size
@@ -124,11 +125,14 @@ def build_decoder(c, h, w, decoder, latent_dim, dense_size, dense_relu, deconv, 
 class VAE:
     def __init__(self, input_shape=(3, 64, 64), latent_dim=32, kl_tolerance=0.5, beta=1.0, recon="mse",
                  encoder=DEFAULT_ENCODER, decoder=DEFAULT_DECODER, dense_size=1024,
-                 dense_relu=False, dtype=np.float32, seed=0, device="cpu", fast=True):
+                 dense_relu=False, dtype=np.float32, seed=0, device="cpu", fast=True, compute_dtype=None):
         """dense_relu: a ReLU after the decoder's dense layer, as ctallec/world-models' PyTorch decoder has (World
         Models' own has none; bin/export's notes say what changes). fast: build the convolutions from
         FastConv2D/FastConvTranspose2D (the default, same results up to the order of the sums) or, with False, from
-        the plain im2col layers the docs teach first."""
+        the plain im2col layers the docs teach first. compute_dtype: float16 for mixed precision (with dtype
+        float32): the layers compute in float16 on a float16 copy of the float32 weights, the loss, the latent
+        and the optimizer's weights stay float32, and the backward is scaled by a LossScaler (docs/precision.md);
+        None: the layers compute in dtype."""
         c, h, w = (int(v) for v in input_shape)
         if recon not in losses.RECON_KINDS:
             raise ValueError(f"recon must be one of {losses.RECON_KINDS}, got {recon!r}")
@@ -150,33 +154,45 @@ class VAE:
         self.latent_dim, self.kl_tolerance, self.beta = int(latent_dim), float(kl_tolerance), float(beta)
         self.recon_kind = recon                                     # "mse" or "bernoulli"
         self.dtype = check_dtype(dtype)
+        self.compute_dtype = self.dtype if compute_dtype is None else check_dtype(compute_dtype, half=True)
+        self.mixed = self.compute_dtype != self.dtype               # float16 layers, float32 weights and loss
+        if self.mixed and (self.compute_dtype != np.float16 or self.dtype != np.float32):
+            raise ValueError(f"mixed precision computes in float16 on float32 weights: compute_dtype float16 needs "
+                             f"dtype float32, got compute_dtype {self.compute_dtype} with dtype {self.dtype}")
+        if self.mixed:
+            self.config["compute_dtype"] = "float16"
+        self.scaler = LossScaler() if self.mixed else None         # the backward's scale (model/scaler.py)
         self.device = device
         self.xp = get_xp(device)
         init_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
         init = np.random.default_rng(init_seed)                     # draws the parameters, layer by layer
         self.rng = np.random.default_rng(noise_seed)                # draws eps; saved in checkpoints
         self._upload = Uploader() if device == "gpu" else None     # GPU: eps's copies (uploads.py)
-        kw = dict(dtype=self.dtype, device=device)
+        kw = dict(dtype=self.compute_dtype, device=device)
         conv, deconv = (FastConv2D, FastConvTranspose2D) if fast else (Conv2D, ConvTranspose2D)
         self.encoder, enc_named = build_encoder(c, h, w, encoder, latent_dim, conv, init, kw)
         self.decoder, dec_named = build_decoder(c, h, w, decoder, latent_dim, dense_size, dense_relu, deconv, fast,
                                                 init, kw)
-        self.sigmoid = Sigmoid(**kw)
+        self.sigmoid = Sigmoid(dtype=self.dtype, device=device)    # (the pictures' sigmoid: in the loss's dtype)
         self.layers = {**enc_named, **dec_named}                    # the layers with parameters, by name
         self.flat_params, self.flat_grads = self.flatten()
-        self.params = {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.params.items()}
+        shapes = {f"{name}.{p}": a.shape for name, layer in self.layers.items() for p, a in layer.params.items()}
+        self.params = named_views(self.flat_params, shapes)
         # the gradients named like params: views of flat_grads, which every backward writes into (grads)
-        self._grads = {f"{name}.{p}": a for name, layer in self.layers.items() for p, a in layer.grads.items()}
+        self._grads = named_views(self.flat_grads, shapes)
         self.cache = None
         self._backward_done = False                                 # grads hold nothing until a backward
 
     def flatten(self):
         """Move every parameter into one flat buffer and every gradient into another, in the order of
         model.params; the layers keep views of them (and write their gradients into those). An optimizer
-        then updates the whole model in one pass (Adam: one kernel on the GPU). Returns the two buffers."""
+        then updates the whole model in one pass (Adam: one kernel on the GPU). Returns the two buffers.
+
+        Mixed precision: the layers' buffers are float16 (flat_compute, flat_compute_grads), and the two
+        returned are float32 twins: the weights the optimizer updates and saves, and the unscaled gradients."""
         sizes = [a.size for layer in self.layers.values() for a in layer.params.values()]
-        flat_p = self.xp.empty(sum(sizes), dtype=self.dtype)
-        flat_g = self.xp.zeros(sum(sizes), dtype=self.dtype)
+        flat_p = self.xp.empty(sum(sizes), dtype=self.compute_dtype)
+        flat_g = self.xp.zeros(sum(sizes), dtype=self.compute_dtype)
         off = 0
         for layer in self.layers.values():
             for k, a in layer.params.items():
@@ -184,7 +200,27 @@ class VAE:
                 view[...] = a
                 layer.own_params[k], layer.own_grads[k] = view, flat_g[off:off + a.size].reshape(a.shape)
                 off += a.size
+        self.flat_compute, self.flat_compute_grads = flat_p, flat_g
+        if self.mixed:                                              # the float32 weights: the float16 ones, exactly
+            return flat_p.astype(self.dtype), self.xp.zeros(flat_p.size, dtype=self.dtype)
         return flat_p, flat_g
+
+    def sync_compute(self):
+        """After the weights changed (an optimizer step, a checkpoint loaded into them): the float16 copy the
+        layers compute with, rounded from them. Nothing to do unless mixed."""
+        if self.mixed:
+            self.flat_compute[...] = self.flat_params                # round to nearest float16
+
+    def full_precision(self):
+        """A model of this one's configuration computing in its dtype throughout, with its weights and its
+        generator's state: for tools that read the layers' weights (the ONNX export), or to compare."""
+        if not self.mixed:
+            return self
+        config = {k: v for k, v in self.config.items() if k != "compute_dtype"}
+        twin = VAE(**config, device=self.device)
+        twin.flat_params[...] = self.flat_params
+        twin.rng.bit_generator.state = self.rng.bit_generator.state
+        return twin
 
     @property
     def grads(self):
@@ -197,6 +233,7 @@ class VAE:
     def zero_grads(self):
         """Every gradient 0: a step that saw no images (a rank's empty shard) adds nothing to a sum."""
         self.flat_grads[...] = 0
+        self.flat_compute_grads[...] = 0
         self._backward_done = True
 
     @property
@@ -242,10 +279,15 @@ class VAE:
     def encode(self, x):
         """Images (N, C, H, W) in [0, 1] → (mu, logvar), each (N, latent_dim)."""
         self._check_images(x)
-        return forward(self.encoder, batch_last(x))
+        mu, logvar = forward(self.encoder, self._compute(batch_last(x)))
+        return self._full(mu), self._full(logvar)
 
     def decode(self, z):
         """Latents (N, latent_dim) → images (N, C, H, W) in (0, 1), C-contiguous."""
+        return self.xp.ascontiguousarray(self.sigmoid.forward(self.decode_logits(z)))
+
+    def decode_logits(self, z):
+        """Latents (N, latent_dim) → the decoder's logits (N, C, H, W), before the sigmoid (what a likelihood reads)."""
         shape, dtype = tuple(getattr(z, "shape", ())), getattr(z, "dtype", None)
         if len(shape) != 2 or shape[1] != self.latent_dim or shape[0] == 0:
             raise ValueError(f"VAE.decode expects latents of shape (N ≥ 1, {self.latent_dim}), got "
@@ -253,7 +295,7 @@ class VAE:
         if dtype != self.dtype or device_of(z) != self.device:
             raise ValueError(f"VAE.decode expects {self.dtype} latents on {self.device} (the model's), got "
                              f"{dtype} on {device_of(z)}")
-        return self.xp.ascontiguousarray(self.sigmoid.forward(forward(self.decoder, z)))
+        return self._full(forward(self.decoder, self._compute(z)))
 
     def reconstruct(self, x):
         """Decode each image's mean latent."""
@@ -276,9 +318,10 @@ class VAE:
             raise ValueError(f"eps must be an array of shape ({n}, {self.latent_dim}) on {self.device}, got "
                              f"{tuple(getattr(eps, 'shape', ()))} on {device_of(eps)}")
         x = batch_last(x)                                           # stored (C, H, W, N), as the layers store theirs
-        mu, logvar = forward(self.encoder, x)                       # (N, D), (N, D)
+        mu, logvar = forward(self.encoder, self._compute(x))        # (N, D), (N, D)
+        mu, logvar = self._full(mu), self._full(logvar)             # (mixed: the latent in float32)
         z, std, kl_n = losses.reparameterize(mu, logvar, eps)       # z = mu + σ·eps; each image's KL (N,)
-        logits = forward(self.decoder, z)                           # (N, C, H, W)
+        logits = self._full(forward(self.decoder, self._compute(z)))   # (N, C, H, W); the loss in float32
         recon, dlogits = losses.RECON[self.recon_kind](logits, x)  # dlogits = ∂recon/∂logits (y = σ(logits) inside)
         terms, active = losses.loss_terms(recon, kl_n, self.kl_tolerance * self.latent_dim, self.beta)
         self.cache = (n, mu, logvar, std, eps, dlogits, active)
@@ -290,12 +333,52 @@ class VAE:
             raise RuntimeError("VAE.backward: the last loss() was already used by a backward(); call loss() again"
                                if self._backward_done else "VAE.backward called before any loss(); call loss() first")
         n, mu, logvar, std, eps, dlogits, active = self.cache
-        dz = backward(self.decoder, dlogits)                        # (N, D)
-        dmu, dlogvar = losses.latent_backward(dz, mu, logvar, eps, std, active, self.beta / n)  # + β/N·∂kl where active
-        backward(self.encoder, (dmu, dlogvar))                      # the heads' input gets the sum of both
+        s = self.loss_scale                                         # 1 (mixed precision: the backward of s·loss)
+        dz = backward(self.decoder, self._compute(dlogits, s))      # (N, D)
+        dmu, dlogvar = losses.latent_backward(self._full(dz), mu, logvar, eps, std, active,
+                                              s * self.beta / n)    # + β/N·∂kl where active
+        backward(self.encoder, (self._compute(dmu), self._compute(dlogvar)))   # the heads' input: both summed
+        self._unscale(s)                                            # (mixed: ∂loss/∂θ = (s·∂loss/∂θ)/s, float32)
         self.cache, self._backward_done = None, True
+
+    # ---- mixed precision (docs/precision.md): where the float16 layers meet the float32 rest ----------
+    @property
+    def loss_scale(self):
+        """The factor the backward starts from: the scaler's S for a mixed model, else 1."""
+        return self.scaler.scale if self.mixed else 1
+
+    def _compute(self, a, scale=1):
+        """a (times scale) in the layers' dtype: float16 for a mixed model (a new array, in a's layout), else a.
+        Past 65,504 a number becomes inf: the sign of a scale too large, which the scaler sees after."""
+        if not self.mixed:
+            return a
+        with np.errstate(over="ignore"):
+            return (a * a.dtype.type(scale) if scale != 1 else a).astype(self.compute_dtype)
+
+    def _unscale(self, s):
+        """A mixed model's float32 gradients from the layers' float16 ones of s·loss (s a power of two: dividing
+        by it is exact). An inf or NaN stays one: optimizer_step (run/step.py) skips the step then."""
+        if self.mixed:
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.flat_grads[...] = self.flat_compute_grads
+                self.flat_grads *= 1 / s
+
+    def _full(self, a):
+        """a layer's output in the model's own dtype: float32 for a mixed model, else a as it is."""
+        return a.astype(self.dtype) if self.mixed else a
 
     def __repr__(self):
         c, h, w = self.input_shape
-        return f"VAE({c}×{h}×{w} → {self.latent_dim}, {self.num_params():,} parameters, {self.dtype}, {self.device})"
+        prec = f"{self.dtype} weights, {self.compute_dtype} layers" if self.mixed else f"{self.dtype}"
+        return f"VAE({c}×{h}×{w} → {self.latent_dim}, {self.num_params():,} parameters, {prec}, {self.device})"
+
+
+def named_views(flat, shapes):
+    """{name: view of flat of that shape}, laid end to end in the order of shapes (a dict name → shape)."""
+    out, off = {}, 0
+    for name, shape in shapes.items():
+        size = int(np.prod(shape))
+        out[name] = flat[off:off + size].reshape(shape)
+        off += size
+    return out
 

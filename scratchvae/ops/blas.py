@@ -32,6 +32,7 @@ from .devices import Op
 OP_N, OP_T = 0, 1                   # cublasOperation_t
 DEFAULT_MATH, TF32_MATH = 0, 3      # cublasMath_t: CUBLAS_DEFAULT_MATH, CUBLAS_TF32_TENSOR_OP_MATH
 WORKSPACE = 32 << 20                # bytes of cuBLAS scratch per handle, allocated once
+CUDA_R_16F, COMPUTE_32F, GEMM_DEFAULT = 2, 68, -1   # cudaDataType_t, cublasComputeType_t, cublasGemmAlgo_t
 _tf32 = False
 
 
@@ -75,6 +76,8 @@ def gemm_args(a, b, out):
 
 def matmul_cpu(a, b, out=None, accumulate=False):
     """out = a·b (accumulate: out += a·b) for 2-d a (M, K), b (K, N); a new C-contiguous out when None."""
+    if a.dtype == np.float16:
+        return matmul_half_cpu(a, b, out, accumulate)
     if out is None:
         return np.matmul(a, b)
     if layout(out) == "F" and out.shape[0] > 1:             # NumPy's products write C-contiguous arrays
@@ -83,6 +86,23 @@ def matmul_cpu(a, b, out=None, accumulate=False):
         out += a @ b
     else:
         np.matmul(a, b, out=out)
+    return out
+
+
+def matmul_half_cpu(a, b, out=None, accumulate=False):
+    """float16 a·b as the GPU's half-precision products make it (cublasGemmEx, 32-bit compute type): the float16
+    inputs are exact in float32, every sum is a float32 sum, and the result is rounded to float16 once (with
+    accumulate, out's old value joins the float32 sum first). NumPy's own float16 product has no BLAS behind it."""
+    if not (a.dtype == b.dtype == np.float16) or (out is not None and out.dtype != np.float16):
+        raise ValueError(f"a half-precision product needs float16 operands, got {a.dtype}, {b.dtype}"
+                         + ("" if out is None else f" into {out.dtype}"))
+    p = np.matmul(a.astype(np.float32), b.astype(np.float32))       # (M, N) float32 sums of exact products
+    with np.errstate(over="ignore"):                                # (past 65,504: inf, which the loss scaler sees)
+        if out is None:
+            return p.astype(np.float16)
+        if accumulate:
+            p += out                                                # out + a·b, in float32
+        out[...] = p                                                # one rounding to float16
     return out
 
 
@@ -154,7 +174,8 @@ class _Handle:
         self.stream = None
         self.set_math()
         self.consts = {np.dtype(np.float32): (ctypes.c_float(1), ctypes.c_float(0)),
-                       np.dtype(np.float64): (ctypes.c_double(1), ctypes.c_double(0))}
+                       np.dtype(np.float64): (ctypes.c_double(1), ctypes.c_double(0)),
+                       np.dtype(np.float16): (ctypes.c_float(1), ctypes.c_float(0))}   # (32-bit compute: float)
 
     @staticmethod
     def check(status, what):
@@ -172,6 +193,12 @@ class _Handle:
             self.stream = stream
         op1, op2, m, n, k, A, lda, B, ldb, ldc = gemm_args(a, b, out)
         one, zero = self.consts[out.dtype]
+        if out.dtype == np.float16:                 # half in and out, float32 sums (matmul_half_cpu's twin)
+            self.check(self.lib.cublasGemmEx(
+                self.h, op1, op2, m, n, k, ctypes.byref(one), ctypes.c_void_p(A.data.ptr), CUDA_R_16F, lda,
+                ctypes.c_void_p(B.data.ptr), CUDA_R_16F, ldb, ctypes.byref(one if accumulate else zero),
+                ctypes.c_void_p(out.data.ptr), CUDA_R_16F, ldc, COMPUTE_32F, GEMM_DEFAULT), "cublasGemmEx")
+            return
         f = self.lib.cublasSgemm_v2 if out.dtype == np.float32 else self.lib.cublasDgemm_v2
         self.check(f(self.h, op1, op2, m, n, k, ctypes.byref(one), ctypes.c_void_p(A.data.ptr), lda,
                      ctypes.c_void_p(B.data.ptr), ldb, ctypes.byref(one if accumulate else zero),

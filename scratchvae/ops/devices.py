@@ -126,10 +126,12 @@ def to_numpy(a):
     return a.get() if is_gpu_array(a) else np.asarray(a)
 
 
-def check_dtype(dtype):
+def check_dtype(dtype, half=False):
+    """dtype as a NumPy dtype: float32 or float64, or float16 too where half is True (a layer computing in
+    half precision inside a mixed-precision model: model/vae.py)."""
     dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    if dtype not in ((np.float16, np.float32, np.float64) if half else (np.float32, np.float64)):
+        raise ValueError(f"dtype must be {'float16, ' if half else ''}float32 or float64, got {dtype}")
     return dtype
 
 

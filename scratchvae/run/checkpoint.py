@@ -5,7 +5,7 @@ Layout (every entry a plain array; no pickles):
     param/<name>       each of model.params, e.g. param/encoder.conv1.W
     adam/m/<name>      Adam's first moments      adam/v/<name>   its second moments
     config             JSON: the VAE's constructor arguments
-    state              JSON: {"format", "step", "rng", "optimizer", "meta"}
+    state              JSON: {"format", "step", "rng", "optimizer", "meta"} (and "scaler", mixed precision's)
 
 Saving writes a temporary file and renames it. Loading checks every name, shape and
 dtype against the configuration before anything is returned, so a file that does not
@@ -69,6 +69,8 @@ def save(path, model, optimizer=None, step=0, meta=None):
     arrays, opt_settings = _arrays(model, optimizer)
     state = {"format": FORMAT, "step": int(step), "rng": model.rng.bit_generator.state,
              "optimizer": opt_settings, "meta": meta or {}}
+    if model.scaler is not None:                    # mixed precision: the loss scale and its count of clean steps
+        state["scaler"] = model.scaler.state()
     bad = _first_not_finite(arrays)
     if bad is not None:
         raise CheckpointError(f"{path}: not written: {bad} holds NaN or infinite values")
@@ -156,6 +158,12 @@ def load(path, device="cpu"):
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: generator state unreadable: {e}") from None
 
+    if model.scaler is not None and "scaler" in state:
+        try:
+            model.scaler.load_state(state["scaler"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: loss scaler state unreadable: {e}") from None
     for k, p in model.params.items():          # every check passed: now fill in the parameters
         p[...] = model.xp.asarray(have[f"param/{k}"])
+    model.sync_compute()                        # (mixed precision: the float16 weights the layers use)
     return Checkpoint(model, optimizer, int(state.get("step", 0)), state.get("meta", {}), path)

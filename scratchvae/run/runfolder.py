@@ -41,10 +41,11 @@ EVENTS = "events.out.tfevents.*"
 BEST = "best.npz"
 PICTURES = ("reconstructions.png", "samples.png", "traversal.png", "loss.png")
 # what --resume may change (each change is said); every other setting stays as the run began
-CAN_CHANGE = ("steps", "epochs", "lr", "device", "tf32", "no_graph", "log_every", "eval_every", "checkpoint_every",
+CAN_CHANGE = ("steps", "epochs", "lr", "device", "tf32", "precision", "no_graph", "log_every", "eval_every", "checkpoint_every",
               "keep", "eval_frames", "tensorboard")
 
 
+PRECISIONS = ("fp32", "tf32", "fp16")   # train-scratch --precision: how a step's numbers are stored and multiplied
 CONVOLUTIONS = len(DEFAULT_ENCODER)     # the World Models encoder's convolutions (as many transposed in the decoder)
 WORDS = {4: "four"}                     # how the messages say their number
 
@@ -81,7 +82,9 @@ class RunSettings:
     beta: float = 1.0
     seed: int = 0                       # weights, noise, batch order and the held-out split
     device: str = "cpu"
-    tf32: bool = False                  # GPU: float32 products on TF32 tensor cores (scratchvae/ops/blas.py)
+    tf32: bool = False                  # the same as precision "tf32" (read as that, and then False)
+    precision: str = "fp32"             # fp32; tf32: GPU float32 products on TF32 tensor cores (ops/blas.py); fp16:
+                                        # mixed precision, float16 layers on float32 weights (docs/precision.md)
     no_graph: bool = False              # GPU: launch the step kernel by kernel, not as a CUDA graph (step.py)
     dtype: str = "float32"
     heldout: float = 0.1                # fraction of episodes held out
@@ -97,6 +100,17 @@ class RunSettings:
             raise ValueError("give the length of the run as steps or as epochs (one of them)")
         object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
         object.__setattr__(self, "channels", ",".join(str(c) for c in parse_channels(self.channels)))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.tf32:                                           # --tf32: another name for --precision tf32
+            if self.precision not in ("fp32", "tf32"):
+                raise ValueError(f"--tf32 is --precision tf32, and --precision {self.precision} was given too; "
+                                 "give one of them")
+            object.__setattr__(self, "precision", "tf32")
+            object.__setattr__(self, "tf32", False)
+        if self.precision == "fp16" and self.dtype != "float32":
+            raise ValueError(f"--precision fp16 keeps float32 weights under float16 layers; it does not go with "
+                             f"--dtype {self.dtype}")
 
     @classmethod
     def default(cls, name):
@@ -137,7 +151,15 @@ class RunSettings:
             given.setdefault("epochs", None)
             changes.update({k: (getattr(self, k), given[k]) for k in ("steps", "epochs")
                             if getattr(self, k) != given[k]})
-        return replace(self, **given), changes
+        new = replace(self, **given)
+        if (self.precision == "fp16") != (new.precision == "fp16"):
+            raise ValueError(f"--resume cannot change --precision {self.precision} to {new.precision}: float16 "
+                             "layers are part of the model a checkpoint holds; start a new run with another --out")
+        if "tf32" in changes:                                   # (said as what it is: a change of precision)
+            del changes["tf32"]
+            if new.precision != self.precision:
+                changes["precision"] = (self.precision, new.precision)
+        return new, changes
 
     def model_config(self, c, h, w):
         """The VAE arguments these settings fix for frames of c channels, h×w (what a checkpoint must agree with):
@@ -148,7 +170,7 @@ class RunSettings:
         decoder = [[ch, k, s] for ch, (_, k, s) in zip((*widths[-2::-1], c), DEFAULT_DECODER)]
         return dict(input_shape=[c, h, w], latent_dim=int(self.latent_dim), kl_tolerance=float(self.kl_tolerance),
                     beta=float(self.beta), dtype=self.dtype, encoder=encoder, decoder=decoder,
-                    dense_size=int(self.dense_size))
+                    dense_size=int(self.dense_size), **({"compute_dtype": "float16"} if self.precision == "fp16" else {}))
 
 
 class RunFolder:

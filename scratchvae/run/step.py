@@ -51,8 +51,21 @@ def train_step(model, opt, x, eps=None):
     None), its backward, and the optimizer's update. Returns the loss terms, as model.loss does."""
     out = model.loss(x, eps)
     model.backward()
-    opt.step(model.grads)
+    optimizer_step(model, opt)
     return out
+
+
+def optimizer_step(model, opt):
+    """The optimizer's update from model.grads. A mixed-precision model's only when its gradients are all
+    finite: else the step is skipped (weights and moments as they were) and its scaler halves the scale
+    (model/scaler.py); after the update, the float16 weights the layers use are rounded anew."""
+    if not model.mixed:
+        opt.step(model.grads)
+        return
+    finite = bool(model.xp.isfinite(model.flat_grads).all())      # (on the GPU: one number read back)
+    if model.scaler.update(finite):
+        opt.step(model.grads)
+        model.sync_compute()
 
 
 def step_for(model, opt, world, graph=True):
@@ -60,7 +73,7 @@ def step_for(model, opt, world, graph=True):
     recorded), recorded as a CUDA graph on a GPU (unless graph is False), else plain."""
     if world.size > 1:
         return ShardedStep(model, opt, world)
-    if model.device == "gpu" and graph:
+    if model.device == "gpu" and graph and not model.mixed:       # (mixed: a step reads back whether to update)
         return CapturedStep(model, opt)
     return PlainStep(model, opt)
 
@@ -102,7 +115,7 @@ class ShardedStep:
             model.flat_grads *= share                               # (1/B) Σ_{i in shard} ∂ℓ_i/∂θ
             terms = {k: out[k] * share for k in LOSS_KEYS}
         self.world.allreduce(model.flat_grads)                      # Σ_r: ∂L/∂θ of the whole batch
-        self.opt.step(model.grads)
+        optimizer_step(model, self.opt)                             # (mixed: every rank sees the same sum's infs)
         return terms
 
 

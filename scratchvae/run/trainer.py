@@ -42,7 +42,7 @@ class Trainer:
         self.replaces = s.replaces
         self.writer = RunWriter(s) if world.rank == 0 else None     # the one rank that writes the folder
         if settings.device == "gpu":
-            blas.set_tf32(settings.tf32)
+            blas.set_tf32(settings.precision == "tf32")
         self.stepper = step_for(self.model, self.opt, world, graph=not settings.no_graph)
         self.signals = Signals(world, say, settings.log_every, self._stopped_at_once)
         self._last_eval = None
@@ -65,6 +65,7 @@ class Trainer:
             self.writer.prepare()
         self.log = LossLog(self.model.xp, self.settings.log_every, self.world)
         self._last_ckpt = self.step
+        self._skipped = self.model.scaler.skipped if self.model.scaler is not None else 0
         bar = progress_bar(self.steps, "training", "step", enabled=self.progress and self.writer is not None,
                            initial=self.step)
         # A diverging run overflows on its way to NaN; the NaN check names the first bad step, in one line,
@@ -118,6 +119,10 @@ class Trainer:
         row, self.signals.agreed = self.log.row(self.step, self.signals.heard)
         if row is None:
             raise self._diverged(f"the loss became {self.log.bad[1]}", self.log.bad[0])
+        scaler = self.model.scaler
+        if scaler is not None:                                      # mixed precision: the scale, and the steps since
+            row["loss_scale"] = scaler.scale                        # the last row that it skipped (an overflow)
+            row["skipped_steps"], self._skipped = scaler.skipped - self._skipped, scaler.skipped
         if self.writer:
             if (self.step % s.eval_every == 0 or self.step % s.checkpoint_every == 0 or self.step == self.steps
                     or self.signals.stopping):
@@ -156,6 +161,7 @@ class Trainer:
         if self.writer:
             self._write_checkpoint()
         self._last_ckpt = self.step
+        self._skipped = self.model.scaler.skipped if self.model.scaler is not None else 0
 
     def _write_checkpoint(self):
         """Rank 0: this step's checkpoint, with this step's eval MSE (measured now unless its log row did)."""

@@ -98,7 +98,7 @@ def export(source, out, format=None, naming="scratchvae", best=False, check=True
     if naming not in statedict.NAMINGS:
         raise ValueError(f"naming must be one of {', '.join(statedict.NAMINGS)}, got {naming!r}")
     ck = checkpoint_of(source, best)
-    model = ck.model
+    model = ck.model.full_precision()           # (a mixed-precision model's float32 weights, in float32 layers)
     if model.device != "cpu":
         raise ValueError("export: give a model on the CPU (scratchvae.load(…, device='cpu'))")
     if format == "safetensors":

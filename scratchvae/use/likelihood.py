@@ -25,7 +25,6 @@ import numpy as np
 
 from ..files import progress
 from ..model.losses import kl_per_image
-from ..model.vae import forward
 from ..ops.devices import to_numpy
 from ..ops.elementwise import sigmoid, softplus
 from ..data.dataset import to_model_input
@@ -79,7 +78,7 @@ def log_weights(model, x, samples, rng, kind, variance=None, on_sample=None, cod
         eps = rng.standard_normal(mu.shape)                     # (N, D)
         z = (mu + std * eps).astype(model.dtype)                # what the decoder is given, and
         z64 = z.astype(np.float64)                              # the z every density is taken at
-        logits = to_numpy(forward(model.decoder, model.xp.asarray(z)))                    # (N, C, H, W)
+        logits = to_numpy(model.decode_logits(model.xp.asarray(z)))                      # (N, C, H, W)
         loglik[:, k] = log_likelihood(kind, logits, images, variance)
         logw[:, k] = loglik[:, k] + log_normal(z64) - log_normal(z64, mu, logvar)
         if on_sample is not None:

@@ -17,7 +17,7 @@ from ...ops.devices import check_dtype, device_of, get_xp, make_rng
 
 class Layer:
     def __init__(self, dtype=np.float32, device="cpu", **sublayers):
-        self.dtype = check_dtype(dtype)
+        self.dtype = check_dtype(dtype, half=True)
         self.device = device
         self.xp = get_xp(device)
         self.own_params = {}    # name → array: this layer's own parameters (params adds the sublayers')
