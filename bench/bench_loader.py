@@ -2,7 +2,7 @@
 reader it replaced, measured in the same run; and whether the feed's thread hides the reads behind a step.
 
     python bench/bench_loader.py [--data DIR | --episodes 1000 --frames 285 --keep DIR]
-                                 [--batch 100,1000] [--seconds 3] [--step-ms 6.6]
+                                 [--batch 100,1000] [--seconds 3] [--step-ms 6.6] [--readers 1,2,4]
 
 Without --data it writes a folder of synthetic 64×64 episodes first (1,000 × 285 frames: 3.3 GB; --keep
 DIR keeps it there for the next run, else a temporary folder is removed at the end). Per batch size:
@@ -11,6 +11,8 @@ DIR keeps it there for the next run, else a temporary folder is removed at the e
                object, copied into the batch (FrameDataset.gather up to 2026-12; an LRU of 64 open files)
     gather     FrameDataset.gather: one preadv a frame straight into its row of the batch, every file open
     ratio      gather's frames/s ÷ before's
+    readers k  data/readers.py: k processes reading each batch together into shared memory (train-scratch
+               --readers k), frames/s
     cold       gather with the files dropped from the page cache first (posix_fadvise DONTNEED): the
                reads come from the disk, as on a machine that has not read them since it started
     to_model_input   uint8 (N, H, W, 3) → float32 (N, 3, H, W) in [0, 1] on the CPU, frames/s (for scale:
@@ -36,6 +38,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from scratchvae.data.dataset import FrameDataset, to_model_input  # noqa: E402
 from scratchvae.data.episodes import episode_name, write_episode  # noqa: E402
 from scratchvae.data.feed import Feed  # noqa: E402
+from scratchvae.data.readers import Readers  # noqa: E402
 
 
 def write_folder(folder, episodes, frames, size=64):
@@ -116,21 +119,24 @@ def cold_rate(ds, batches):
     return sum(len(b[0]) for b in batches) / (time.perf_counter() - t)
 
 
-def behind_a_step(ds, batch, steps, step_s):
+def behind_a_step(ds, batch, steps, step_s, pool=None):
     """(ms a step waits for its frames with the feed, ms a step takes reading inline): a stand-in step that
-    sleeps step_s seconds, `steps` steps of each, after one to warm up."""
+    sleeps step_s seconds, `steps` steps of each, after one to warm up. pool: reader processes the feed
+    reads with (else its thread reads)."""
     order = np.random.default_rng(5).permutation(ds.num_frames())
 
     def read(k, take=None):
         numbers = order[(k * batch) % len(order):][:batch]
         if len(numbers) < batch:
             numbers = order[:batch]
+        if pool is not None and take is not None:
+            return pool.gather(*ds.locate(numbers), take(batch))
         return ds.gather(*ds.locate(numbers), out=take and take(batch))
 
     for k in range(steps + 1):                          # warm: these frames in the page cache
         read(k)
     waits = []
-    with Feed(read, (*ds.size, 3), depth=2) as feed:
+    with Feed(read, (*ds.size, 3), depth=2, empty=pool and pool.empty) as feed:
         feed.get(0)
         for k in range(1, steps + 1):
             t = time.perf_counter()
@@ -156,6 +162,7 @@ def main():
     p.add_argument("--seconds", type=float, default=3.0, help="time each warm rate at least this long")
     p.add_argument("--step-ms", type=float, default=6.6, help="the stand-in step's length, ms")
     p.add_argument("--no-cold", action="store_true", help="skip the cold reads")
+    p.add_argument("--readers", default="1,2,4", help="reader process counts to time (0 or empty: none)")
     a = p.parse_args()
 
     made = None
@@ -169,8 +176,10 @@ def main():
         size = sum(os.path.getsize(p) for p in ds.paths) / 1e9
         print(f"{ds.describe()} of {ds.size[0]}x{ds.size[1]} in {folder} ({size:.1f} GB); {os.cpu_count()} cores; "
               f"{ds._open_files} files kept open")
+        counts = [int(k) for k in a.readers.split(",") if k.strip() and int(k) > 0]
+        pools = {k: Readers(ds, k) for k in counts}
         print(f"{'batch':>6} {'before f/s':>11} {'gather f/s':>11} {'ratio':>6} {'cold f/s':>10} "
-              f"{'to_model_input f/s':>19}")
+              f"{'to_model_input f/s':>19}" + "".join(f"{f'readers {k} f/s':>16}" for k in counts))
         before = Before(ds)
         for batch in [int(b) for b in a.batch.split(",")]:
             rng = np.random.default_rng(batch)
@@ -188,18 +197,27 @@ def main():
                     ds.gather(*b)
             frames = ds.gather(*batches[0])
             r_input = rate(lambda e, t: to_model_input(frames), batches, min(a.seconds, 1.0))
+            by_readers = ""
+            for k, pool in pools.items():
+                out = pool.empty((batch, *ds.size, 3))
+                by_readers += f"{rate(lambda e, t: pool.gather(e, t, out), batches, a.seconds):>16,.0f}"
             print(f"{batch:>6} {r_before:>11,.0f} {r_gather:>11,.0f} {r_gather / r_before:>6.2f} {cold:>10} "
-                  f"{r_input:>19,.0f}", flush=True)
+                  f"{r_input:>19,.0f}{by_readers}", flush=True)
         before.close()
-        print(f"\nthe feed behind a stand-in step of {a.step_ms} ms (a sleep, as the host waits on the GPU):")
-        print(f"{'batch':>6} {'read ms':>8} {'wait/step (feed) ms':>20} {'step (inline read) ms':>22} "
+        print(f"\nthe feed behind a stand-in step of {a.step_ms} ms (a sleep, as the host waits on the GPU), "
+              "read by its thread, then by reader processes:")
+        print(f"{'batch':>6} {'reads by':>12} {'read ms':>8} {'wait/step (feed) ms':>20} {'step (inline read) ms':>22} "
               f"{'feed f/s':>10}")
         for batch in [int(b) for b in a.batch.split(",")]:
             steps = max(20, int(a.seconds / (a.step_ms / 1e3)))
-            wait, inline = behind_a_step(ds, batch, steps, a.step_ms / 1e3)
-            step = a.step_ms + wait
-            print(f"{batch:>6} {inline - a.step_ms:>8.2f} {wait:>20.3f} {inline:>22.2f} {batch / step * 1e3:>10,.0f}",
-                  flush=True)
+            for k in [0] + counts:
+                wait, inline = behind_a_step(ds, batch, steps, a.step_ms / 1e3, pools.get(k))
+                step = a.step_ms + wait
+                by = f"{k} readers" if k else "thread"
+                print(f"{batch:>6} {by:>12} {inline - a.step_ms:>8.2f} {wait:>20.3f} {inline:>22.2f} "
+                      f"{batch / step * 1e3:>10,.0f}", flush=True)
+        for pool in pools.values():
+            pool.close()
         ds.close()
     finally:
         if made:

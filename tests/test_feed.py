@@ -184,3 +184,47 @@ def test_model_input_in_blocks_is_the_whole_batch_turned_at_once(n, h, w, dtype)
     x = to_model_input(frames, "cpu", dtype)
     assert x.dtype == np.dtype(dtype) and x.transpose(1, 2, 3, 0).flags.c_contiguous
     np.testing.assert_array_equal(x, once.transpose(3, 0, 1, 2))                # bit for bit
+
+
+@pytest.mark.slow
+def test_reader_processes_read_what_gather_reads(folder, tmp_path):
+    from scratchvae.data.readers import Readers
+    ds = FrameDataset(folder, heldout=0)
+    rng = np.random.default_rng(2)
+    with Readers(ds, 3) as readers:
+        for n in (1, 2, 5, 40):                             # fewer rows than processes, and more
+            ep, t = ds.locate(rng.integers(0, sum(LENGTHS), n), "train")
+            out = readers.empty((n, 8, 6, 3))
+            assert readers.gather(ep, t, out) is out
+            np.testing.assert_array_equal(out, gather_loop(folder, ep, t))
+        ring = readers.empty((40, 8, 6, 3))                 # a leading run of a larger buffer's rows
+        ep, t = ds.locate(np.arange(7), "train")
+        readers.gather(ep, t, ring[:7])
+        np.testing.assert_array_equal(ring[:7], gather_loop(folder, ep, t))
+        with pytest.raises(ValueError, match="an array from Readers.empty"):
+            readers.gather(ep, t, np.empty((7, 8, 6, 3), np.uint8))
+        with pytest.raises(IndexError, match=r"episode_000002\.npz has frames 0 … 4, asked for frame 5"):
+            readers.gather(np.array([2]), np.array([5]), readers.empty((1, 8, 6, 3)))
+        procs = list(readers._procs)
+    assert not any(p.is_alive() for p in procs)
+    # a file cut short: the process that meets it says which, in one line, and the run's own reads stop there
+    copy = make_folder(tmp_path / "cut", [6, 6])
+    cut = FrameDataset(copy, heldout=0)
+    os.truncate(os.path.join(copy, episode_name(1)), int(cut.offsets[1]) + 5 * cut.frame_bytes + 10)
+    with Readers(cut, 2) as readers:
+        with pytest.raises(DataError, match=r"episode_000001\.npz: truncated while reading frame 5"):
+            readers.gather(np.array([0, 1]), np.array([0, 5]), readers.empty((2, 8, 6, 3)))
+
+
+@pytest.mark.slow
+def test_batches_read_by_reader_processes_are_the_steps_frames(folder):
+    ds = FrameDataset(folder, heldout=0.25, seed=1)
+    s = SimpleNamespace(seed=3, batch_size=7, device="cpu", eval_frames=10, readers=2)
+    b = Batches(ds, s, SimpleNamespace(rank=0, size=1), np.float64)
+    for step in list(range(b.steps_per_epoch + 2)) + [0]:
+        x, n = b.for_step(step)
+        frames, _ = b.frames_for_step(step)
+        np.testing.assert_array_equal(x, frames.transpose(0, 3, 1, 2) / 255)
+    procs = list(b.readers._procs)
+    b.close()
+    assert not any(p.is_alive() for p in procs)

@@ -437,7 +437,7 @@ def test_the_options_a_run_prints_start_the_same_run():
         s = RunSettings(data="d", out="o", steps=7, batch_size=3, lr=0.01, latent_dim=5, channels="4,8,8,8",
                         dense_size=16, kl_tolerance=0.25, beta=2.0, seed=4, device="cpu", precision=precision,
                         no_graph=True, dtype=dtype, heldout=0.2, log_every=2, eval_every=3, checkpoint_every=4, keep=2,
-                        eval_frames=9, tensorboard=True)
+                        eval_frames=9, tensorboard=True, readers=2)
         skip = ("epochs", "device", "tf32") + (("dtype",) if dtype == "float32" else ())
         assert all(getattr(s, f.name) != f.default for f in fields(s) if f.name not in skip)
         args = vars(cli.parser().parse_args([str(o) for o in s.as_options()]))

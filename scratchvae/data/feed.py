@@ -26,12 +26,14 @@ import numpy as np
 
 
 class Feed:
-    def __init__(self, read, frame_shape, depth=2):
+    def __init__(self, read, frame_shape, depth=2, empty=None):
         """read(k, take): batch k as a uint8 array made by take(n) (n frames of frame_shape), filled, or None
-        (no frames). depth: how many batches the thread may read ahead (≥ 1)."""
+        (no frames). depth: how many batches the thread may read ahead (≥ 1). empty(shape): how the ring's
+        buffers are made (default np.empty of uint8; Readers.empty for shared memory)."""
         if depth < 1:
             raise ValueError(f"a Feed reads at least 1 batch ahead, got depth={depth}")
         self.read, self.frame_shape, self.depth = read, tuple(frame_shape), depth
+        self.empty = empty or (lambda shape: np.empty(shape, np.uint8))
         self._thread = None
         self._next = None                     # the k the next get takes from the thread
         self._ring, self._slot = [], 0        # depth + 2 buffers, taken in turn; the one take() gives next
@@ -94,6 +96,6 @@ class Feed:
         """A uint8 array for n frames of the dataset's shape: the ring's next buffer, or a prefix of it."""
         shape = self.frame_shape
         if not self._ring or self._ring[0].shape[0] < n:
-            self._ring = [np.empty((n, *shape), np.uint8) for _ in range(self.depth + 2)]
+            self._ring = [self.empty((n, *shape)) for _ in range(self.depth + 2)]
         buf, self._slot = self._ring[self._slot], (self._slot + 1) % len(self._ring)
         return buf[:n]                                      # (n, H, W, 3), C-contiguous

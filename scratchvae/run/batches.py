@@ -6,6 +6,7 @@ that never stopped would. With several ranks each loads only its shard of the ba
 known before its step, a thread reads it while the step before runs (data/feed.py)."""
 from ..data.dataset import SPLIT_NAMES, to_model_input
 from ..data.feed import Feed
+from ..data.readers import Readers
 from .distributed import shard
 
 
@@ -21,7 +22,10 @@ class Batches:
         self.eval_key = f"{self.eval_split}_mse"                    # the log's heldout_mse or train_mse
         self.eval_source = SPLIT_NAMES[self.eval_split]             # what the run's pictures show
         self._epoch, self._order = None, None                       # (the feed's thread's: it alone reads them)
-        self.feed = Feed(self.frames_for_step, (*data.size, 3), depth=feed_depth)
+        readers = getattr(settings, "readers", 0)
+        self.readers = Readers(data, readers) if readers else None  # processes that read a batch together
+        self.feed = Feed(self.frames_for_step, (*data.size, 3), depth=feed_depth,
+                         empty=self.readers and self.readers.empty)
 
     def for_step(self, step):
         """(x, size): this rank's images of the step's batch as model input (None for an empty shard: fewer
@@ -39,11 +43,16 @@ class Batches:
         lo, hi = shard(len(pick), self.world.rank, self.world.size)
         if hi == lo:
             return None, len(pick)
-        return self.data.gather(*self.data.locate(pick[lo:hi], "train"), out=take and take(hi - lo)), len(pick)
+        ep_idx, frame_idx = self.data.locate(pick[lo:hi], "train")
+        if self.readers and take:
+            return self.readers.gather(ep_idx, frame_idx, take(hi - lo)), len(pick)
+        return self.data.gather(ep_idx, frame_idx, out=take and take(hi - lo)), len(pick)
 
     def close(self):
-        """Stop the feed's thread."""
+        """Stop the feed's thread, and the reader processes."""
         self.feed.close()
+        if self.readers:
+            self.readers.close()
 
     def eval_images(self, n):
         """n frames spread evenly over the held-out set (the training set when nothing is held out:

@@ -41,10 +41,11 @@ EVENTS = "events.out.tfevents.*"
 BEST = "best.npz"
 PICTURES = ("reconstructions.png", "samples.png", "traversal.png", "loss.png")
 # what --resume may change (each change is said); every other setting stays as the run began
-CAN_CHANGE = ("steps", "epochs", "lr", "device", "tf32", "precision", "no_graph", "log_every", "eval_every", "checkpoint_every",
+CAN_CHANGE = ("steps", "epochs", "lr", "device", "tf32", "precision", "readers", "no_graph", "log_every", "eval_every", "checkpoint_every",
               "keep", "eval_frames", "tensorboard")
 
 
+MAX_READERS = 64                        # train-scratch --readers: reader processes at most
 PRECISIONS = ("fp32", "tf32", "fp16")   # train-scratch --precision: how a step's numbers are stored and multiplied
 CONVOLUTIONS = len(DEFAULT_ENCODER)     # the World Models encoder's convolutions (as many transposed in the decoder)
 WORDS = {4: "four"}                     # how the messages say their number
@@ -93,6 +94,7 @@ class RunSettings:
     checkpoint_every: int = 250
     keep: int = 3                       # checkpoints kept
     eval_frames: int = 500              # held-out frames the MSE is measured on
+    readers: int = 0                    # processes that read each batch's frames together (0: the feed's thread)
     tensorboard: bool = False           # TensorBoard's event files in the run folder too (run/board.py)
 
     def __post_init__(self):
@@ -100,6 +102,8 @@ class RunSettings:
             raise ValueError("give the length of the run as steps or as epochs (one of them)")
         object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
         object.__setattr__(self, "channels", ",".join(str(c) for c in parse_channels(self.channels)))
+        if not 0 <= self.readers <= MAX_READERS:
+            raise ValueError(f"--readers must be 0 to {MAX_READERS} processes, got {self.readers}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.tf32:                                           # --tf32: another name for --precision tf32
