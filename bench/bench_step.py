@@ -188,6 +188,26 @@ def time_products(products, xp, device, repeats=5):
 
 
 # ---- the two training steps ---------------------------------------------------------------------
+class OneRankSum:
+    """A job of one rank whose sum still runs: an in-place pass over the gradients on the current stream, standing
+    in for NCCL's one-rank all-reduce (a copy), so that CapturedShardedStep's two graphs are timed around it."""
+    rank, size = 0, 1
+
+    def allreduce(self, a, what=None):
+        a *= 1
+        return a
+
+
+def sharded_step(batch):
+    """scratchvae's GPU step as several ranks record it (two graphs around the sum), for one rank."""
+    from scratchvae.run.step import CapturedShardedStep
+    model = VAE(device="gpu", seed=0)
+    opt = Adam(model.params, lr=1e-4)
+    x = batch_last(get_xp("gpu").asarray(np.random.default_rng(0).random((batch, 3, 64, 64), dtype=np.float32)))
+    step = CapturedShardedStep(model, opt, OneRankSum())
+    return lambda: step(x, size=batch)
+
+
 def scratch_step(device, batch, graph=True):
     xp = get_xp(device)
     model = VAE(device=device, seed=0)
@@ -468,6 +488,8 @@ def main():
                    f"{', '.join(dict.fromkeys(TORCH_VARIANTS['cpu'] + TORCH_VARIANTS['gpu']))} "
                    "(default all that apply: AMP at fp16, the rest at fp32 and tf32; graphs and AMP on the GPU)")
     p.add_argument("--no-graph", action="store_true", help="GPU: launch scratchvae's step kernel by kernel")
+    p.add_argument("--sharded", action="store_true", help="GPU: also time scratchvae's step as a job of several "
+                   "ranks records it, two graphs around the sum, for one rank with the sum forced on")
     p.add_argument("--top", type=int, default=12, help="GPU: scratchvae's kernels listed by time (default 12)")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-floor", action="store_true")
@@ -605,6 +627,8 @@ def measure(a, device, policy, batch, xp, cores, have_torch):
         blas.set_tf32(True)                             # (scratchvae's step has no half precision on the GPU yet)
     step, model, x = scratch_step(device, batch, graph=not a.no_graph)
     runs, failed, memory = {"scratchvae": step}, {}, {}
+    if a.sharded and device == "gpu" and not a.no_graph:
+        runs["scratchvae:sharded"] = sharded_step(batch)
     if have_torch:
         for variant in torch_variants(device, policy, a.torch):
             name = f"torch:{variant}"
@@ -638,6 +662,11 @@ def measure(a, device, policy, batch, xp, cores, have_torch):
     flops, nbytes = roofline.step_flops(sum(forward_flops.values())), roofline.step_bytes(model, batch)
     peak = roofline.peaks(device, policy, xp)
     best = min((k for k in med if k.startswith("torch:")), key=med.get, default=None)
+    if "scratchvae:sharded" in med:
+        print(f"\n{device} {policy} batch {batch}: two graphs around a one-rank sum "
+              f"{med['scratchvae:sharded'] * 1e3:.2f} ms a step against one graph {med['scratchvae'] * 1e3:.2f} ms "
+              f"(queued: {statistics.median(back_to_back['scratchvae:sharded']) * 1e3:.2f} against "
+              f"{statistics.median(back_to_back['scratchvae']) * 1e3:.2f})")
     row = dict(device=device, policy=policy, batch=batch, med=med, n=len(times["scratchvae"]), flops=flops,
                bytes=nbytes, peak=peak, roof=roofline.floor_seconds(flops, nbytes, peak[0], peak[1]), best=best,
                failed=failed, memory=memory, queued={k: statistics.median(v) for k, v in back_to_back.items()})

@@ -70,7 +70,7 @@ part end_to_end 90 run_python bench/end_to_end.py --data "$DATA" --device gpu --
 grep -E "PASS|FAIL" "$O/end_to_end.txt" 2>/dev/null
 part cpu_vs_gpu 180 run_python bench/cpu_vs_gpu.py --data "$DATA" --first 12 --steps 200 --seeds 3 --quiet
 grep -E "PASS|FAIL|held-out MSE after" "$O/cpu_vs_gpu.txt" 2>/dev/null
-part bench 120 run_python bench/bench_step.py --devices gpu --batch 100,1000 --precision fp32,tf32,fp16 --torch eager,graphed,graphed_cl,amp,amp_cl --blocks 3 --steps 10 --top 12
+part bench 120 run_python bench/bench_step.py --devices gpu --batch 100,1000 --precision fp32,tf32,fp16 --torch eager,graphed,graphed_cl,amp,amp_cl --sharded --blocks 3 --steps 10 --top 12
 grep -A6 "^training step" "$O/bench.txt" 2>/dev/null
 part loader 40 run_python bench/bench_loader.py --keep /tmp/gpu-check-loader --seconds 1
 

@@ -5,6 +5,7 @@ returns the step's loss terms ({loss, recon, kl, kl_raw}, 0-d arrays on the mode
     CapturedStep(model, opt)         the same recorded as one CUDA graph and replayed (the GPU)
     ShardedStep(model, opt, world)   this rank's shard of the batch, then one sum of the gradients over the
                                      ranks, then Adam (several processes: scratchvae/run/distributed.py)
+    CapturedShardedStep(…)           the same on GPUs as two recorded graphs, one each side of the sum
 
     step = step_for(model, opt, world, graph=True)
     terms = step(x, size=n)          # x: this process's images of a batch of n (all n of them, alone)
@@ -71,9 +72,10 @@ def optimizer_step(model, opt):
 def step_for(model, opt, world, graph=True):
     """The Step a run takes: sharded over the ranks of a job of several (the sum comes mid-step, so it is not
     recorded), recorded as a CUDA graph on a GPU (unless graph is False), else plain."""
+    recorded = model.device == "gpu" and graph and not model.mixed   # (mixed: a step reads back whether to update)
     if world.size > 1:
-        return ShardedStep(model, opt, world)
-    if model.device == "gpu" and graph and not model.mixed:       # (mixed: a step reads back whether to update)
+        return CapturedShardedStep(model, opt, world) if recorded else ShardedStep(model, opt, world)
+    if recorded:
         return CapturedStep(model, opt)
     return PlainStep(model, opt)
 
@@ -119,6 +121,114 @@ class ShardedStep:
         return terms
 
 
+class CapturedShardedStep:
+    """ShardedStep recorded on the GPU: the sum sits between the backward and Adam, so one graph cannot hold
+    the step (a host-side sum must wait for the gradients; NCCL's, queued on the stream, could be recorded,
+    but not where the sum goes through the host). So two graphs, one each side of the sum:
+
+        before   this rank's loss and backward, its gradient and loss terms weighted by its share n_r/B
+                 (an empty shard: the gradients set to 0)
+        the sum  world.allreduce, on the graphs' stream (NCCL queues it there; through the host it is done
+                 on return)
+        after    Adam's update, with the scalars opt.prepare() wrote
+
+    One pair per (this rank's shard shape, batch size); the first step of each runs as ShardedStep does and
+    then records. A recording that fails warns once, and every step then runs as ShardedStep."""
+
+    def __init__(self, model, opt, world):
+        if model.device != "gpu":
+            raise ValueError("CapturedShardedStep records a GPU step; the model is on the CPU")
+        self.model, self.opt, self.world = model, opt, world
+        self.plain = ShardedStep(model, opt, world)
+        self.graphs = {}            # (shard shape or None, batch size) → its ShardedRecording
+        self.failed = None
+
+    def __call__(self, x, eps=None, size=None):
+        """As ShardedStep: x this rank's shard of a batch of `size` (None when empty), eps the whole batch's noise."""
+        model, n = self.model, size
+        if eps is None:
+            eps = model.sample_eps(n)                               # (B, D): the whole batch's, as ShardedStep draws
+        key = (None if x is None else tuple(x.shape), n)
+        if self.failed is None and key in self.graphs:
+            lo, hi = shard(n, self.world.rank, self.world.size)
+            return self.graphs[key].replay(x, eps[lo:hi], self.opt, self.world)
+        out = self.plain(x, eps, n)
+        if self.failed is None:
+            lo, hi = shard(n, self.world.rank, self.world.size)
+            record(self, key, lambda: ShardedRecording(model, self.opt, x, eps[lo:hi], (hi - lo) / n), "CUDA graphs")
+        return out
+
+
+def record(step, key, make, what):
+    """step.graphs[key] = make(), the recording of a new shape; when recording fails (a CuPy or driver that cannot
+    record this), step.failed says why, once, in a warning, and every step after runs launch by launch."""
+    try:
+        step.graphs[key] = make()
+    except Exception as e:
+        step.failed = f"{type(e).__name__}: {e}"
+        step.graphs.clear()
+        warnings.warn(f"the training step could not be recorded as {what} ({step.failed}); running it launch by "
+                      "launch", stacklevel=3)
+
+
+class ShardedRecording:
+    """The two graphs of one (shard shape, batch size), their stream and memory pool, and the layers' buffers."""
+
+    def __init__(self, model, opt, x, eps, share):
+        import cupy
+        self.stream = cupy.cuda.Stream()
+        self.pool = cupy.cuda.MemoryPool()
+        self.x = self.eps = None
+        if x is not None:
+            n, c, h, w = x.shape
+            self.x = cupy.empty((c, h, w, n), dtype=x.dtype).transpose(3, 0, 1, 2)   # as Recording's
+            self.eps = cupy.empty(eps.shape, dtype=eps.dtype)
+
+        def before():
+            if self.x is None:                                      # an empty shard adds nothing to the sum
+                model.zero_grads()
+                return cupy.zeros(len(LOSS_KEYS), dtype=np.float64)
+            out = model.loss(self.x, self.eps)
+            model.backward()
+            model.flat_grads *= share                               # (1/B) Σ_{i in shard} ∂ℓ_i/∂θ
+            return cupy.stack([out[k] for k in LOSS_KEYS]) * share   # (4,)
+
+        with self.stream, cupy.cuda.using_allocator(self.pool.malloc):
+            self.before, self.losses = _capture(self.stream, before)
+            self.after, _ = _capture(self.stream, lambda: opt.update(model.grads))
+        self.kept = [dict(layer.buffers) for layer in model.walk()]
+        self.grads = model.flat_grads                               # what the sum between the graphs adds up
+        with self.stream:                   # the replay's own copies once here (see Recording)
+            if self.x is not None:
+                self.x[...] = x
+                self.eps[...] = eps
+            self.losses.copy()
+
+    def replay(self, x, eps, opt, world):
+        with self.stream:
+            if self.x is not None:
+                self.x[...] = x
+                self.eps[...] = eps
+            self.before.launch(self.stream)
+            world.allreduce(self.grads)                             # Σ_r: the whole batch's gradient
+            opt.prepare()
+            self.after.launch(self.stream)
+            losses = self.losses.copy()
+        return {k: losses[i] for i, k in enumerate(LOSS_KEYS)}
+
+
+def _capture(stream, body):
+    """(graph, what body returned): body's launches on `stream`, recorded and not run."""
+    import cupy
+    mode = getattr(cupy.cuda.runtime, "streamCaptureModeRelaxed", 2)
+    stream.begin_capture(mode=mode)
+    try:
+        out = body()
+    finally:
+        graph = stream.end_capture()
+    return graph, out
+
+
 class CapturedStep:
     def __init__(self, model, opt):
         if model.device != "gpu":
@@ -143,13 +253,7 @@ class CapturedStep:
             return self.graphs[shape].replay(x, eps, opt)
         out = train_step(model, opt, x, eps)                        # a new shape: run it, then record it
         if self.failed is None:
-            try:
-                self.graphs[shape] = Recording(model, opt, x, eps)
-            except Exception as e:                                  # a CuPy or driver that cannot record this
-                self.failed = f"{type(e).__name__}: {e}"
-                self.graphs.clear()
-                warnings.warn(f"the training step could not be recorded as a CUDA graph ({self.failed}); "
-                              "running it launch by launch", stacklevel=2)
+            record(self, shape, lambda: Recording(model, opt, x, eps), "a CUDA graph")
         return out
 
 
