@@ -76,7 +76,7 @@ part loader 40 run_python bench/bench_loader.py --keep /tmp/gpu-check-loader --s
 
 part fp16 150 run_python bench/fp16_vs_fp32.py --data "$DATA" --device gpu --steps 2000 --seeds 3
 
-part train 50 run_python bin/train-scratch --data "$DATA" --steps 1000 --device gpu --out /tmp/gpu-check-run --eval-every 250 --checkpoint-every 500 --quiet
+part train 50 run_python bin/train-scratch --data "$DATA" --steps 1000 --device gpu --out /tmp/gpu-check-run --eval-every 250 --checkpoint-every 500 --readers 2 --quiet
 [ -z "$TRY_HERE" ] && tail -1 /tmp/gpu-check-run/log.jsonl >> "$O/train.txt" 2>/dev/null
 tail -3 "$O/train.txt" 2>/dev/null
 echo "gpu_check: $FAILED part(s) failed"

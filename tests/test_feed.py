@@ -225,6 +225,11 @@ def test_batches_read_by_reader_processes_are_the_steps_frames(folder):
         x, n = b.for_step(step)
         frames, _ = b.frames_for_step(step)
         np.testing.assert_array_equal(x, frames.transpose(0, 3, 1, 2) / 255)
-    procs = list(b.readers._procs)
+    procs, readers = list(b.readers._procs), b.readers
     b.close()
     assert not any(p.is_alive() for p in procs)
+    with pytest.raises(RuntimeError, match="after close"):
+        readers.gather(*ds.locate([0], "train"), np.empty((1, 8, 6, 3), np.uint8))
+    x, n = b.for_step(1)                                    # after close: read by a thread, the same frames
+    np.testing.assert_array_equal(x, b.frames_for_step(1)[0].transpose(0, 3, 1, 2) / 255)
+    b.close()

@@ -54,6 +54,8 @@ class Readers:
     def gather(self, ep_idx, frame_idx, out):
         """FrameDataset.gather's frames in out (an array from empty(), or a leading run of its rows), each
         process reading a contiguous share of the rows."""
+        if not self._procs:
+            raise RuntimeError("Readers.gather after close(): the reader processes have stopped")
         ds, fb = self.ds, self.ds.frame_bytes
         ep_idx, frame_idx, where = ds.places(ep_idx, frame_idx)                            # (N,) each
         n = len(ep_idx)

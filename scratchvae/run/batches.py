@@ -49,10 +49,13 @@ class Batches:
         return self.data.gather(ep_idx, frame_idx, out=take and take(hi - lo)), len(pick)
 
     def close(self):
-        """Stop the feed's thread, and the reader processes."""
+        """Stop the feed's thread, and the reader processes (a step asked for after this is read by a thread of
+        this process, in buffers of its own)."""
         self.feed.close()
         if self.readers:
             self.readers.close()
+            self.readers = None
+            self.feed = Feed(self.frames_for_step, self.feed.frame_shape, depth=self.feed.depth)
 
     def eval_images(self, n):
         """n frames spread evenly over the held-out set (the training set when nothing is held out:
