@@ -103,6 +103,7 @@ def test_a_mixed_model_is_its_float32_twin_to_half_precision():
     np.testing.assert_allclose(y, twin.decode(twin.encode(x)[0]), atol=5e-3)
 
 
+@pytest.mark.slow
 def test_without_a_scale_small_gradients_underflow_to_zero():
     """The World Models VAE at its first step: at scale 1 many gradients that float32 has are exactly 0 in
     float16 (the convolutions' weight gradients, under float16's 6e-8); scaled by 2¹⁰ almost none are (a few
