@@ -15,7 +15,8 @@ in which file.
 
 The processes are started with "spawn" (a fresh interpreter, not a copy of this one, whose other
 threads may hold locks) and stop when told, or when this process ends (they read from a pipe; its end
-closing is their signal).
+closing is their signal). A fresh interpreter imports the script that started it, so a script of your
+own that makes a Readers needs the usual `if __name__ == "__main__":` around its work (the tools have it).
 """
 import multiprocessing
 import os
