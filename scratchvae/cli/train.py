@@ -43,7 +43,8 @@ def parser():
                         "inputs to TF32 on the tensor cores, as PyTorch's default convolutions do (faster, about 1e-3 "
                         "relative error per product); fp16: mixed precision, float16 layers on float32 weights, "
                         "the loss, the latent and Adam in float32, the backward scaled by a dynamic loss scale "
-                        "(docs/precision.md; on the GPU each step reads one number back, so it is not recorded)")
+                        "(docs/precision.md; on the GPU each step reads one number back, so it is not recorded; on "
+                        "the CPU it is slower than fp32, as NumPy has no fast float16)")
     p.add_argument("--tf32", action="store_true", help="the same as --precision tf32")
     p.add_argument("--no-graph", dest="no_graph", action="store_true",
                    help="GPU: launch each step kernel by kernel instead of replaying it as one recorded CUDA graph "
