@@ -518,8 +518,8 @@ def main():
 
 
 def print_tables(a, rows, cores, have_torch):
-    print(f"\ntraining step, default VAE, float32 parameters, {cores} CPU thread(s), {threads.WORKERS} copying; medians "
-          f"of {a.blocks} alternating blocks × {a.steps} steps; GPU step "
+    print(f"\ntraining step, default VAE, float32 parameters, {cores} CPU thread(s), {threads.WORKERS} copying; "
+          f"medians of {a.blocks} alternating blocks × {a.steps} steps; GPU step "
           f"{'launched kernel by kernel' if a.no_graph else 'replayed as a CUDA graph'}. ratio: PyTorch's best "
           "(the fastest variant timed) ÷ scratchvae, above 1: scratchvae faster; roof: the roofline's floor "
           "(bench/roofline.py); share: the floor ÷ the step:")
@@ -538,7 +538,8 @@ def print_tables(a, rows, cores, have_torch):
     for r in rows:
         m, b = r["med"], r["batch"]
         ours = m["scratchvae"]
-        line = f"{r['device']:<8}{r['policy']:>5}{b:>6}{ours * 1e3:>10.2f}{b / ours:>9.0f}{r['flops'] / ours / 1e9:>9.1f}"
+        line = (f"{r['device']:<8}{r['policy']:>5}{b:>6}{ours * 1e3:>10.2f}{b / ours:>9.0f}"
+                f"{r['flops'] / ours / 1e9:>9.1f}")
         best = r.get("best")
         if have_torch:
             if best:

@@ -66,8 +66,9 @@ def parser():
     setting("seed", non_negative_int, "seed for weights, noise, batch order and the held-out split")
     p.add_argument("--dtype", choices=("float32", "float64"), default=RunSettings.default("dtype"),
                    help=f"default {RunSettings.default('dtype')}")
-    setting("readers", non_negative_int, "processes that read each batch's frames from the episode files together, "
-            "while the step before runs (0: one thread of this process, 200,000 to 250,000 frames a second on one core; "
+    setting("readers", non_negative_int, "processes that read each batch's frames from the episode files "
+            "together, while the step before runs (0: one thread of this process, 200,000 to 250,000 frames a second "
+            "on one core; "
             "more where a fast GPU wants more: bench/bench_loader.py measures it)")
     setting("heldout", fraction, "fraction of episodes held out, rounded to whole episodes and at least one when "
             "there are two or more (with 2 to 14 episodes that is more than a tenth: the start says the share)")

@@ -161,7 +161,7 @@ class FrameDataset:
             for i, (ep, pos) in enumerate(zip(eps, where)):
                 fd = fds[ep] if fds[ep] >= 0 else self._fd(ep)
                 row = rows[i * fb:(i + 1) * fb]
-                if preadv(fd, [row], pos) != fb and _read_rest(fd, row, pos) != fb:
+                if preadv(fd, [row], pos) != fb and read_rest(fd, row, pos) != fb:
                     raise DataError(f"{self.paths[ep]}: truncated while reading frame {int(frame_idx[i])}")
         return out
 
@@ -279,7 +279,7 @@ def open_file_limit(wanted, spare=256):
 _ADVISE = getattr(os, "posix_fadvise", None)                    # (not on every system: then no advice)
 
 
-def _read_rest(fd, buf, pos):
+def read_rest(fd, buf, pos):
     """Read len(buf) bytes at pos of fd straight into buf, a piece at a time (a read may return less than
     asked for without the file having ended); how many came (fewer: the file ended)."""
     got = 0
@@ -311,7 +311,7 @@ def to_model_input(frames, device="cpu", dtype=np.float32, upload=None):
         return x.transpose(3, 0, 1, 2)                          # (N, 3, H, W) view
     # On the CPU, turning a large batch round in one go reads each output row's N numbers from N frames
     # 12 KB apart, and caches miss on nearly every one: 104 ms for 1,000 frames on 2 cores. A block of
-    # BLOCK frames at a time (786 KB of pixels) stays in cache; the bytes are divided once at the end.
+    # TRANSPOSE_BLOCK frames at a time (786 KB of pixels) stays in cache; the bytes are divided once at the end.
     n, h, w, c = frames.shape
     u = np.empty((c, h, w, n), np.uint8)                        # (3, H, W, N)
     for i in range(0, n, TRANSPOSE_BLOCK):

@@ -24,6 +24,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
+from .dataset import read_rest
 from .episodes import DataError
 
 
@@ -149,7 +150,7 @@ def _work(pipe, paths, frame_bytes):
                 if fd is None:
                     fd = fds[ep] = os.open(paths[ep], os.O_RDONLY)
                 row = rows[first + i * frame_bytes:first + (i + 1) * frame_bytes]
-                if os.preadv(fd, [row], pos) != frame_bytes:
+                if os.preadv(fd, [row], pos) != frame_bytes and read_rest(fd, row, pos) != frame_bytes:
                     error = f"{paths[ep]}: truncated while reading frame {int(frames[i])}"
                     break
             del rows, row

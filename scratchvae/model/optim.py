@@ -7,7 +7,7 @@ With g the gradient at step t (t = 1, 2, …):
 """
 import numpy as np
 
-from ..ops.devices import is_gpu_array, tiling, xp_of
+from ..ops.devices import is_gpu_array, named_views, tiling, xp_of
 from ..ops.adam import adam
 from ..ops.uploads import Uploader
 
@@ -34,7 +34,8 @@ class Adam:
         if self.flat is not None:
             xp = xp_of(self.flat)
             self.flat_m, self.flat_v = xp.zeros_like(self.flat), xp.zeros_like(self.flat)
-            self.m, self.v = self._views(self.flat_m), self._views(self.flat_v)
+            shapes = {k: p.shape for k, p in params.items()}
+            self.m, self.v = named_views(self.flat_m, shapes), named_views(self.flat_v, shapes)
         else:
             self.m = {k: xp_of(p).zeros_like(p) for k, p in params.items()}
             self.v = {k: xp_of(p).zeros_like(p) for k, p in params.items()}
@@ -46,13 +47,6 @@ class Adam:
             self._upload = Uploader()
         self._flat_grads = (None, None)                             # (ids of the last grads, the buffer they tile)
         self.t = 0
-
-    def _views(self, flat):
-        out, off = {}, 0
-        for k, p in self.params.items():
-            out[k] = flat[off:off + p.size].reshape(p.shape)
-            off += p.size
-        return out
 
     def step(self, grads):
         self.prepare()

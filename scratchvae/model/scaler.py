@@ -56,11 +56,13 @@ class LossScaler:
 
     def state(self):
         """What a checkpoint keeps, so that a resumed run scales as one that never stopped would."""
-        return {"scale": self.scale, "clean": self.clean, "skipped": self.skipped, "growth_interval": self.growth_interval, "factor": self.factor, "min_scale": self.min_scale,
+        return {"scale": self.scale, "clean": self.clean, "skipped": self.skipped,
+                "growth_interval": self.growth_interval, "factor": self.factor, "min_scale": self.min_scale,
                 "max_scale": self.max_scale}
 
     def load_state(self, state):
-        self.__init__(state["scale"], state["growth_interval"], state["factor"], state["min_scale"], state["max_scale"])
+        self.__init__(state["scale"], state["growth_interval"], state["factor"], state["min_scale"],
+                      state["max_scale"])
         self.clean, self.skipped = int(state["clean"]), int(state["skipped"])
 
     def __repr__(self):

@@ -30,7 +30,7 @@ Other input sizes: the encoder's shapes are computed; the decoder starts from a
 import numpy as np
 
 from . import losses
-from ..ops.devices import check_dtype, device_of, get_xp
+from ..ops.devices import check_dtype, device_of, get_xp, named_views
 from ..ops.im2col import batch_last
 from .scaler import LossScaler
 from .layers import (Conv2D, ConvTranspose2D, Crop2D, Dense, DenseThenDeconv, FastConv2D, FastConvTranspose2D,
@@ -371,14 +371,3 @@ class VAE:
         c, h, w = self.input_shape
         prec = f"{self.dtype} weights, {self.compute_dtype} layers" if self.mixed else f"{self.dtype}"
         return f"VAE({c}×{h}×{w} → {self.latent_dim}, {self.num_params():,} parameters, {prec}, {self.device})"
-
-
-def named_views(flat, shapes):
-    """{name: view of flat of that shape}, laid end to end in the order of shapes (a dict name → shape)."""
-    out, off = {}, 0
-    for name, shape in shapes.items():
-        size = int(np.prod(shape))
-        out[name] = flat[off:off + size].reshape(shape)
-        off += size
-    return out
-

@@ -178,6 +178,17 @@ def tiling(arrays):
     return base if offset == base.size else None
 
 
+def named_views(flat, shapes):
+    """{name: view of flat of that shape}, laid end to end in the order of shapes (a dict name → shape): what
+    tiling finds again."""
+    out, off = {}, 0
+    for name, shape in shapes.items():
+        size = int(np.prod(shape))
+        out[name] = flat[off:off + size].reshape(shape)
+        off += size
+    return out
+
+
 def address(a):
     """Where an array's first number lies (in the GPU's memory for a CuPy array): an integer."""
     return a.data.ptr if is_gpu_array(a) else a.ctypes.data

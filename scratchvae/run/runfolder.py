@@ -41,8 +41,8 @@ EVENTS = "events.out.tfevents.*"
 BEST = "best.npz"
 PICTURES = ("reconstructions.png", "samples.png", "traversal.png", "loss.png")
 # what --resume may change (each change is said); every other setting stays as the run began
-CAN_CHANGE = ("steps", "epochs", "lr", "device", "tf32", "precision", "readers", "no_graph", "log_every", "eval_every", "checkpoint_every",
-              "keep", "eval_frames", "tensorboard")
+CAN_CHANGE = ("steps", "epochs", "lr", "device", "tf32", "precision", "readers", "no_graph", "log_every",
+              "eval_every", "checkpoint_every", "keep", "eval_frames", "tensorboard")
 
 
 MAX_READERS = 64                        # train-scratch --readers: reader processes at most
@@ -174,7 +174,8 @@ class RunSettings:
         decoder = [[ch, k, s] for ch, (_, k, s) in zip((*widths[-2::-1], c), DEFAULT_DECODER)]
         return dict(input_shape=[c, h, w], latent_dim=int(self.latent_dim), kl_tolerance=float(self.kl_tolerance),
                     beta=float(self.beta), dtype=self.dtype, encoder=encoder, decoder=decoder,
-                    dense_size=int(self.dense_size), **({"compute_dtype": "float16"} if self.precision == "fp16" else {}))
+                    dense_size=int(self.dense_size),
+                    **({"compute_dtype": "float16"} if self.precision == "fp16" else {}))
 
 
 class RunFolder:

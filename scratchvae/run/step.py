@@ -70,8 +70,9 @@ def optimizer_step(model, opt):
 
 
 def step_for(model, opt, world, graph=True):
-    """The Step a run takes: sharded over the ranks of a job of several (the sum comes mid-step, so it is not
-    recorded), recorded as a CUDA graph on a GPU (unless graph is False), else plain."""
+    """The Step a run takes: sharded over the ranks of a job of several, plain on one process; on a GPU
+    recorded (unless graph is False, or the model is mixed precision): one CUDA graph for one process, two
+    around the sum for several."""
     recorded = model.device == "gpu" and graph and not model.mixed   # (mixed: a step reads back whether to update)
     if world.size > 1:
         return CapturedShardedStep(model, opt, world) if recorded else ShardedStep(model, opt, world)
@@ -107,18 +108,22 @@ class ShardedStep:
         if eps is None:
             eps = model.sample_eps(n)                               # (B, D): the whole batch's
         lo, hi = shard(n, self.world.rank, self.world.size)
-        if x is None:                                               # an empty shard adds nothing to the sum
-            model.zero_grads()
-            terms = {k: model.xp.zeros((), np.float64) for k in LOSS_KEYS}
-        else:
-            out = model.loss(x, eps[lo:hi])
-            model.backward()
-            share = (hi - lo) / n                                   # n_r / B
-            model.flat_grads *= share                               # (1/B) Σ_{i in shard} ∂ℓ_i/∂θ
-            terms = {k: out[k] * share for k in LOSS_KEYS}
+        terms = weighted_part(model, x, eps[lo:hi], (hi - lo) / n)  # share n_r / B
         self.world.allreduce(model.flat_grads)                      # Σ_r: ∂L/∂θ of the whole batch
         optimizer_step(model, self.opt)                             # (mixed: every rank sees the same sum's infs)
         return terms
+
+
+def weighted_part(model, x, eps, share):
+    """This rank's part of the sum: the loss and backward of its shard x (eps: its rows of the noise), the
+    gradient and the loss terms weighted by its share n_r/B. An empty shard (x None) adds nothing."""
+    if x is None:
+        model.zero_grads()
+        return {k: model.xp.zeros((), np.float64) for k in LOSS_KEYS}
+    out = model.loss(x, eps)
+    model.backward()
+    model.flat_grads *= share                                       # (1/B) Σ_{i in shard} ∂ℓ_i/∂θ
+    return {k: out[k] * share for k in LOSS_KEYS}
 
 
 class CapturedShardedStep:
@@ -149,13 +154,13 @@ class CapturedShardedStep:
         if eps is None:
             eps = model.sample_eps(n)                               # (B, D): the whole batch's, as ShardedStep draws
         key = (None if x is None else tuple(x.shape), n)
+        lo, hi = shard(n, self.world.rank, self.world.size)
         if self.failed is None and key in self.graphs:
-            lo, hi = shard(n, self.world.rank, self.world.size)
             return self.graphs[key].replay(x, eps[lo:hi], self.opt, self.world)
         out = self.plain(x, eps, n)
         if self.failed is None:
-            lo, hi = shard(n, self.world.rank, self.world.size)
-            record(self, key, lambda: ShardedRecording(model, self.opt, x, eps[lo:hi], (hi - lo) / n), "CUDA graphs")
+            record(self, key, lambda: ShardedRecording(model, self.opt, x, eps[lo:hi], (hi - lo) / n),
+                   "CUDA graphs")
         return out
 
 
@@ -185,13 +190,8 @@ class ShardedRecording:
             self.eps = cupy.empty(eps.shape, dtype=eps.dtype)
 
         def before():
-            if self.x is None:                                      # an empty shard adds nothing to the sum
-                model.zero_grads()
-                return cupy.zeros(len(LOSS_KEYS), dtype=np.float64)
-            out = model.loss(self.x, self.eps)
-            model.backward()
-            model.flat_grads *= share                               # (1/B) Σ_{i in shard} ∂ℓ_i/∂θ
-            return cupy.stack([out[k] for k in LOSS_KEYS]) * share   # (4,)
+            terms = weighted_part(model, self.x, self.eps, share)
+            return cupy.stack([terms[k] for k in LOSS_KEYS])        # (4,)
 
         with self.stream, cupy.cuda.using_allocator(self.pool.malloc):
             self.before, self.losses = _capture(self.stream, before)
@@ -269,16 +269,14 @@ class Recording:
         n, c, h, w = x.shape
         self.x = cupy.empty((c, h, w, n), dtype=x.dtype).transpose(3, 0, 1, 2)  # the graph's inputs, at fixed
         self.eps = cupy.empty(eps.shape, dtype=eps.dtype)              # addresses; x stored as the layers keep it
+        def whole():
+            out = model.loss(self.x, self.eps)
+            model.backward()
+            opt.update(model.grads)
+            return cupy.stack([out[k] for k in LOSS_KEYS])          # (4,)
+
         with self.stream, cupy.cuda.using_allocator(self.pool.malloc):
-            mode = getattr(cupy.cuda.runtime, "streamCaptureModeRelaxed", 2)
-            self.stream.begin_capture(mode=mode)
-            try:
-                out = model.loss(self.x, self.eps)
-                model.backward()
-                opt.update(model.grads)
-                self.losses = cupy.stack([out[k] for k in LOSS_KEYS])   # (4,)
-            finally:
-                graph = self.stream.end_capture()
+            graph, self.losses = _capture(self.stream, whole)
         self.kept = [dict(layer.buffers) for layer in model.walk()]   # the buffers it uses stay allocated
         self.graph = graph
         with self.stream:                   # replay's own copies, once here: a kernel's first launch loads its

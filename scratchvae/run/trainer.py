@@ -161,7 +161,6 @@ class Trainer:
         if self.writer:
             self._write_checkpoint()
         self._last_ckpt = self.step
-        self._skipped = self.model.scaler.skipped if self.model.scaler is not None else 0
 
     def _write_checkpoint(self):
         """Rank 0: this step's checkpoint, with this step's eval MSE (measured now unless its log row did)."""

@@ -55,8 +55,8 @@ def weight_grad_cpu(a, col_mat, out):
     When the sum is long (N·L well above A and K), OpenBLAS runs the same product about 10% faster
     as (COL·aᵀ)ᵀ; the copy into out is small then.
     """
-    if a.shape[1] >= 8 * max(a.shape[0], col_mat.shape[0]) and a.dtype != np.float16:   # (half: blas.py's own)
-        out[...] = (col_mat @ a.T).T                                # (A, K)
+    if a.shape[1] >= 8 * max(a.shape[0], col_mat.shape[0]):
+        out[...] = matmul(col_mat, a.T).T                           # (A, K)
         return out
     return matmul(a, col_mat.T, out=out)                            # (A, K)
 
